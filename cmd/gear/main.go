@@ -1,0 +1,51 @@
+// Command gear is the Gear Gearman stack in one binary: the job server (a drop-in for gearmand) and,
+// as they land, the client, worker, admin console and benchmark.
+//
+// Invoked under the name "gearmand" it acts as "gear server", so it can replace gearmand in existing
+// init scripts and harnesses.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gearhq/gear/server"
+)
+
+const usage = `usage: gear COMMAND [OPTIONS]
+
+Commands:
+  server     run the job server (gearmand-compatible options; gear server --help)
+  version    print the version
+
+Run the job server with its defaults (loopback, port 4730):
+  gear server
+`
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	if base := filepath.Base(args[0]); base == "gearmand" {
+		return runServer(base, args[1:])
+	}
+	if len(args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[1] {
+	case "server":
+		return runServer("gear server", args[2:])
+	case "version", "--version":
+		fmt.Println("gear", server.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "gear: unknown command %q\n\n%s", args[1], usage)
+		return 2
+	}
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gearhq/gear/server"
+)
+
+// serverFlags is the gearmand option surface `gear server` accepts.
+type serverFlags struct {
+	fs            *flag.FlagSet
+	port          string
+	listen        multiFlag
+	logFile       string
+	verbose       string
+	moreVerbose   bool
+	pidFile       string
+	jobRetries    int
+	handlePrefix  string
+	exceptions    bool
+	workerWakeup  int
+	keepalive     bool
+	keepaliveIdle int
+	threads       int
+	roundRobin    bool
+	configFile    string
+	maxPacket     int
+	backlog       int
+	functionTTL   time.Duration
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func newServerFlags(name string) *serverFlags {
+	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs := f.fs
+	str := func(p *string, long, short, def, help string) {
+		fs.StringVar(p, long, def, help)
+		if short != "" {
+			fs.StringVar(p, short, def, "short for --"+long)
+		}
+	}
+	num := func(p *int, long, short string, def int, help string) {
+		fs.IntVar(p, long, def, help)
+		if short != "" {
+			fs.IntVar(p, short, def, "short for --"+long)
+		}
+	}
+	str(&f.port, "port", "p", "4730", "TCP port to listen on (env GEARMAND_PORT)")
+	fs.Var(&f.listen, "listen", "address to listen on, HOST or HOST:PORT (repeatable; default 127.0.0.1; 0.0.0.0 for all)")
+	fs.Var(&f.listen, "L", "short for --listen")
+	str(&f.logFile, "log-file", "l", "stderr", "log destination: a file path, stderr or none")
+	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG")
+	fs.BoolVar(&f.moreVerbose, "v", false, "log at DEBUG level (deprecated in gearmand; use --verbose)")
+	str(&f.pidFile, "pid-file", "P", "", "write the process ID to this file")
+	num(&f.jobRetries, "job-retries", "j", 0, "fail a job after its worker was lost this many times (0 = retry forever)")
+	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", "job handle prefix (default H:HOSTNAME)")
+	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
+	num(&f.workerWakeup, "worker-wakeup", "w", server.WakeOnePerJob, "sleeping workers to wake per new job: -1 one per job, 0 all")
+	fs.BoolVar(&f.keepalive, "keepalive", false, "enable TCP keepalive on connections")
+	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", 60, "seconds of idleness before keepalive probes")
+	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; Gear sizes itself to the machine")
+	fs.BoolVar(&f.roundRobin, "round-robin", false, "accepted for gearmand compatibility; Gear always rotates among a worker's functions")
+	fs.BoolVar(&f.roundRobin, "R", false, "short for --round-robin")
+	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
+	fs.IntVar(&f.maxPacket, "max-packet-size", 64<<20, "largest packet accepted, in bytes")
+	fs.DurationVar(&f.functionTTL, "function-idle-ttl", 5*time.Minute, "how long `status` keeps listing a function with no workers and no jobs")
+	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
+	return f
+}
+
+// parse reads flags, then the config file for options not given as flags, then GEARMAND_PORT if no
+// port was given on the command line: flag over environment over config file over default.
+func (f *serverFlags) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if f.configFile != "" {
+		if err := f.loadConfig(f.configFile, set); err != nil {
+			return err
+		}
+	}
+	if p := os.Getenv("GEARMAND_PORT"); p != "" && !set["port"] && !set["p"] {
+		f.port = p
+	}
+	return nil
+}
+
+func (f *serverFlags) loadConfig(path string, set map[string]bool) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimLeft(line, "-")
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			name, value, _ = strings.Cut(line, " ")
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		fl := f.fs.Lookup(name)
+		if fl == nil {
+			return fmt.Errorf("config file %s:%d: unknown option %q", path, n, name)
+		}
+		if set[name] {
+			continue
+		}
+		if value == "" {
+			if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
+				value = "true"
+			}
+		}
+		if err := fl.Value.Set(value); err != nil {
+			return fmt.Errorf("config file %s:%d: %s: %w", path, n, name, err)
+		}
+	}
+	return sc.Err()
+}
+
+// listenAddrs combines --listen and --port: "--listen 0.0.0.0 --port 4731" and
+// "--listen 127.0.0.1:4731" both work.
+func (f *serverFlags) listenAddrs() ([]string, error) {
+	if _, err := strconv.ParseUint(f.port, 10, 16); err != nil {
+		return nil, fmt.Errorf("invalid port %q", f.port)
+	}
+	hosts := f.listen
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1"}
+	}
+	var addrs []string
+	for _, h := range hosts {
+		if _, _, err := net.SplitHostPort(h); err == nil {
+			addrs = append(addrs, h)
+			continue
+		}
+		addrs = append(addrs, net.JoinHostPort(strings.Trim(h, "[]"), f.port))
+	}
+	return addrs, nil
+}
+
+func parseLevel(name string) (slog.Level, error) {
+	switch strings.ToUpper(name) {
+	case "FATAL", "ALERT", "CRITICAL", "ERROR":
+		return slog.LevelError, nil
+	case "WARNING", "WARN":
+		return slog.LevelWarn, nil
+	case "NOTICE", "INFO":
+		return slog.LevelInfo, nil
+	case "DEBUG":
+		return slog.LevelDebug, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG)", name)
+}
+
+// logSink is the log destination; SIGHUP reopens a log file (for logrotate), as gearmand does.
+type logSink struct {
+	mu   sync.Mutex
+	path string
+	w    io.Writer
+	file *os.File
+}
+
+func openLog(path string) (*logSink, error) {
+	l := &logSink{path: path}
+	switch path {
+	case "stderr", "":
+		l.w = os.Stderr
+	case "none":
+		l.w = io.Discard
+	default:
+		if err := l.reopen(); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *logSink) reopen() error {
+	if l.w == os.Stderr || l.w == io.Discard {
+		return nil
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	l.mu.Lock()
+	old := l.file
+	l.file, l.w = f, f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func runServer(name string, args []string) int {
+	f := newServerFlags(name)
+	if err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	if err := serve(f); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+func serve(f *serverFlags) error {
+	level := new(slog.LevelVar)
+	lv, err := parseLevel(f.verbose)
+	if err != nil {
+		return err
+	}
+	if f.moreVerbose {
+		lv = slog.LevelDebug
+	}
+	level.Set(lv)
+	sink, err := openLog(f.logFile)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+
+	opts := server.DefaultOptions()
+	if opts.Listen, err = f.listenAddrs(); err != nil {
+		return err
+	}
+	opts.JobRetries = f.jobRetries
+	if f.handlePrefix != "" {
+		opts.HandlePrefix = f.handlePrefix
+	}
+	opts.Exceptions = f.exceptions
+	opts.WorkerWakeup = f.workerWakeup
+	opts.Keepalive = f.keepalive
+	opts.KeepaliveIdle = time.Duration(f.keepaliveIdle) * time.Second
+	opts.MaxPacketSize = f.maxPacket
+	opts.FunctionIdleTTL = f.functionTTL
+	opts.Logger = logger
+	opts.Level = level
+
+	srv, err := server.New(opts)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	if f.pidFile != "" {
+		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			srv.Close()
+			return fmt.Errorf("pid file: %w", err)
+		}
+		defer os.Remove(f.pidFile)
+	}
+	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
+		"pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGPIPE)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-srv.Done():
+			logger.Info("gear server stopped")
+			srv.Close()
+			return nil
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				if err := sink.reopen(); err != nil {
+					logger.Error("cannot reopen log file", "err", err)
+				}
+			case syscall.SIGUSR1:
+				logger.Info("SIGUSR1: graceful shutdown")
+				go srv.Shutdown(context.Background())
+			default:
+				logger.Info("stopping", "signal", sig.String())
+				srv.Close()
+			}
+		}
+	}
+}

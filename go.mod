@@ -1,0 +1,3 @@
+module github.com/gearhq/gear
+
+go 1.26

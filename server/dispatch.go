@@ -1,0 +1,418 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/gearhq/gear/protocol"
+)
+
+// ERROR packet codes: libgearman return names without their GEARMAN_ prefix, as gearmand sends them.
+const (
+	errInvalidMagic      = "INVALID_MAGIC"
+	errInvalidCommand    = "INVALID_COMMAND"
+	errInvalidArgument   = "INVALID_ARGUMENT"
+	errArgumentTooLarge  = "ARGUMENT_TOO_LARGE"
+	errQueueError        = "QUEUE_ERROR"
+	errJobNotFound       = "JOB_NOT_FOUND"
+	errUnknownOption     = "UNKNOWN_OPTION"
+	errServerError       = "SERVER_ERROR"
+	textCommandNotExpect = "Command not expected"
+)
+
+// submitKind describes one of the SUBMIT_* packet forms.
+type submitKind struct {
+	prio       priority
+	background bool
+	epoch      bool // SUBMIT_JOB_EPOCH: function, unique, when, data
+	reduce     bool // SUBMIT_REDUCE_JOB*: function, unique, reducer, aggregator, data
+}
+
+var submitKinds = map[protocol.Type]submitKind{
+	protocol.SubmitJob:                 {prio: prioNormal},
+	protocol.SubmitJobBg:               {prio: prioNormal, background: true},
+	protocol.SubmitJobHigh:             {prio: prioHigh},
+	protocol.SubmitJobHighBg:           {prio: prioHigh, background: true},
+	protocol.SubmitJobLow:              {prio: prioLow},
+	protocol.SubmitJobLowBg:            {prio: prioLow, background: true},
+	protocol.SubmitJobEpoch:            {prio: prioNormal, background: true, epoch: true},
+	protocol.SubmitReduceJob:           {prio: prioNormal, reduce: true},
+	protocol.SubmitReduceJobBackground: {prio: prioNormal, background: true, reduce: true},
+}
+
+// dispatch runs the handler for one request packet. A panic in a handler is logged and answered
+// with ERROR SERVER_ERROR; the server and the connection stay up.
+func (s *Server) dispatch(c *conn, p *protocol.Packet) {
+	if p.Magic != protocol.MagicReq {
+		c.sendError(errInvalidMagic, "Request magic expected")
+		return
+	}
+	if p.Type == protocol.EchoReq { // needs no state: answer without the lock
+		c.send(protocol.EchoRes, p.Args[0])
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("handler panic", "type", p.Type, "panic", r, "stack", string(debug.Stack()))
+			c.sendError(errServerError, fmt.Sprintf("internal error handling %s", p.Type))
+		}
+	}()
+	if c.gone {
+		return
+	}
+	if kind, ok := submitKinds[p.Type]; ok {
+		s.submitJob(c, p, kind)
+		return
+	}
+	switch p.Type {
+	case protocol.CanDo:
+		s.canDo(c, p.Args[0], 0)
+	case protocol.CanDoTimeout:
+		s.canDoTimeout(c, p)
+	case protocol.CantDo:
+		s.cantDo(c, p.Args[0])
+	case protocol.ResetAbilities:
+		s.resetAbilities(c)
+	case protocol.PreSleep:
+		s.preSleep(c)
+	case protocol.GrabJob, protocol.GrabJobUniq, protocol.GrabJobAll:
+		s.grabJob(c, p.Type)
+	case protocol.WorkData, protocol.WorkWarning, protocol.WorkStatus,
+		protocol.WorkComplete, protocol.WorkFail, protocol.WorkException:
+		s.workResult(c, p)
+	case protocol.GetStatus:
+		s.getStatus(c, p.Args[0])
+	case protocol.GetStatusUnique:
+		s.getStatusUnique(c, p.Args[0])
+	case protocol.OptionReq:
+		s.optionReq(c, p.Args[0])
+	case protocol.SetClientID:
+		s.setClientID(c, p.Args[0])
+	default:
+		// Response types, ALL_YOURS and SUBMIT_JOB_SCHED: what gearmand answers.
+		c.sendError(errInvalidCommand, textCommandNotExpect)
+	}
+}
+
+// submitJob handles the SUBMIT_JOB family: "FUNCTION\0UNIQUE\0DATA", with "WHEN\0" before DATA for
+// SUBMIT_JOB_EPOCH and "REDUCER\0AGGREGATOR\0" before DATA for SUBMIT_REDUCE_JOB*.
+func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
+	name, unique := p.Args[0], p.Args[1]
+	data := p.Args[len(p.Args)-1]
+	if len(unique) > protocol.MaxUniqueSize {
+		c.sendError(errArgumentTooLarge, "Unique value too large")
+		return
+	}
+	if len(name) > protocol.MaxFunctionSize {
+		c.sendError(errArgumentTooLarge, "Function name too large")
+		return
+	}
+	if s.draining {
+		c.sendError(errQueueError, "Server is shutting down")
+		return
+	}
+	var when time.Time
+	if kind.epoch {
+		sec, err := strconv.ParseInt(string(bytes.TrimSpace(p.Args[2])), 10, 64)
+		if err != nil || sec < 0 {
+			c.sendError(errInvalidArgument, "Epoch time is not a number of seconds")
+			return
+		}
+		when = time.Unix(sec, 0)
+	}
+	f := s.function(name, true)
+
+	var key string
+	switch {
+	case len(unique) == 0:
+	case len(unique) == 1 && unique[0] == '-':
+		key = "-\x00" + string(data) // the workload is the key
+	default:
+		key = string(unique)
+	}
+	if key != "" {
+		if j := f.uniques[key]; j != nil {
+			s.coalesce(c, j, kind)
+			return
+		}
+	}
+	if limit := f.maxQueue[kind.prio]; limit > 0 && f.total() >= limit {
+		c.sendError(errQueueError, "Job queue is full")
+		s.collect(f)
+		return
+	}
+	j := &job{
+		handle:     s.newHandle(),
+		seq:        s.handleSeq,
+		fn:         f,
+		unique:     string(unique),
+		uniqueKey:  key,
+		data:       bytes.Clone(data),
+		prio:       kind.prio,
+		background: kind.background,
+		when:       when,
+		created:    s.opts.Now(),
+		heapIndex:  -1,
+	}
+	if kind.reduce {
+		j.reducer = string(p.Args[2])
+	}
+	if j.data == nil {
+		j.data = []byte{}
+	}
+	s.jobs[j.handle] = j
+	if key != "" {
+		f.uniques[key] = j
+	}
+	if !kind.background {
+		s.attachClient(j, c)
+	}
+	c.send(protocol.JobCreated, []byte(j.handle))
+	if kind.epoch && when.After(s.opts.Now()) {
+		j.state = jobScheduled
+		f.scheduled++
+		if s.epochs.peek() == nil || when.Before(s.epochs.peek().when) {
+			s.kickScheduler()
+		}
+		s.epochs.add(j)
+		return
+	}
+	s.enqueue(j, false)
+}
+
+// coalesce attaches a submit to an existing job with the same function and unique key: the client
+// gets the same handle and every WORK_* packet; its payload is ignored. A background submit onto a
+// foreground job makes the job background, so it runs even if the foreground client leaves.
+func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
+	if kind.background {
+		j.background = true
+	} else {
+		s.attachClient(j, c)
+	}
+	c.send(protocol.JobCreated, []byte(j.handle))
+}
+
+// attachClient adds c to j's listeners once per submit: a client that submits the same unique twice
+// on one connection gets two JOB_CREATED and two of every WORK_* packet, as with gearmand (Perl task
+// sets count on it).
+func (s *Server) attachClient(j *job, c *conn) {
+	j.clients = append(j.clients, c)
+	if c.waiting == nil {
+		c.waiting = make(map[*job]struct{})
+	}
+	c.waiting[j] = struct{}{}
+}
+
+// canDo registers a function for worker c: "FUNCTION".
+func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
+	c.isWorker = true
+	for i, a := range c.abilities {
+		if a.fn.name == string(name) {
+			c.abilities[i].timeout = timeout
+			return
+		}
+	}
+	f := s.function(name, true)
+	c.abilities = append(c.abilities, ability{fn: f, timeout: timeout})
+	f.workers = append(f.workers, c)
+	// A worker that registers while asleep can have work at once.
+	if c.sleeping && !c.noopSent && f.queuedTotal() > 0 {
+		c.noopSent = true
+		c.send(protocol.Noop)
+	}
+}
+
+// canDoTimeout registers "FUNCTION\0TIMEOUT". As in gearmand the timeout is in milliseconds and at
+// least one second (values below are raised to it); unlike gearmand, a job that outruns it fails
+// (see expire). Zero or an unparsable value means no timeout.
+func (s *Server) canDoTimeout(c *conn, p *protocol.Packet) {
+	ms, err := strconv.ParseInt(string(bytes.TrimSpace(p.Args[1])), 10, 64)
+	var timeout time.Duration
+	if err == nil && ms > 0 {
+		timeout = max(time.Duration(ms)*time.Millisecond, time.Second)
+	}
+	s.canDo(c, p.Args[0], timeout)
+}
+
+// cantDo withdraws one function: "FUNCTION".
+func (s *Server) cantDo(c *conn, name []byte) {
+	for i, a := range c.abilities {
+		if a.fn.name == string(name) {
+			c.abilities = append(c.abilities[:i], c.abilities[i+1:]...)
+			if c.grabNext >= len(c.abilities) {
+				c.grabNext = 0
+			}
+			s.removeWorker(a.fn, c)
+			return
+		}
+	}
+}
+
+// preSleep: the worker will wait for a NOOP. If it has work already, it gets the NOOP at once.
+func (s *Server) preSleep(c *conn) {
+	c.isWorker = true
+	c.sleeping = true
+	c.noopSent = false
+	if s.draining {
+		return
+	}
+	for _, a := range c.abilities {
+		if a.fn.queuedTotal() > 0 {
+			c.noopSent = true
+			c.send(protocol.Noop)
+			return
+		}
+	}
+}
+
+// grabJob answers GRAB_JOB (JOB_ASSIGN "HANDLE\0FUNCTION\0DATA"), GRAB_JOB_UNIQ (JOB_ASSIGN_UNIQ, with
+// the unique) and GRAB_JOB_ALL (JOB_ASSIGN_ALL with the reducer for reduce jobs, else
+// JOB_ASSIGN_UNIQ, as gearmand does), or NO_JOB.
+func (s *Server) grabJob(c *conn, t protocol.Type) {
+	c.isWorker = true
+	c.sleeping = false
+	c.noopSent = false
+	var j *job
+	if !s.draining {
+		j = s.nextJob(c)
+	}
+	if j == nil {
+		c.send(protocol.NoJob)
+		return
+	}
+	s.assign(j, c)
+	h, fn := []byte(j.handle), []byte(j.fn.name)
+	switch {
+	case t == protocol.GrabJob:
+		c.send(protocol.JobAssign, h, fn, j.data)
+	case t == protocol.GrabJobAll && j.reducer != "":
+		c.send(protocol.JobAssignAll, h, fn, []byte(j.unique), []byte(j.reducer), j.data)
+	default:
+		c.send(protocol.JobAssignUniq, h, fn, []byte(j.unique), j.data)
+	}
+}
+
+// workResult handles WORK_DATA, WORK_WARNING, WORK_STATUS ("HANDLE\0NUM\0DEN"), WORK_COMPLETE,
+// WORK_FAIL and WORK_EXCEPTION from the worker running the job.
+func (s *Server) workResult(c *conn, p *protocol.Packet) {
+	handle := p.Args[0]
+	if p.Type == protocol.WorkFail {
+		// Some peers end the single argument with a NUL, as gearmand 1.1 itself does.
+		handle = bytes.TrimRight(handle, "\x00")
+	}
+	j := s.jobs[string(handle)]
+	if j == nil || j.worker != c {
+		if c.recentlyEnded(handle) {
+			// A late packet for a job that already ended here (WORK_FAIL after WORK_EXCEPTION, as
+			// Perl's Gearman::Worker sends, or a result after a timeout or cancel): nothing to do.
+			c.log.Debug("ignoring late packet for an ended job", "type", p.Type, "handle", string(handle))
+			return
+		}
+		c.sendError(errJobNotFound, "Job given in work result not found")
+		return
+	}
+	switch p.Type {
+	case protocol.WorkData, protocol.WorkWarning:
+		s.forward(j, p.Type, handle, p.Args[1])
+	case protocol.WorkStatus:
+		j.num, j.den = string(p.Args[1]), string(p.Args[2])
+		s.forward(j, p.Type, handle, p.Args[1], p.Args[2])
+	case protocol.WorkComplete:
+		s.forward(j, p.Type, handle, p.Args[1])
+		s.finish(j)
+	case protocol.WorkFail:
+		s.forward(j, p.Type, handle)
+		s.finish(j)
+	case protocol.WorkException:
+		for _, cl := range j.clients {
+			if cl.exceptions {
+				cl.send(protocol.WorkException, handle, p.Args[1])
+			} else {
+				cl.send(protocol.WorkFail, handle)
+			}
+		}
+		s.finish(j)
+	}
+}
+
+// getStatus answers GET_STATUS "HANDLE" with STATUS_RES "HANDLE\0KNOWN\0RUNNING\0NUM\0DEN".
+func (s *Server) getStatus(c *conn, handle []byte) {
+	j := s.jobs[string(handle)]
+	if j == nil {
+		c.send(protocol.StatusRes, handle, zero, zero, zero, zero)
+		return
+	}
+	c.send(protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(j.num), numArg(j.den))
+}
+
+// getStatusUnique answers GET_STATUS_UNIQUE "UNIQUE" with STATUS_RES_UNIQUE
+// "UNIQUE\0KNOWN\0RUNNING\0NUM\0DEN\0CLIENTS", looking in every function.
+func (s *Server) getStatusUnique(c *conn, unique []byte) {
+	var j *job
+	if len(unique) > 0 {
+		for _, f := range s.functions {
+			if j = f.uniques[string(unique)]; j != nil {
+				break
+			}
+		}
+	}
+	if j == nil {
+		c.send(protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
+		return
+	}
+	c.send(protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
+		numArg(j.num), numArg(j.den), []byte(strconv.Itoa(len(j.clients))))
+}
+
+// optionReq handles OPTION_REQ "NAME": only "exceptions" exists.
+func (s *Server) optionReq(c *conn, name []byte) {
+	if !bytes.EqualFold(name, []byte("exceptions")) {
+		c.sendError(errUnknownOption, "Server does not recognize given option")
+		return
+	}
+	c.exceptions = true
+	c.send(protocol.OptionRes, name)
+}
+
+// setClientID handles SET_CLIENT_ID "ID", shown by the admin `workers`. Truncated as in gearmand;
+// spaces and control bytes would break the `workers` line format, so they become '_'.
+func (s *Server) setClientID(c *conn, id []byte) {
+	if len(id) > protocol.MaxClientIDSize {
+		id = id[:protocol.MaxClientIDSize]
+	}
+	clean := []byte(string(id))
+	for i, b := range clean {
+		if b <= ' ' || b == 0x7f {
+			clean[i] = '_'
+		}
+	}
+	if len(clean) == 0 {
+		c.clientID = "-"
+		return
+	}
+	c.clientID = string(clean)
+}
+
+var (
+	zero = []byte("0")
+	one  = []byte("1")
+)
+
+func boolArg(b bool) []byte {
+	if b {
+		return one
+	}
+	return zero
+}
+
+func numArg(s string) []byte {
+	if s == "" {
+		return zero
+	}
+	return []byte(s)
+}

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gearhq/gear/protocol"
+)
+
+// This file holds the job lifecycle. Every function here expects Server.mu to be held.
+//
+//	submit ──► queued ──grab──► running ──WORK_COMPLETE/FAIL/EXCEPTION──► done
+//	   │          ▲                │
+//	   │          └─worker lost────┘ (retries++, back to the front; failed after --job-retries)
+//	   └─epoch─► scheduled ──due──► queued
+//
+// A queued foreground job whose last client leaves, and any job cancelled by the admin, go to done.
+
+// function returns the named function, creating it when create is set.
+func (s *Server) function(name []byte, create bool) *function {
+	if f, ok := s.functions[string(name)]; ok {
+		return f
+	}
+	if !create {
+		return nil
+	}
+	f := &function{name: string(name), uniques: make(map[string]*job)}
+	s.functions[f.name] = f
+	return f
+}
+
+// collect notes that f may have become idle; the schedule loop removes it once it stayed idle for
+// Options.FunctionIdleTTL (at once when that is zero).
+func (s *Server) collect(f *function) {
+	if !f.idle() || s.functions[f.name] != f {
+		return
+	}
+	if s.opts.FunctionIdleTTL == 0 {
+		delete(s.functions, f.name)
+		return
+	}
+	f.idleSince = s.opts.Now()
+}
+
+// sweepIdleFunctions removes functions idle for longer than Options.FunctionIdleTTL.
+func (s *Server) sweepIdleFunctions(now time.Time) {
+	for name, f := range s.functions {
+		if f.idle() && !f.idleSince.IsZero() && now.Sub(f.idleSince) >= s.opts.FunctionIdleTTL {
+			delete(s.functions, name)
+		}
+	}
+}
+
+// enqueue makes j runnable and wakes workers for it. front puts it ahead of younger jobs (requeue).
+func (s *Server) enqueue(j *job, front bool) {
+	j.state = jobQueued
+	f := j.fn
+	if front {
+		f.queues[j.prio].pushFront(j)
+	} else {
+		f.queues[j.prio].pushBack(j)
+	}
+	f.queued[j.prio]++
+	s.wake(f)
+}
+
+// wake sends NOOP to sleeping workers of f that have not been woken yet, rotating through them so
+// wake-ups spread over the fleet. How many depends on Options.WorkerWakeup.
+func (s *Server) wake(f *function) {
+	limit := s.opts.WorkerWakeup
+	switch {
+	case limit == WakeOnePerJob:
+		limit = 1
+	case limit == WakeAll:
+		limit = len(f.workers)
+	}
+	n := len(f.workers)
+	for i := 0; i < n && limit > 0; i++ {
+		w := f.workers[(f.wakeNext+i)%n]
+		if w.sleeping && !w.noopSent {
+			w.noopSent = true
+			w.send(protocol.Noop)
+			limit--
+			f.wakeNext = (f.wakeNext + i + 1) % n
+		}
+	}
+}
+
+// nextJob takes the best runnable job for worker c: the highest priority across all its functions
+// (as gearmand 2.0), rotating among its functions so none starves at equal priority.
+func (s *Server) nextJob(c *conn) *job {
+	n := len(c.abilities)
+	for p := prioHigh; p < numPriorities; p++ {
+		for i := 0; i < n; i++ {
+			k := (c.grabNext + i) % n
+			f := c.abilities[k].fn
+			if f.queued[p] == 0 {
+				continue
+			}
+			if j := f.queues[p].popRunnable(); j != nil {
+				f.queued[p]--
+				c.grabNext = (k + 1) % n
+				return j
+			}
+		}
+	}
+	return nil
+}
+
+// assign hands j to worker c.
+func (s *Server) assign(j *job, c *conn) {
+	j.state = jobRunning
+	j.worker = c
+	j.fn.running++
+	if c.running == nil {
+		c.running = make(map[*job]struct{})
+	}
+	c.running[j] = struct{}{}
+	for _, a := range c.abilities {
+		if a.fn == j.fn && a.timeout > 0 {
+			j.deadline = s.opts.Now().Add(a.timeout)
+			if s.timeouts.peek() == nil || j.deadline.Before(s.timeouts.peek().deadline) {
+				s.kickScheduler()
+			}
+			s.timeouts.add(j)
+			break
+		}
+	}
+}
+
+// finish removes j from every index: it completed, failed, was cancelled or dropped.
+func (s *Server) finish(j *job) {
+	f := j.fn
+	switch j.state {
+	case jobRunning:
+		s.unassign(j)
+	case jobQueued:
+		f.queued[j.prio]-- // its ring slot is skipped lazily
+	case jobScheduled:
+		f.scheduled--
+		s.epochs.remove(j)
+	case jobDone:
+		return
+	}
+	j.state = jobDone
+	j.worker = nil
+	delete(s.jobs, j.handle)
+	if j.uniqueKey != "" && f.uniques[j.uniqueKey] == j {
+		delete(f.uniques, j.uniqueKey)
+	}
+	for _, c := range j.clients {
+		delete(c.waiting, j)
+	}
+	j.clients = nil
+	j.data = nil
+	s.collect(f)
+	s.checkDrained()
+}
+
+// forward sends a WORK_* packet about j to every client waiting on it.
+func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
+	for _, c := range j.clients {
+		c.send(t, args...)
+	}
+}
+
+// failClients tells j's clients it failed: WORK_EXCEPTION with reason to those that asked for
+// exceptions (when reason is set), WORK_FAIL to the others.
+func (s *Server) failClients(j *job, reason string) {
+	h := []byte(j.handle)
+	for _, c := range j.clients {
+		if reason != "" && c.exceptions {
+			c.send(protocol.WorkException, h, []byte(reason))
+		} else {
+			c.send(protocol.WorkFail, h)
+		}
+	}
+}
+
+// requeueLost puts back a job whose worker went away, or fails it after Options.JobRetries attempts.
+func (s *Server) requeueLost(j *job) {
+	j.retries++
+	switch {
+	case len(j.clients) == 0 && !j.background:
+		// Its clients left while it ran: nobody wants the result any more.
+		s.finish(j)
+		return
+	case s.opts.JobRetries > 0 && j.retries >= s.opts.JobRetries:
+		s.log.Warn("job dropped: its worker was lost too many times", "handle", j.handle,
+			"function", j.fn.name, "attempts", j.retries)
+		s.failClients(j, "job failed: worker lost "+strconv.Itoa(j.retries)+" times")
+		s.finish(j)
+		return
+	}
+	s.log.Info("worker lost; job requeued", "handle", j.handle, "function", j.fn.name, "retries", j.retries)
+	s.unassign(j)
+	j.num, j.den = "", ""
+	s.enqueue(j, true)
+}
+
+// unassign takes running job j away from its worker.
+func (s *Server) unassign(j *job) {
+	j.fn.running--
+	s.timeouts.remove(j)
+	if w := j.worker; w != nil {
+		delete(w.running, j)
+		w.rememberEnded(j.handle)
+	}
+	j.worker = nil
+}
+
+// detachClient removes client c from j. A queued foreground job nobody waits for any more is dropped:
+// running it would be work for nobody. A running one finishes, its result discarded.
+func (s *Server) detachClient(j *job, c *conn) {
+	j.clients = slices.DeleteFunc(j.clients, func(x *conn) bool { return x == c })
+	if len(j.clients) == 0 && !j.background && j.state == jobQueued {
+		s.finish(j)
+	}
+}
+
+// expire handles a CAN_DO_TIMEOUT: the job failed. Gear tells the clients (WORK_FAIL, or
+// WORK_EXCEPTION "timeout" to those that asked for exceptions) rather than requeueing silently as
+// gearmand does, because a job that outran its limit once is likely to again and a silent requeue
+// loops forever. The worker's late result is ignored.
+func (s *Server) expire(j *job) {
+	j.heapIndex = -1
+	s.log.Warn("job timed out", "handle", j.handle, "function", j.fn.name)
+	s.failClients(j, "job timed out")
+	s.finish(j)
+}
+
+// resetAbilities withdraws every function c registered.
+func (s *Server) resetAbilities(c *conn) {
+	for _, a := range c.abilities {
+		s.removeWorker(a.fn, c)
+	}
+	c.abilities = nil
+	c.grabNext = 0
+}
+
+func (s *Server) removeWorker(f *function, c *conn) {
+	for i, w := range f.workers {
+		if w == c {
+			f.workers = append(f.workers[:i], f.workers[i+1:]...)
+			break
+		}
+	}
+	if f.wakeNext >= len(f.workers) {
+		f.wakeNext = 0
+	}
+	// If c was woken for a job it will now never take, wake someone else.
+	if c.sleeping && c.noopSent && f.queuedTotal() > 0 {
+		s.wake(f)
+	}
+	s.collect(f)
+}

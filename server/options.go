@@ -1,0 +1,100 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Version is reported by the admin `version` command.
+var Version = "0.1.0"
+
+// Wake-up policies for Options.WorkerWakeup.
+const (
+	// WakeAll sends NOOP to every sleeping worker of the function (gearmand's `-w 0`).
+	WakeAll = 0
+	// WakeOnePerJob wakes one sleeping worker per runnable job: enough to run it, without waking a herd.
+	WakeOnePerJob = -1
+)
+
+// Options configure a Server. The zero value is not valid: start from DefaultOptions.
+type Options struct {
+	// Listen holds the addresses to listen on, each "host:port". An empty list listens nowhere (tests
+	// may call Serve with their own listener).
+	Listen []string
+	// JobRetries is the number of attempts after which a job whose worker keeps disconnecting is
+	// failed (WORK_FAIL to its clients); 0 retries forever, as gearmand 1.1.
+	JobRetries int
+	// HandlePrefix starts every job handle ("H:host" by default).
+	HandlePrefix string
+	// Exceptions turns the `exceptions` option on for every connection.
+	Exceptions bool
+	// WorkerWakeup is how many sleeping workers a new job wakes: WakeOnePerJob (default), WakeAll,
+	// or a positive limit.
+	WorkerWakeup int
+	// Keepalive enables TCP keepalive on accepted connections, with KeepaliveIdle as its period.
+	Keepalive     bool
+	KeepaliveIdle time.Duration
+	// MaxPacketSize bounds the data of one binary packet; larger ones get ERROR ARGUMENT_TOO_LARGE and
+	// the connection is closed.
+	MaxPacketSize int
+	// MaxOutbound bounds the bytes queued to one peer that does not read; past it the peer is dropped.
+	MaxOutbound int
+	// FunctionIdleTTL is how long a function with no workers, no jobs and no settings stays listed
+	// by `status` before it is forgotten (0: at once).
+	FunctionIdleTTL time.Duration
+	// Logger receives the server's log; Level (optional) is the level the admin `verbose` reports.
+	Logger *slog.Logger
+	Level  *slog.LevelVar
+	// Now is the clock for epoch jobs and timeouts (tests inject one).
+	Now func() time.Time
+}
+
+// DefaultOptions returns the defaults: loopback port 4730, one wake-up per job, 64 MiB packets.
+func DefaultOptions() Options {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "gear"
+	}
+	return Options{
+		Listen:          []string{"127.0.0.1:4730"},
+		HandlePrefix:    "H:" + host,
+		WorkerWakeup:    WakeOnePerJob,
+		KeepaliveIdle:   60 * time.Second,
+		MaxPacketSize:   64 << 20,
+		MaxOutbound:     256 << 20,
+		FunctionIdleTTL: 5 * time.Minute,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:             time.Now,
+	}
+}
+
+func (o *Options) validate() error {
+	if o.JobRetries < 0 {
+		return fmt.Errorf("job retries must be 0 (unlimited) or more, got %d", o.JobRetries)
+	}
+	if o.MaxPacketSize <= 0 {
+		return fmt.Errorf("max packet size must be positive, got %d", o.MaxPacketSize)
+	}
+	if len(o.HandlePrefix) > 40 {
+		return fmt.Errorf("job handle prefix %q is too long (40 bytes at most, handles are limited to 63)", o.HandlePrefix)
+	}
+	if o.FunctionIdleTTL < 0 {
+		return fmt.Errorf("function idle TTL must not be negative, got %v", o.FunctionIdleTTL)
+	}
+	if o.WorkerWakeup < WakeOnePerJob {
+		return fmt.Errorf("worker wakeup must be -1 (one per job), 0 (all) or a positive limit, got %d", o.WorkerWakeup)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxOutbound < 2*o.MaxPacketSize {
+		o.MaxOutbound = 2 * o.MaxPacketSize
+	}
+	return nil
+}

@@ -1,0 +1,266 @@
+// Package server is Gear's job server: a drop-in for gearmand that speaks the Gearman binary protocol
+// and the text admin protocol on one port.
+//
+// # Concurrency
+//
+// Each connection has a reader goroutine (decode, dispatch) and a writer goroutine (flush its
+// outbound buffer). All job state — functions, queues, jobs, and the per-connection fields marked
+// "guarded by Server.mu" — sits behind the one Server.mu, as gearmand keeps it in one processing
+// thread: a handler's work under the lock is a few map and slice operations, never I/O.
+//
+// Lock order: Server.mu, then conn.outMu. Nothing takes Server.mu while holding a conn.outMu.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server is a Gearman job server. Create it with New, start it with Start or Serve, stop it with
+// Shutdown (graceful) or Close.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu         sync.Mutex // guards the job state below and conn fields marked so
+	functions  map[string]*function
+	jobs       map[string]*job // by handle
+	conns      map[*conn]struct{}
+	handleSeq  uint64
+	draining   bool // graceful shutdown: no new jobs handed out or accepted
+	epochs     jobHeap
+	timeouts   jobHeap
+	listeners  []net.Listener
+	closed     bool
+	drainedCh  chan struct{} // closed when draining and no job is running
+	nextConnID atomic.Uint64
+
+	schedWake chan struct{}
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+}
+
+// New validates opts and returns a server that is not yet listening.
+func New(opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		functions: make(map[string]*function),
+		jobs:      make(map[string]*job),
+		conns:     make(map[*conn]struct{}),
+		schedWake: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	s.epochs.less = func(a, b *job) bool { return a.when.Before(b.when) }
+	s.timeouts.less = func(a, b *job) bool { return a.deadline.Before(b.deadline) }
+	s.wg.Add(1)
+	go s.scheduleLoop()
+	return s, nil
+}
+
+// Start listens on every address in Options.Listen and serves each in the background.
+func (s *Server) Start() error {
+	for _, addr := range s.opts.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s.log.Info("listening", "addr", ln.Addr().String())
+		if err := s.Serve(ln); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// Serve accepts connections from ln in the background until the server closes.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed || s.draining {
+		s.mu.Unlock()
+		return errors.New("server is shutting down")
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	return nil
+}
+
+// Addrs returns the addresses the server listens on.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addrs := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		addrs[i] = ln.Addr()
+	}
+	return addrs
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: log once per pause and retry, as net/http does, instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		backoff = 0
+		s.startConn(nc)
+	}
+}
+
+func (s *Server) startConn(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		if s.opts.Keepalive {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.opts.KeepaliveIdle})
+		} else {
+			tc.SetKeepAlive(false)
+		}
+	}
+	c := newConn(s, nc, s.nextConnID.Add(1))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.log.Debug("connected")
+	s.wg.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+// dropConn forgets a closed connection: its running jobs go back to the queue, its waiting
+// foreground jobs lose their client, its abilities are withdrawn.
+func (s *Server) dropConn(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.gone {
+		return
+	}
+	c.gone = true
+	delete(s.conns, c)
+	for j := range c.running {
+		s.requeueLost(j)
+	}
+	c.running = nil
+	for j := range c.waiting {
+		s.detachClient(j, c)
+	}
+	c.waiting = nil
+	s.resetAbilities(c)
+	c.log.Debug("disconnected")
+	s.checkDrained()
+}
+
+// newHandle returns a fresh job handle. Server.mu must be held.
+func (s *Server) newHandle() string {
+	s.handleSeq++
+	return s.opts.HandlePrefix + ":" + strconv.FormatUint(s.handleSeq, 10)
+}
+
+// Shutdown stops accepting connections and new jobs, lets running jobs finish (or ctx expire), then
+// closes everything. This is SIGUSR1 and `shutdown graceful`.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	if !s.draining {
+		s.draining = true
+		s.drainedCh = make(chan struct{})
+		for _, ln := range s.listeners {
+			ln.Close()
+		}
+		s.log.Info("graceful shutdown: waiting for running jobs", "running", s.runningCount())
+		s.checkDrained()
+	}
+	drained := s.drainedCh
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-s.done:
+	}
+	s.Close()
+	return err
+}
+
+// runningCount counts jobs assigned to workers. Server.mu must be held.
+func (s *Server) runningCount() int {
+	n := 0
+	for _, f := range s.functions {
+		n += f.running
+	}
+	return n
+}
+
+// checkDrained ends a graceful shutdown once nothing runs. Server.mu must be held.
+func (s *Server) checkDrained() {
+	if s.draining && s.drainedCh != nil && s.runningCount() == 0 {
+		select {
+		case <-s.drainedCh:
+		default:
+			close(s.drainedCh)
+		}
+	}
+}
+
+// Close stops the server at once: listeners and connections close, goroutines end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// pid is reported by the admin `getpid`.
+var pid = os.Getpid()
