@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# test.sh — the whole test suite: formatting, vet, every Go test with -race (unit, in-process server,
+# cross-language interop against real third-party clients), a short run of each fuzz target and each
+# benchmark so none of them rots. Installs its own test dependencies first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME=${FUZZTIME:-10s}
+
+./scripts/install-test-deps.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz ($FUZZTIME each)"
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" | tail -1
+  done
+done
+
+echo "== benchmarks (brief)"
+go test -run '^$' -bench . -benchtime 200x -count=1 ./... | grep -E '^(Benchmark|ok|FAIL|---)' 
+echo "all tests passed"
