@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Guard keeps a long-running worker from growing without bound. Every Interval it samples the
+// process's memory: past WarnBytes it logs a warning and calls OnWarn (once per crossing); at
+// MaxBytes it stops taking jobs, lets the jobs in hand finish, disconnects, and Run returns
+// ErrMemoryCap, so the caller can exit or re-execute itself. MaxJobs and MaxLifetime recycle the
+// worker the same way; Splay adds a random part of MaxLifetime (0..Splay×MaxLifetime) so a fleet
+// started together does not restart together.
+type Guard struct {
+	WarnBytes   uint64
+	MaxBytes    uint64
+	Interval    time.Duration // default 1 s
+	MaxJobs     uint64
+	MaxLifetime time.Duration
+	Splay       float64 // 0..1
+	// OnWarn is the alert hook, called with the sampled size when it crosses WarnBytes.
+	OnWarn func(bytes uint64)
+	// Sample returns the memory to compare (default: MemoryInUse).
+	Sample func() uint64
+}
+
+func (g *Guard) validate() error {
+	if g.MaxBytes > 0 && g.WarnBytes > g.MaxBytes {
+		return errors.New("worker: memory warning threshold above the cap")
+	}
+	if g.Splay < 0 || g.Splay > 1 {
+		return errors.New("worker: lifetime splay must be between 0 and 1")
+	}
+	if g.Interval <= 0 {
+		g.Interval = time.Second
+	}
+	if g.Sample == nil {
+		g.Sample = MemoryInUse
+	}
+	return nil
+}
+
+func (g *Guard) active() bool {
+	return g.WarnBytes > 0 || g.MaxBytes > 0 || g.MaxLifetime > 0
+}
+
+// guardLoop samples memory and the clock until done closes.
+func (w *Worker) guardLoop(done <-chan struct{}) {
+	g := &w.opts.Guard
+	var deadline <-chan time.Time
+	if g.MaxLifetime > 0 {
+		life := g.MaxLifetime + time.Duration(rand.Float64()*g.Splay*float64(g.MaxLifetime))
+		w.log.Info("worker lifetime", "limit", life.Round(time.Second))
+		t := time.NewTimer(life)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(g.Interval)
+	defer tick.Stop()
+	warned := false
+	for {
+		select {
+		case <-done:
+			return
+		case <-deadline:
+			w.stopWith(ErrMaxLifetime)
+			deadline = nil
+		case <-tick.C:
+			if g.WarnBytes == 0 && g.MaxBytes == 0 {
+				continue
+			}
+			used := g.Sample()
+			switch {
+			case g.MaxBytes > 0 && used >= g.MaxBytes:
+				w.log.Warn("worker memory at its cap: finishing the jobs in hand", "bytes", used, "cap", g.MaxBytes)
+				w.stopWith(ErrMemoryCap)
+			case g.WarnBytes > 0 && used >= g.WarnBytes:
+				if !warned {
+					warned = true
+					w.log.Warn("worker memory above its warning threshold", "bytes", used, "threshold", g.WarnBytes)
+					if g.OnWarn != nil {
+						go g.OnWarn(used)
+					}
+				}
+			default:
+				warned = false
+			}
+		}
+	}
+}
+
+// MemoryInUse returns the process's resident set size on Linux, or else the memory the Go runtime
+// holds from the system minus what it has released.
+func MemoryInUse() uint64 {
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				return pages * uint64(os.Getpagesize())
+			}
+		}
+	}
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64() - s[1].Value.Uint64()
+}
+
+// AlertCommand returns an OnWarn hook that runs argv (no shell) with GEAR_WORKER_MEMORY and
+// GEAR_WORKER_PID in its environment.
+func AlertCommand(argv []string) func(uint64) {
+	return func(used uint64) {
+		if len(argv) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), "GEAR_WORKER_MEMORY="+strconv.FormatUint(used, 10),
+			"GEAR_WORKER_PID="+strconv.Itoa(os.Getpid()))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "worker: alert command %q: %v\n", argv[0], err)
+		}
+	}
+}
+
+// AlertURL returns an OnWarn hook that POSTs a small JSON document to url.
+func AlertURL(url string) func(uint64) {
+	return func(used uint64) {
+		host, _ := os.Hostname()
+		body := fmt.Sprintf(`{"event":"worker_memory_warning","bytes":%d,"pid":%d,"host":%q}`, used, os.Getpid(), host)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewBufferString(body))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "worker: alert URL: %v\n", err)
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "worker: alert URL: %v\n", err)
+			return
+		}
+		resp.Body.Close()
+	}
+}

@@ -1,0 +1,240 @@
+// Package worker serves Gearman jobs: register functions, connect to one or more job servers, run
+// jobs concurrently, and stop gracefully.
+//
+//	w, _ := worker.New(worker.Options{Servers: []string{"127.0.0.1:4730"}, Concurrency: 4})
+//	w.Register("reverse", func(ctx context.Context, j *worker.Job) ([]byte, error) {
+//		return reverse(j.Data), nil
+//	}, 0)
+//	err := w.Run(ctx) // until ctx ends or Stop; jobs in hand finish first
+//
+// An idle worker sleeps on every server (PRE_SLEEP) until the server wakes it with NOOP, so it costs
+// nothing. It asks for jobs with GRAB_JOB_ALL, so the unique key (and reducer) reach the function.
+// A function's error becomes WORK_EXCEPTION with the error text (clients without the exceptions
+// option see WORK_FAIL); ErrFail becomes a plain WORK_FAIL; a panic becomes WORK_EXCEPTION, and the
+// worker lives on.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gearhq/gear/client"
+)
+
+// Func runs one job. Its context ends when the function's timeout passes or the connection to the
+// job's server is lost.
+type Func func(ctx context.Context, job *Job) ([]byte, error)
+
+// ErrFail, returned by a Func, ends the job with WORK_FAIL and no message.
+var ErrFail = errors.New("job failed")
+
+// Reasons Run returns after a Stop it started itself.
+var (
+	ErrMemoryCap   = errors.New("worker memory reached its cap")
+	ErrMaxJobs     = errors.New("worker ran its maximum number of jobs")
+	ErrMaxLifetime = errors.New("worker reached its maximum lifetime")
+)
+
+// Options configure a Worker.
+type Options struct {
+	// Servers lists job servers as "host:port"; empty: GEARMAN_SERVERS, else 127.0.0.1:4730.
+	Servers []string
+	// ID is sent with SET_CLIENT_ID, shown by the admin `workers` command.
+	ID string
+	// Concurrency is how many jobs run at once, across all servers (default 1).
+	Concurrency int
+	// DialTimeout bounds a connection attempt (default 5 s); MaxBackoff caps the wait between
+	// reconnection attempts (default 10 s, starting at 100 ms).
+	DialTimeout time.Duration
+	MaxBackoff  time.Duration
+	// Guard limits the worker's memory, jobs and lifetime (optional).
+	Guard Guard
+	// Logger receives the worker's log (default: discarded).
+	Logger *slog.Logger
+}
+
+type registration struct {
+	fn      Func
+	timeout time.Duration
+}
+
+// Worker serves registered functions. Register functions before calling Run.
+type Worker struct {
+	opts   Options
+	log    *slog.Logger
+	funcs  map[string]registration
+	slots  chan struct{}
+	stopCh chan struct{}
+
+	stopOnce   sync.Once
+	stopReason atomic.Pointer[error]
+	jobs       sync.WaitGroup
+	completed  atomic.Uint64
+	running    atomic.Int64
+	started    atomic.Bool
+}
+
+// New returns a worker for opts.
+func New(opts Options) (*Worker, error) {
+	if len(opts.Servers) == 0 {
+		opts.Servers = client.ServersFromEnv()
+	}
+	for i, s := range opts.Servers {
+		opts.Servers[i] = client.WithDefaultPort(s)
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := opts.Guard.validate(); err != nil {
+		return nil, err
+	}
+	return &Worker{
+		opts:   opts,
+		log:    opts.Logger,
+		funcs:  make(map[string]registration),
+		slots:  make(chan struct{}, opts.Concurrency),
+		stopCh: make(chan struct{}),
+	}, nil
+}
+
+// Register adds a function. A positive timeout cancels the job's context after it and is announced
+// to the server with CAN_DO_TIMEOUT (milliseconds). Register must be called before Run.
+func (w *Worker) Register(name string, fn Func, timeout time.Duration) error {
+	if w.started.Load() {
+		return errors.New("worker: Register after Run")
+	}
+	if name == "" || fn == nil {
+		return errors.New("worker: Register needs a name and a function")
+	}
+	w.funcs[name] = registration{fn: fn, timeout: timeout}
+	return nil
+}
+
+// Stop stops taking jobs; Run returns once the jobs in hand have finished.
+func (w *Worker) Stop() { w.stopWith(nil) }
+
+func (w *Worker) stopWith(reason error) {
+	w.stopOnce.Do(func() {
+		if reason != nil {
+			w.stopReason.Store(&reason)
+			w.log.Warn("worker stopping", "reason", reason)
+		}
+		close(w.stopCh)
+	})
+}
+
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Completed counts the jobs this worker has finished (any outcome).
+func (w *Worker) Completed() uint64 { return w.completed.Load() }
+
+// Running counts the jobs in hand.
+func (w *Worker) Running() int { return int(w.running.Load()) }
+
+// Run connects to every server and serves jobs until ctx ends or Stop is called (or the Guard stops
+// it), then waits for the jobs in hand and disconnects. It returns nil after a plain stop, or the
+// guard's reason (ErrMemoryCap, ErrMaxJobs, ErrMaxLifetime).
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice")
+	}
+	if len(w.funcs) == 0 {
+		return errors.New("worker: no functions registered")
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.Stop()
+		case <-w.stopCh:
+		}
+	}()
+	var wg sync.WaitGroup
+	guardDone := make(chan struct{})
+	if w.opts.Guard.active() {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.guardLoop(guardDone) }()
+	}
+	var conns sync.WaitGroup
+	for _, addr := range w.opts.Servers {
+		sc := &serverConn{w: w, addr: addr}
+		conns.Add(1)
+		go func() { defer conns.Done(); sc.run() }()
+	}
+	<-w.stopCh
+	w.jobs.Wait() // jobs in hand finish and report before connections close
+	conns.Wait()
+	close(guardDone)
+	wg.Wait()
+	if r := w.stopReason.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
+
+// runJob runs one job on its own goroutine, holding a concurrency slot, and reports the outcome.
+func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
+	defer func() {
+		<-w.slots
+		w.running.Add(-1)
+		n := w.completed.Add(1)
+		w.jobs.Done()
+		if max := w.opts.Guard.MaxJobs; max > 0 && n >= max {
+			w.stopWith(ErrMaxJobs)
+		}
+	}()
+	reg, ok := w.funcs[j.Function]
+	if !ok {
+		cn.send(workException(j.Handle, "function "+j.Function+" is not registered on this worker"))
+		return
+	}
+	ctx, cancel := context.WithCancel(cn.ctx)
+	if reg.timeout > 0 {
+		ctx, cancel = context.WithTimeout(cn.ctx, reg.timeout)
+	}
+	defer cancel()
+	out, err := safeCall(ctx, reg.fn, j)
+	switch {
+	case err == nil:
+		cn.send(workComplete(j.Handle, out))
+	case errors.Is(err, ErrFail):
+		cn.send(workFail(j.Handle))
+	default:
+		w.log.Info("job failed", "function", j.Function, "handle", j.Handle, "err", err)
+		cn.send(workException(j.Handle, err.Error()))
+	}
+}
+
+// safeCall runs fn, turning a panic into an error.
+func safeCall(ctx context.Context, fn Func, j *Job) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "worker: panic in %s: %v\n%s", j.Function, r, debug.Stack())
+			out, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return fn(ctx, j)
+}
