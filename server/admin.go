@@ -21,7 +21,7 @@ func (s *Server) handleAdmin(c *conn, line []byte) {
 	}
 	var b strings.Builder
 	s.mu.Lock()
-	shutdown := s.adminCommand(&b, cmd)
+	shutdown := s.adminCommand(c, &b, cmd)
 	s.mu.Unlock()
 	c.sendText([]byte(b.String()))
 	if shutdown != nil {
@@ -29,9 +29,9 @@ func (s *Server) handleAdmin(c *conn, line []byte) {
 	}
 }
 
-// adminCommand writes the reply to cmd into b and may return an action to run after the reply is
-// queued (shutdown). Server.mu must be held.
-func (s *Server) adminCommand(b *strings.Builder, cmd protocol.AdminCommand) func() {
+// adminCommand writes the reply to cmd, sent on c, into b and may return an action to run after the
+// reply is queued (shutdown). Server.mu must be held.
+func (s *Server) adminCommand(c *conn, b *strings.Builder, cmd protocol.AdminCommand) func() {
 	switch cmd.Name {
 	case protocol.AdminStatus:
 		for _, f := range s.sortedFunctions() {
@@ -81,9 +81,16 @@ func (s *Server) adminCommand(b *strings.Builder, cmd protocol.AdminCommand) fun
 		graceful := len(cmd.Args) > 0 && strings.EqualFold(cmd.Args[0], "graceful")
 		s.log.Info("shutdown requested by admin", "graceful", graceful)
 		if graceful {
+			// Drain now, not in the goroutine: once the admin reads OK nothing new is accepted. The
+			// connection stays open (the admin may watch `status`); Shutdown flushes it at the end.
+			s.startDrain()
 			return func() { s.Shutdown(context.Background()) }
 		}
-		return func() { s.Close() }
+		// Close would drop the queued OK: let it reach the admin first.
+		return func() {
+			<-c.flushAndClose()
+			s.Close()
+		}
 	default:
 		b.WriteString("ERR UNKNOWN_COMMAND Unknown+server+command:+" +
 			strings.ReplaceAll(cmd.Word, " ", "+") + "\r\n")

@@ -48,13 +48,18 @@ type conn struct {
 	endedNext  int
 	gone       bool // the connection is closed; never send to it again
 
-	outMu     sync.Mutex
-	out       []byte // packets waiting for the writer
-	spare     []byte // the writer's buffer between flushes
-	corked    bool   // the reader has more input buffered: hold the flush until it has answered all of it
-	closing   bool   // flush what is queued, then close
-	outSignal chan struct{}
+	outMu      sync.Mutex
+	out        []byte // packets waiting for the writer
+	spare      []byte // the writer's buffer between flushes
+	corked     bool   // the reader has more input buffered: hold the flush until it has answered all of it
+	closing    bool   // flush what is queued, then close
+	outSignal  chan struct{}
+	writerDone chan struct{} // closed when writeLoop returns
 }
+
+// closeFlushTimeout bounds each write once a connection is closing, so a peer that does not read
+// cannot hold up a shutdown.
+const closeFlushTimeout = 5 * time.Second
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	remote := nc.RemoteAddr().String()
@@ -70,6 +75,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		clientID:   "-",
 		exceptions: s.opts.Exceptions,
 		outSignal:  make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
 	}
 }
 
@@ -140,10 +146,19 @@ func (c *conn) closeAfterFlush() {
 	c.wakeWriter()
 }
 
+// flushAndClose is closeAfterFlush for the server's own shutdown: it also bounds a write already in
+// progress, and returns a channel closed once the writer has sent everything and closed the socket.
+func (c *conn) flushAndClose() <-chan struct{} {
+	c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	c.closeAfterFlush()
+	return c.writerDone
+}
+
 // writeLoop is the only writer to the socket. Whatever accumulated since its last write goes out in
 // one syscall, so a burst of replies or pushes costs one write.
 func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
+	defer close(c.writerDone)
 	for range c.outSignal {
 		c.outMu.Lock()
 		buf := c.out
@@ -152,7 +167,7 @@ func (c *conn) writeLoop() {
 		c.outMu.Unlock()
 		if len(buf) > 0 {
 			if closing {
-				c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			}
 			if _, err := c.nc.Write(buf); err != nil {
 				c.nc.Close()
@@ -184,11 +199,29 @@ func (c *conn) drainAfterError() {
 	c.outMu.Unlock()
 }
 
+// socketReader is what the decoder reads from: before every read of the socket, which may block, it
+// releases the replies corked while the reader answered requests already buffered. Uncorking only
+// when the buffer is empty would strand them behind a packet the peer has sent only part of (a
+// request followed by the start of the next in one segment), for as long as the rest takes.
+// Owned by the reader goroutine.
+type socketReader struct {
+	c      *conn
+	corked bool
+}
+
+func (r *socketReader) Read(p []byte) (int, error) {
+	if r.corked {
+		r.c.setCorked(false)
+		r.corked = false
+	}
+	return r.c.nc.Read(p)
+}
+
 // readLoop decodes frames and dispatches them until the peer leaves or breaks the protocol.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
-	dec := protocol.NewDecoder(c.nc, c.s.opts.MaxPacketSize)
-	corked := false
+	sr := &socketReader{c: c}
+	dec := protocol.NewDecoder(sr, c.s.opts.MaxPacketSize)
 	for {
 		f, err := dec.Next()
 		if err != nil {
@@ -197,9 +230,9 @@ func (c *conn) readLoop() {
 			}
 			continue
 		}
-		if more := dec.Buffered() > 0; more != corked {
+		if more := dec.Buffered() > 0; more != sr.corked {
 			c.setCorked(more)
-			corked = more
+			sr.corked = more
 		}
 		if f.IsText {
 			c.s.handleAdmin(c, f.Line)

@@ -75,14 +75,14 @@ func (s *Server) wake(f *function) {
 	case limit == WakeAll:
 		limit = len(f.workers)
 	}
-	n := len(f.workers)
+	n, start := len(f.workers), f.wakeNext
 	for i := 0; i < n && limit > 0; i++ {
-		w := f.workers[(f.wakeNext+i)%n]
+		w := f.workers[(start+i)%n]
 		if w.sleeping && !w.noopSent {
 			w.noopSent = true
 			w.send(protocol.Noop)
 			limit--
-			f.wakeNext = (f.wakeNext + i + 1) % n
+			f.wakeNext = (start + i + 1) % n
 		}
 	}
 }

@@ -188,34 +188,64 @@ func (s *Server) newHandle() string {
 	return s.opts.HandlePrefix + ":" + strconv.FormatUint(s.handleSeq, 10)
 }
 
-// Shutdown stops accepting connections and new jobs, lets running jobs finish (or ctx expire), then
-// closes everything. This is SIGUSR1 and `shutdown graceful`.
+// Shutdown stops accepting connections and new jobs, lets running jobs finish (or ctx expire), lets
+// every connection send what is queued to it (the results of those last jobs), then closes
+// everything. This is SIGUSR1 and `shutdown graceful`.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	if !s.draining {
-		s.draining = true
-		s.drainedCh = make(chan struct{})
-		for _, ln := range s.listeners {
-			ln.Close()
-		}
-		s.log.Info("graceful shutdown: waiting for running jobs", "running", s.runningCount())
-		s.checkDrained()
-	}
+	s.startDrain()
 	drained := s.drainedCh
 	s.mu.Unlock()
 	var err error
 	select {
 	case <-drained:
+		err = s.flushConns(ctx)
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-s.done:
 	}
 	s.Close()
 	return err
+}
+
+// startDrain begins a graceful shutdown: the listeners close and from now on no job is accepted or
+// handed out. Server.mu must be held.
+func (s *Server) startDrain() {
+	if s.draining {
+		return
+	}
+	s.draining = true
+	s.drainedCh = make(chan struct{})
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.log.Info("graceful shutdown: waiting for running jobs", "running", s.runningCount())
+	s.checkDrained()
+}
+
+// flushConns has every connection send what is queued to it and close, and waits for that (each
+// write bounded by closeFlushTimeout) or for ctx. Close alone would drop replies still queued.
+func (s *Server) flushConns(ctx context.Context) error {
+	s.mu.Lock()
+	flushed := make([]<-chan struct{}, 0, len(s.conns))
+	for c := range s.conns {
+		flushed = append(flushed, c.flushAndClose())
+	}
+	s.mu.Unlock()
+	for _, ch := range flushed {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return nil
+		}
+	}
+	return nil
 }
 
 // runningCount counts jobs assigned to workers. Server.mu must be held.
