@@ -94,8 +94,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("server is shutting down")
 	}
 	s.listeners = append(s.listeners, ln)
+	s.wg.Add(1) // under the lock, so a concurrent Close waits for this loop too
 	s.mu.Unlock()
-	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil
 }
@@ -152,9 +152,9 @@ func (s *Server) startConn(nc net.Conn) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.wg.Add(2)
 	s.mu.Unlock()
 	c.log.Debug("connected")
-	s.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
 }

@@ -17,10 +17,16 @@ const usage = `usage: gear COMMAND [OPTIONS]
 
 Commands:
   server     run the job server (gearmand-compatible options; gear server --help)
+  admin      query or control a job server (gear admin --help)
+  worker     serve functions: the built-in reverse and invoke, or a command (gear worker --help)
+  client     submit a job and print its result (gear client --help)
   version    print the version
 
-Run the job server with its defaults (loopback, port 4730):
-  gear server
+First steps:
+  gear server &                             # job server on 127.0.0.1:4730
+  gear worker &                             # built-in functions reverse and invoke
+  gear client reverse "reverse my text"     # prints: txet ym esrever
+  gear client invoke status                 # the server's status table, via the worker
 `
 
 func main() {
@@ -38,6 +44,12 @@ func run(args []string) int {
 	switch args[1] {
 	case "server":
 		return runServer("gear server", args[2:])
+	case "admin":
+		return runAdmin(args[2:])
+	case "client":
+		return runClient(args[2:])
+	case "worker":
+		return runWorker(args[2:])
 	case "version", "--version":
 		fmt.Println("gear", server.Version)
 		return 0
