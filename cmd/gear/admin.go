@@ -1,0 +1,424 @@
+package main
+
+// gear admin: the admin console. It parses its arguments, then calls package admin once per server.
+// Identifiers here start with "admin" because other commands of this package (gear worker, gear
+// client) also read server lists.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gearhq/gear/admin"
+)
+
+const adminUsage = `usage: gear admin [--server HOST:PORT ...] [--json] COMMAND [ARGS]
+
+Query or control Gearman job servers (Gear, gearmand, the Perl server) over the text admin protocol.
+
+Commands:
+  status                    functions: jobs queued or running, jobs running, available workers
+  priority                  functions: queued jobs per priority (high, normal, low), workers
+  workers                   worker connections: client ID, IP, descriptor, functions
+  jobs                      unfinished jobs: handle, retries, cancelled (ignored), queued
+  unique                    unique keys of unfinished jobs
+  version                   the server's version
+  pid                       the server's process ID
+  verbose                   the server's log level
+  cancel HANDLE             cancel a job; its clients get WORK_FAIL
+  create FUNCTION           create a function, so status lists it before any worker comes
+  drop FUNCTION             forget a function that has no workers and no running jobs
+  maxqueue FUNCTION [MAX | HIGH NORMAL LOW]
+                            limit a function's queue, per priority; no limit or 0 is unlimited
+  shutdown [--graceful]     stop the server; --graceful lets running jobs finish first
+
+Options:
+  -s, --server HOST[:PORT]  server to talk to, repeatable or comma-separated (port 4730 if left out);
+                            default $GEARMAN_SERVERS, else 127.0.0.1:4730
+  --json                    print JSON; with several servers, an object keyed by server
+  --timeout DURATION        give up on a server after this long (default 10s)
+  --graceful                with shutdown: let running jobs finish
+
+With several servers each one's output follows a line "== HOST:PORT". Exit status: 0 on success,
+1 when a server cannot be reached or answers with an error, 2 for a usage error.
+`
+
+// adminDefaultPort is the IANA Gearman port, added to servers given without one.
+const adminDefaultPort = "4730"
+
+// adminServerFlag collects --server values; each may hold several comma-separated servers.
+type adminServerFlag []string
+
+func (s *adminServerFlag) String() string { return strings.Join(*s, ",") }
+func (s *adminServerFlag) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+// adminRequest is a parsed command line.
+type adminRequest struct {
+	servers  []string
+	json     bool
+	timeout  time.Duration
+	command  string
+	args     []string
+	limits   []int // maxqueue
+	graceful bool  // shutdown
+}
+
+func runAdmin(args []string) int {
+	return adminMain(args, os.Stdout, os.Stderr, os.Getenv)
+}
+
+func adminMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	req, err := parseAdminArgs(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, adminUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gear admin: %v\nRun 'gear admin --help' for usage.\n", err)
+		return 2
+	}
+	return runAdminRequest(req, stdout, stderr)
+}
+
+// parseAdminArgs reads the command line. Options may come before or after the command, so both
+// `gear admin --json status` and `gear admin status --json` work; "--" ends the options.
+func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, error) {
+	var servers adminServerFlag
+	req := &adminRequest{}
+	fs := flag.NewFlagSet("gear admin", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.Var(&servers, "server", "")
+	fs.Var(&servers, "s", "")
+	fs.BoolVar(&req.json, "json", false, "")
+	fs.BoolVar(&req.graceful, "graceful", false, "")
+	fs.DurationVar(&req.timeout, "timeout", 10*time.Second, "")
+
+	var flags, words []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			words = append(words, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' || adminIsNumber(a) { // "-1" is a maxqueue limit
+			words = append(words, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil && !adminIsBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("no command given")
+	}
+	if words[0] == "help" {
+		return nil, flag.ErrHelp
+	}
+	req.command, req.args = words[0], words[1:]
+	if req.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout must be positive, got %v", req.timeout)
+	}
+	if err := req.checkCommand(); err != nil {
+		return nil, err
+	}
+	var err error
+	if req.servers, err = adminServers(servers, getenv("GEARMAN_SERVERS")); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func adminIsNumber(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
+
+func adminIsBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// checkCommand validates the command and its arguments before any server is contacted.
+func (r *adminRequest) checkCommand() error {
+	nargs := map[string][]int{
+		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "version": {0},
+		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
+		"shutdown": {0},
+	}
+	want, ok := nargs[r.command]
+	if !ok {
+		return fmt.Errorf("unknown command %q", r.command)
+	}
+	if !slices.Contains(want, len(r.args)) {
+		return fmt.Errorf("wrong number of arguments for %s: %s", r.command, adminCommandSyntax(r.command))
+	}
+	if r.graceful && r.command != "shutdown" {
+		return fmt.Errorf("--graceful only goes with shutdown")
+	}
+	if len(r.args) > 0 {
+		if v := r.args[0]; v == "" || strings.ContainsAny(v, " \t\r\n\x00") {
+			return fmt.Errorf("%s: %q is not a valid argument (empty or with whitespace)", r.command, v)
+		}
+	}
+	if r.command == "maxqueue" {
+		for _, v := range r.args[1:] {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("maxqueue: limit %q is not a number", v)
+			}
+			r.limits = append(r.limits, n)
+		}
+	}
+	return nil
+}
+
+func adminCommandSyntax(cmd string) string {
+	switch cmd {
+	case "cancel":
+		return "cancel HANDLE"
+	case "create", "drop":
+		return cmd + " FUNCTION"
+	case "maxqueue":
+		return "maxqueue FUNCTION [MAX | HIGH NORMAL LOW]"
+	case "shutdown":
+		return "shutdown [--graceful]"
+	}
+	return cmd + " takes no arguments"
+}
+
+// adminServers returns the servers to ask: from --server, else from GEARMAN_SERVERS, else the local
+// default. Each is "host:port", with port 4730 added where missing; duplicates are dropped.
+func adminServers(flagged []string, env string) ([]string, error) {
+	lists := flagged
+	if len(lists) == 0 {
+		lists = []string{env}
+	}
+	var out []string
+	for _, list := range lists {
+		for _, s := range strings.Split(list, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			addr, err := adminServerAddr(s)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(out, addr) {
+				out = append(out, addr)
+			}
+		}
+	}
+	if len(out) == 0 {
+		if len(flagged) > 0 {
+			return nil, fmt.Errorf("--server: no server given")
+		}
+		out = []string{net.JoinHostPort("127.0.0.1", adminDefaultPort)}
+	}
+	return out, nil
+}
+
+// adminServerAddr turns "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address into
+// "host:port".
+func adminServerAddr(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	switch {
+	case err != nil && strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"):
+		host, port = s[1:len(s)-1], adminDefaultPort
+	case err != nil:
+		host, port = s, adminDefaultPort // "host", or an IPv6 address without brackets
+	case port == "":
+		port = adminDefaultPort
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("server %q: invalid port %q", s, port)
+	}
+	if host == "" {
+		return "", fmt.Errorf("server %q: no host", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// adminResult is what one server answered.
+type adminResult struct {
+	addr     string
+	out      []byte // what to print: text, or one JSON value
+	err      error
+	notFound bool // cancel: the job is not on this server (others may have it)
+}
+
+// runAdminRequest runs the request against every server at once and prints the answers in the
+// order the servers were given.
+func runAdminRequest(req *adminRequest, stdout, stderr io.Writer) int {
+	results := make([]adminResult, len(req.servers))
+	var wg sync.WaitGroup
+	for i, addr := range req.servers {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), req.timeout)
+			defer cancel()
+			results[i] = adminRunOne(ctx, req, addr)
+		})
+	}
+	wg.Wait()
+
+	// A job handle names a job on one server: with several, cancel succeeds if one of them had it.
+	multiCancel := req.command == "cancel" && len(results) > 1
+	found := false
+	for i := range results {
+		r := &results[i]
+		var se *admin.ServerError
+		if multiCancel && errors.As(r.err, &se) && se.Code == "UNKNOWN_JOB" {
+			r.notFound = true
+			r.out = []byte("job not found here\n")
+			if req.json {
+				r.out = []byte(`{"ok": false}`)
+			}
+			continue
+		}
+		found = found || r.err == nil
+	}
+	code := 0
+	for _, r := range results {
+		if r.err != nil && !r.notFound {
+			fmt.Fprintf(stderr, "gear admin: %s: %v\n", r.addr, r.err)
+			code = 1
+		}
+	}
+	if multiCancel && !found && code == 0 {
+		fmt.Fprintf(stderr, "gear admin: job %s is on none of the servers\n", req.args[0])
+		code = 1
+	}
+	if req.json {
+		adminPrintJSON(stdout, results)
+		return code
+	}
+	for i, r := range results {
+		if len(results) > 1 {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			fmt.Fprintf(stdout, "== %s\n", r.addr)
+		}
+		stdout.Write(r.out)
+	}
+	return code
+}
+
+// adminPrintJSON prints one server's value as it is, several as an object keyed by server. A failed
+// server's value there is {"error": "..."}.
+func adminPrintJSON(w io.Writer, results []adminResult) {
+	if len(results) == 1 {
+		w.Write(results[0].out)
+		return
+	}
+	values := make(map[string]json.RawMessage, len(results))
+	for _, r := range results {
+		if r.err != nil && !r.notFound {
+			values[r.addr], _ = json.Marshal(map[string]string{"error": r.err.Error()})
+			continue
+		}
+		values[r.addr] = json.RawMessage(r.out)
+	}
+	admin.WriteJSON(w, values)
+}
+
+// adminRunOne runs the request against one server.
+func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResult {
+	res := adminResult{addr: addr}
+	var out bytes.Buffer
+	switch req.command {
+	case "status", "priority", "workers", "jobs", "unique", "version", "pid":
+		res.err = admin.Show(ctx, &out, addr, req.command, req.json)
+	default:
+		res.err = adminAct(ctx, &out, req, addr)
+	}
+	if res.err == nil {
+		res.out = out.Bytes()
+	}
+	return res
+}
+
+// adminAct runs a command that changes the server (or reads its log level) and prints a
+// confirmation, or {"ok": true}.
+func adminAct(ctx context.Context, w io.Writer, req *adminRequest, addr string) error {
+	c, err := admin.Dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var msg string
+	switch req.command {
+	case "verbose":
+		level, err := c.Verbose(ctx)
+		if err != nil {
+			return err
+		}
+		if req.json {
+			return admin.WriteJSON(w, map[string]string{"verbose": level})
+		}
+		_, err = fmt.Fprintln(w, level)
+		return err
+	case "cancel":
+		err, msg = c.Cancel(ctx, req.args[0]), "cancelled job "+req.args[0]
+	case "create":
+		err, msg = c.CreateFunction(ctx, req.args[0]), "created function "+req.args[0]
+	case "drop":
+		err, msg = c.DropFunction(ctx, req.args[0]), "dropped function "+req.args[0]
+	case "maxqueue":
+		err, msg = c.MaxQueue(ctx, req.args[0], req.limits...), adminDescribeLimits(req.args[0], req.limits)
+	case "shutdown":
+		err, msg = c.Shutdown(ctx, req.graceful), "shutting down"
+		if req.graceful {
+			msg = "shutting down gracefully: running jobs finish first"
+		}
+	default:
+		return fmt.Errorf("unknown command %q", req.command) // checkCommand let it through: a bug
+	}
+	if err != nil {
+		return err
+	}
+	if req.json {
+		return admin.WriteJSON(w, map[string]bool{"ok": true})
+	}
+	_, err = fmt.Fprintln(w, msg)
+	return err
+}
+
+func adminDescribeLimits(fn string, limits []int) string {
+	lim := func(n int) string {
+		if n <= 0 {
+			return "unlimited"
+		}
+		return strconv.Itoa(n)
+	}
+	switch len(limits) {
+	case 1:
+		return fmt.Sprintf("maxqueue %s: %s", fn, lim(limits[0]))
+	case 3:
+		return fmt.Sprintf("maxqueue %s: high %s, normal %s, low %s", fn, lim(limits[0]), lim(limits[1]), lim(limits[2]))
+	}
+	return fmt.Sprintf("maxqueue %s: unlimited", fn)
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/worker"
+	"github.com/gearhq/gear/worker/builtin"
+)
+
+// Exit statuses of `gear worker` when it recycles itself, so a supervisor can tell why.
+const (
+	exitMemoryCap   = 3
+	exitMaxJobs     = 4
+	exitMaxLifetime = 5
+)
+
+const workerUsage = `usage: gear worker [OPTIONS]                 serve the built-in functions reverse and invoke
+       gear worker [OPTIONS] -f NAME -- CMD [ARGS...]   serve a command as function NAME
+
+The command gets the job's data on stdin; its stdout is the result, its stderr is sent as warnings,
+a non-zero exit fails the job.
+
+Exit status: 0 after SIGTERM/SIGINT (jobs in hand finish first), 1 on error, 2 on bad usage,
+3 memory cap reached, 4 --max-jobs done, 5 --max-lifetime reached (unless --restart).
+
+Options:
+`
+
+// serverList is a repeatable --server flag.
+type serverList []string
+
+func (s *serverList) String() string { return strings.Join(*s, ",") }
+func (s *serverList) Set(v string) error {
+	*s = append(*s, client.ParseServers(v)...)
+	return nil
+}
+
+func (s serverList) orDefault() []string {
+	if len(s) > 0 {
+		return s
+	}
+	return client.ServersFromEnv()
+}
+
+// byteSize is a flag holding a size such as 512MiB, 2G or 1048576.
+type byteSize uint64
+
+func (b *byteSize) String() string { return strconv.FormatUint(uint64(*b), 10) }
+func (b *byteSize) Set(v string) error {
+	n, err := parseSize(v)
+	*b = byteSize(n)
+	return err
+}
+
+func parseSize(v string) (uint64, error) {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q (use e.g. 512MiB, 2G, 1048576)", v)
+	}
+	return uint64(n * float64(mult)), nil
+}
+
+func runWorker(args []string) int {
+	fs := flag.NewFlagSet("gear worker", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), workerUsage); fs.PrintDefaults() }
+	var (
+		servers     serverList
+		allow       []string
+		fnName      string
+		concurrency int
+		id          string
+		timeout     time.Duration
+		memWarn     byteSize
+		memCap      byteSize
+		alertCmd    string
+		alertURL    string
+		restart     bool
+		maxJobs     uint64
+		maxLifetime time.Duration
+		splay       float64
+		verbose     string
+	)
+	fs.Var(&servers, "server", "job server host:port (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
+	fs.Var(&servers, "s", "short for --server")
+	fs.Func("allow", "let invoke run NAME=COMMAND (repeatable; the command is split on spaces, never a shell)", func(v string) error {
+		allow = append(allow, v)
+		return nil
+	})
+	fs.StringVar(&fnName, "f", "", "serve the command after -- as this function")
+	fs.IntVar(&concurrency, "concurrency", 1, "jobs run at once")
+	fs.IntVar(&concurrency, "c", 1, "short for --concurrency")
+	fs.StringVar(&id, "id", "", "worker ID shown by the admin workers view")
+	fs.DurationVar(&timeout, "timeout", 0, "per-job time limit for the functions served (0: none)")
+	fs.Var(&memWarn, "memory-warn", "warn and run the alert hook when memory reaches this size")
+	fs.Var(&memCap, "memory-cap", "stop taking jobs, finish those in hand and exit (or restart) at this size")
+	fs.StringVar(&alertCmd, "alert-command", "", "command run when memory crosses --memory-warn (split on spaces, no shell)")
+	fs.StringVar(&alertURL, "alert-url", "", "URL POSTed to when memory crosses --memory-warn")
+	fs.BoolVar(&restart, "restart", false, "re-execute this worker instead of exiting when a limit is reached")
+	fs.Uint64Var(&maxJobs, "max-jobs", 0, "recycle the worker after this many jobs (0: never)")
+	fs.DurationVar(&maxLifetime, "max-lifetime", 0, "recycle the worker after this long (0: never)")
+	fs.Float64Var(&splay, "lifetime-splay", 0.1, "add up to this fraction of --max-lifetime at random")
+	fs.StringVar(&verbose, "verbose", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "gear worker: "+format+"\n", a...)
+		return 2
+	}
+	command := fs.Args()
+	if fnName == "" && len(command) > 0 {
+		return usageErr("unexpected argument %q (serve a command with -f NAME -- CMD)", command[0])
+	}
+	if fnName != "" && len(command) == 0 {
+		return usageErr("-f %s needs a command after --", fnName)
+	}
+	level, err := parseLevel(verbose)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	guard := worker.Guard{WarnBytes: uint64(memWarn), MaxBytes: uint64(memCap), MaxJobs: maxJobs,
+		MaxLifetime: maxLifetime, Splay: splay}
+	switch {
+	case alertCmd != "":
+		guard.OnWarn = worker.AlertCommand(strings.Fields(alertCmd))
+	case alertURL != "":
+		guard.OnWarn = worker.AlertURL(alertURL)
+	}
+	srv := servers.orDefault()
+	w, err := worker.New(worker.Options{Servers: srv, ID: id, Concurrency: concurrency, Guard: guard, Logger: logger})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if fnName != "" {
+		err = w.Register(fnName, builtin.Command(command), timeout)
+	} else {
+		inv := &builtin.Invoker{Server: srv[0], Commands: map[string][]string{}}
+		for _, spec := range allow {
+			name, argv, err := builtin.ParseAllow(spec)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			inv.Commands[name] = argv
+		}
+		err = errors.Join(w.Register("reverse", builtin.Reverse, timeout), w.Register("invoke", inv.Func, timeout))
+	}
+	if err != nil {
+		return usageErr("%v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	logger.Info("gear worker started", "servers", strings.Join(srv, ","), "concurrency", concurrency)
+	err = w.Run(ctx)
+	code := 0
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, worker.ErrMemoryCap):
+		code = exitMemoryCap
+	case errors.Is(err, worker.ErrMaxJobs):
+		code = exitMaxJobs
+	case errors.Is(err, worker.ErrMaxLifetime):
+		code = exitMaxLifetime
+	default:
+		fmt.Fprintf(os.Stderr, "gear worker: %v\n", err)
+		return 1
+	}
+	if restart {
+		logger.Info("restarting", "reason", err)
+		exe, xerr := os.Executable()
+		if xerr == nil {
+			xerr = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		fmt.Fprintf(os.Stderr, "gear worker: cannot restart: %v\n", xerr)
+		return 1
+	}
+	logger.Info("exiting", "reason", err, "status", code)
+	return code
+}
