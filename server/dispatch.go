@@ -112,6 +112,10 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		c.sendError(errArgumentTooLarge, "Function name too large")
 		return
 	}
+	if hasLineBreak(name) || hasLineBreak(unique) {
+		c.sendError(errInvalidArgument, "Function name or unique contains a line break")
+		return
+	}
 	if s.draining {
 		c.sendError(errQueueError, "Server is shutting down")
 		return
@@ -211,6 +215,11 @@ func (s *Server) attachClient(j *job, c *conn) {
 // canDo registers a function for worker c: "FUNCTION".
 func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
 	c.isWorker = true
+	if hasLineBreak(name) {
+		// Silently ignored, as a CAN_DO has no reply: a name like "x\n.\n" would forge admin lines.
+		c.log.Warn("ignoring CAN_DO for a function name with a line break", "function", string(name))
+		return
+	}
 	for i, a := range c.abilities {
 		if a.fn.name == string(name) {
 			c.abilities[i].timeout = timeout
@@ -397,6 +406,10 @@ func (s *Server) setClientID(c *conn, id []byte) {
 	}
 	c.clientID = string(clean)
 }
+
+// hasLineBreak reports whether b would break a line of the admin protocol's listings, where function
+// names and unique keys appear as they were submitted.
+func hasLineBreak(b []byte) bool { return bytes.ContainsAny(b, "\r\n") }
 
 var (
 	zero = []byte("0")

@@ -341,3 +341,24 @@ func TestHostile_ClientNotReading(t *testing.T) {
 	}
 	roundTrip(t, addr)
 }
+
+// Function names and unique keys appear verbatim in admin listings: a line break in one would let a
+// client forge admin output for everyone, so submits with one are refused and CAN_DO is ignored.
+func TestHostile_LineBreakInNames(t *testing.T) {
+	s := mustStartServer(t, nil)
+	addr := addrOf(t, s)
+	c := mustConnect(t, addr)
+	for _, args := range [][]string{
+		{"evil\n.\nERR", "", "x"},
+		{"fine", "u\r\nx", "x"},
+	} {
+		c.send(protocol.SubmitJobBg, args...)
+		c.expectError(errInvalidArgument)
+	}
+	w := mustConnect(t, addr)
+	w.send(protocol.CanDo, "evil\n.\n")
+	w.send(protocol.EchoReq, "sync") // the CAN_DO was handled before the echo is answered
+	w.expect(protocol.EchoRes, "sync")
+	expectAdminList(t, c, "status", ".\n")
+	roundTrip(t, addr)
+}
