@@ -29,6 +29,8 @@ const (
 	AdminCreateFunction = "create function"
 	AdminDropFunction   = "drop function"
 	AdminShutdown       = "shutdown"
+	// AdminStore is a Gear extension: the durable store's state.
+	AdminStore = "store"
 )
 
 // multiWord lists the commands whose name spans several words, longest first so "show unique jobs"
@@ -43,7 +45,7 @@ var multiWord = [][]string{
 
 var singleWord = map[string]bool{
 	AdminStatus: true, AdminPriorityStatus: true, AdminWorkers: true, AdminVersion: true,
-	AdminVerbose: true, AdminGetPID: true, AdminMaxQueue: true, AdminShutdown: true,
+	AdminVerbose: true, AdminGetPID: true, AdminMaxQueue: true, AdminShutdown: true, AdminStore: true,
 }
 
 // ParseAdmin parses one admin line (without its line ending). Words are separated by runs of spaces or

@@ -76,6 +76,8 @@ func (s *Server) adminCommand(c *conn, b *strings.Builder, cmd protocol.AdminCom
 		b.WriteString("OK\r\n")
 	case protocol.AdminDropFunction:
 		s.adminDrop(b, cmd.Args)
+	case protocol.AdminStore:
+		s.writeStoreStats(b)
 	case protocol.AdminShutdown:
 		b.WriteString("OK\r\n")
 		graceful := len(cmd.Args) > 0 && strings.EqualFold(cmd.Args[0], "graceful")
@@ -235,3 +237,5 @@ func (s *Server) levelName() string {
 		return "ERROR"
 	}
 }
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

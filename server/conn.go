@@ -55,6 +55,7 @@ type conn struct {
 	closing    bool   // flush what is queued, then close
 	outSignal  chan struct{}
 	writerDone chan struct{} // closed when writeLoop returns
+	holds      []*heldReply  // replies waiting for the store, oldest first
 }
 
 // closeFlushTimeout bounds each write once a connection is closing, so a peer that does not read
@@ -86,7 +87,48 @@ func (c *conn) send(t protocol.Type, args ...[]byte) {
 		c.outMu.Unlock()
 		return
 	}
+	if n := len(c.holds); n > 0 {
+		h := c.holds[n-1]
+		h.after = protocol.AppendResponse(h.after, t, args...)
+		c.outMu.Unlock()
+		return
+	}
 	c.out = protocol.AppendResponse(c.out, t, args...)
+	c.queued()
+}
+
+// heldReply is a reply that must wait — a background job's JOB_CREATED until the job is on stable
+// storage — together with everything sent to the connection after it, so replies keep their order.
+type heldReply struct {
+	ready bool
+	reply []byte
+	after []byte
+}
+
+// hold reserves the place of a reply that release fills in later.
+func (c *conn) hold() *heldReply {
+	h := &heldReply{}
+	c.outMu.Lock()
+	c.holds = append(c.holds, h)
+	c.outMu.Unlock()
+	return h
+}
+
+// release fills in a held reply and sends every reply that is no longer waiting, in order.
+func (c *conn) release(h *heldReply, t protocol.Type, args ...[]byte) {
+	c.outMu.Lock()
+	h.reply = protocol.AppendResponse(nil, t, args...)
+	h.ready = true
+	if c.closing {
+		c.outMu.Unlock()
+		return
+	}
+	for len(c.holds) > 0 && c.holds[0].ready {
+		c.out = append(c.out, c.holds[0].reply...)
+		c.out = append(c.out, c.holds[0].after...)
+		c.holds[0] = nil
+		c.holds = c.holds[1:]
+	}
 	c.queued()
 }
 
@@ -94,6 +136,11 @@ func (c *conn) send(t protocol.Type, args ...[]byte) {
 func (c *conn) sendText(text []byte) {
 	c.outMu.Lock()
 	if c.closing {
+		c.outMu.Unlock()
+		return
+	}
+	if n := len(c.holds); n > 0 {
+		c.holds[n-1].after = append(c.holds[n-1].after, text...)
 		c.outMu.Unlock()
 		return
 	}

@@ -131,14 +131,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	}
 	f := s.function(name, true)
 
-	var key string
-	switch {
-	case len(unique) == 0:
-	case len(unique) == 1 && unique[0] == '-':
-		key = "-\x00" + string(data) // the workload is the key
-	default:
-		key = string(unique)
-	}
+	key := uniqueKey(unique, data)
 	if key != "" {
 		if j := f.uniques[key]; j != nil {
 			s.coalesce(c, j, kind)
@@ -176,17 +169,23 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	if !kind.background {
 		s.attachClient(j, c)
 	}
-	c.send(protocol.JobCreated, []byte(j.handle))
-	if kind.epoch && when.After(s.opts.Now()) {
-		j.state = jobScheduled
-		f.scheduled++
-		if s.epochs.peek() == nil || when.Before(s.epochs.peek().when) {
-			s.kickScheduler()
-		}
-		s.epochs.add(j)
+	if kind.background && s.opts.Store != nil {
+		s.persist(c, j) // JOB_CREATED once it is on stable storage
 		return
 	}
-	s.enqueue(j, false)
+	c.send(protocol.JobCreated, []byte(j.handle))
+	s.makeRunnable(j)
+}
+
+// uniqueKey is the coalescing key of a submit: none for an empty unique, the workload for "-".
+func uniqueKey(unique, data []byte) string {
+	switch {
+	case len(unique) == 0:
+		return ""
+	case len(unique) == 1 && unique[0] == '-':
+		return "-\x00" + string(data)
+	}
+	return string(unique)
 }
 
 // coalesce attaches a submit to an existing job with the same function and unique key: the client
@@ -197,6 +196,11 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 		j.background = true
 	} else {
 		s.attachClient(j, c)
+	}
+	if j.state == jobPersisting {
+		// Acknowledge together with the job it joins, once that is durable.
+		j.acks = append(j.acks, ack{c, c.hold()})
+		return
 	}
 	c.send(protocol.JobCreated, []byte(j.handle))
 }

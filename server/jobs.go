@@ -143,6 +143,10 @@ func (s *Server) finish(j *job) {
 	case jobDone:
 		return
 	}
+	if j.stored {
+		s.opts.Store.Remove(j.seq)
+		j.stored = false
+	}
 	j.state = jobDone
 	j.worker = nil
 	delete(s.jobs, j.handle)
@@ -196,6 +200,9 @@ func (s *Server) requeueLost(j *job) {
 	s.log.Info("worker lost; job requeued", "handle", j.handle, "function", j.fn.name, "retries", j.retries)
 	s.unassign(j)
 	j.num, j.den = "", ""
+	if j.stored {
+		s.opts.Store.SetRetries(s.record(j))
+	}
 	s.enqueue(j, true)
 }
 

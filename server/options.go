@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/gearhq/gear/store"
 	"io"
 	"log/slog"
 	"os"
@@ -45,6 +46,9 @@ type Options struct {
 	// FunctionIdleTTL is how long a function with no workers, no jobs and no settings stays listed
 	// by `status` before it is forgotten (0: at once).
 	FunctionIdleTTL time.Duration
+	// Store keeps background jobs on stable storage (nil: memory only). The server replays it in New
+	// and never closes it: its owner closes it after the server.
+	Store store.Store
 	// Logger receives the server's log; Level (optional) is the level the admin `verbose` reports.
 	Logger *slog.Logger
 	Level  *slog.LevelVar

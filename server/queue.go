@@ -19,10 +19,11 @@ func (p priority) String() string {
 type jobState uint8
 
 const (
-	jobQueued    jobState = iota // runnable, in its function's queue
-	jobScheduled                 // epoch job waiting for its time, in the scheduler heap
-	jobRunning                   // assigned to a worker
-	jobDone                      // finished, cancelled or dropped; unreachable from every index
+	jobQueued     jobState = iota // runnable, in its function's queue
+	jobScheduled                  // epoch job waiting for its time, in the scheduler heap
+	jobRunning                    // assigned to a worker
+	jobDone                       // finished, cancelled or dropped; unreachable from every index
+	jobPersisting                 // background job being written to the store; not runnable yet
 )
 
 // job is one unit of work. All fields are guarded by Server.mu.
@@ -45,6 +46,9 @@ type job struct {
 	retries int
 	num     string // last WORK_STATUS numerator/denominator
 	den     string
+
+	stored bool  // on stable storage: removing the job removes it there too
+	acks   []ack // JOB_CREATED replies waiting for the store (state jobPersisting)
 
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gearhq/gear/store"
 )
 
 // Server is a Gearman job server. Create it with New, start it with Start or Serve, stop it with
@@ -64,6 +66,18 @@ func New(opts Options) (*Server, error) {
 	}
 	s.epochs.less = func(a, b *job) bool { return a.when.Before(b.when) }
 	s.timeouts.less = func(a, b *job) bool { return a.deadline.Before(b.deadline) }
+	if st := opts.Store; st != nil {
+		s.mu.Lock()
+		err := st.Replay(func(r *store.Job) error { s.restore(r); return nil })
+		s.handleSeq = max(s.handleSeq, st.NextSeq()-1) // handles stay unique across restarts
+		s.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("replaying stored jobs: %w", err)
+		}
+		if n := len(s.jobs); n > 0 {
+			s.log.Info("replayed stored background jobs", "jobs", n)
+		}
+	}
 	s.wg.Add(1)
 	go s.scheduleLoop()
 	return s, nil

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/server"
+	"github.com/gearhq/gear/store"
 )
 
 // serverFlags is the gearmand option surface `gear server` accepts.
@@ -41,6 +43,10 @@ type serverFlags struct {
 	maxPacket     int
 	backlog       int
 	functionTTL   time.Duration
+	storeKind     string
+	dataDir       string
+	syncMode      string
+	queueType     string
 }
 
 type multiFlag []string
@@ -82,6 +88,10 @@ func newServerFlags(name string) *serverFlags {
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
 	fs.IntVar(&f.maxPacket, "max-packet-size", 64<<20, "largest packet accepted, in bytes")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", 5*time.Minute, "how long `status` keeps listing a function with no workers and no jobs")
+	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
+	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
+	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: only builtin (= --store memory) is accepted")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
 	return f
 }
@@ -104,6 +114,21 @@ func (f *serverFlags) parse(args []string) error {
 	}
 	if p := os.Getenv("GEARMAND_PORT"); p != "" && !set["port"] && !set["p"] {
 		f.port = p
+	}
+	if v := os.Getenv("GEAR_STORE"); v != "" && !set["store"] {
+		f.storeKind = v
+	}
+	if v := os.Getenv("GEAR_DATA_DIR"); v != "" && !set["data-dir"] {
+		f.dataDir = v
+	}
+	switch f.queueType {
+	case "":
+	case "builtin":
+		if !set["store"] {
+			f.storeKind = "memory"
+		}
+	default:
+		return fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", f.queueType)
 	}
 	return nil
 }
@@ -276,10 +301,19 @@ func serve(f *serverFlags) error {
 	opts.Logger = logger
 	opts.Level = level
 
+	st, err := openStore(f, logger)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		opts.Store = st
+		defer st.Close() // after the server, deferred below, has closed
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -318,4 +352,45 @@ func serve(f *serverFlags) error {
 			}
 		}
 	}
+}
+
+// openStore opens the durable store the flags ask for (nil for --store memory).
+func openStore(f *serverFlags, logger *slog.Logger) (store.Store, error) {
+	mode, err := store.ParseSyncMode(f.syncMode)
+	if err != nil {
+		return nil, err
+	}
+	switch f.storeKind {
+	case "memory":
+		logger.Info("background jobs are kept in memory only (--store memory): they do not survive a restart")
+		return nil, nil
+	case "pebble":
+	default:
+		return nil, fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+	}
+	dir := f.dataDir
+	if dir == "" {
+		if dir, err = defaultDataDir(); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.OpenPebble(dir, mode, logger)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("durable store", "engine", "pebble", "data_dir", dir, "sync", mode.String())
+	return st, nil
+}
+
+// defaultDataDir is gear-data under the user's state directory ($XDG_STATE_HOME, else
+// ~/.local/state).
+func defaultDataDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "gear-data"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no data directory: set --data-dir (%v)", err)
+	}
+	return filepath.Join(home, ".local", "state", "gear-data"), nil
 }

@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building gear:", err)
 		os.Exit(1)
 	}
+	// Servers started by these tests keep jobs in memory unless a test asks for a store: they must
+	// not share (and lock) the user's default data directory.
+	os.Setenv("GEAR_STORE", "memory")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"strings"
+	"time"
+
+	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/store"
+)
+
+// Durable background jobs. With Options.Store set, a background job is written to the store before
+// its JOB_CREATED goes out: the job waits in state jobPersisting, the connection's replies from that
+// point are held in order (conn.hold), and the store's callback makes the job runnable and releases
+// the reply — or, if the write failed, drops the job and answers ERROR QUEUE_ERROR. The connection's
+// reader never waits for the disk, so one client's pipelined submits share an fsync too.
+
+// ack is a JOB_CREATED waiting for its job to be durable.
+type ack struct {
+	c *conn
+	h *heldReply
+}
+
+// persist starts writing background job j. Server.mu must be held.
+func (s *Server) persist(c *conn, j *job) {
+	j.state = jobPersisting
+	j.stored = true
+	j.acks = append(j.acks, ack{c, c.hold()})
+	s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
+}
+
+// persisted is the store's answer for j.
+func (s *Server) persisted(j *job, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acks := j.acks
+	j.acks = nil
+	if err != nil {
+		s.log.Error("cannot store background job", "handle", j.handle, "function", j.fn.name, "err", err)
+		if j.state == jobPersisting {
+			j.stored = false
+			s.finish(j)
+		}
+		msg := []byte("Cannot store job: " + err.Error())
+		for _, a := range acks {
+			a.c.release(a.h, protocol.Error, []byte(errQueueError), msg)
+		}
+		return
+	}
+	if j.state == jobPersisting {
+		s.makeRunnable(j)
+	}
+	for _, a := range acks {
+		a.c.release(a.h, protocol.JobCreated, []byte(j.handle))
+	}
+}
+
+// makeRunnable queues j, or schedules it if it is an epoch job not yet due. Server.mu must be held.
+func (s *Server) makeRunnable(j *job) {
+	if !j.when.IsZero() && j.when.After(s.opts.Now()) {
+		j.state = jobScheduled
+		j.fn.scheduled++
+		if s.epochs.peek() == nil || j.when.Before(s.epochs.peek().when) {
+			s.kickScheduler()
+		}
+		s.epochs.add(j)
+		return
+	}
+	s.enqueue(j, false)
+}
+
+// record is j as the store keeps it.
+func (s *Server) record(j *job) *store.Job {
+	r := &store.Job{
+		Seq: j.seq, Handle: j.handle, Function: j.fn.name, Unique: j.unique, Reducer: j.reducer,
+		Data: j.data, Priority: uint8(j.prio), Retries: uint32(j.retries), Created: j.created.UnixNano(),
+	}
+	if !j.when.IsZero() {
+		r.When = j.when.Unix()
+	}
+	return r
+}
+
+// restore rebuilds a stored job at start, in its original priority and order, with its unique key,
+// due time and retry count. Server.mu must be held.
+func (s *Server) restore(r *store.Job) {
+	f := s.function([]byte(r.Function), true)
+	j := &job{
+		handle: r.Handle, seq: r.Seq, fn: f, unique: r.Unique, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
+		data: r.Data, reducer: r.Reducer, prio: priority(min(r.Priority, uint8(prioLow))), background: true,
+		stored: true, retries: int(r.Retries), created: time.Unix(0, r.Created), heapIndex: -1,
+	}
+	if r.When != 0 {
+		j.when = time.Unix(r.When, 0)
+	}
+	s.jobs[j.handle] = j
+	if j.uniqueKey != "" {
+		f.uniques[j.uniqueKey] = j
+	}
+	s.makeRunnable(j)
+}
+
+// writeStoreStats answers the admin `store` command (a Gear extension): "KEY\tVALUE" lines.
+func (s *Server) writeStoreStats(b *strings.Builder) {
+	if s.opts.Store == nil {
+		b.WriteString("engine\tmemory\n.\n")
+		return
+	}
+	st := s.opts.Store.Stats()
+	last := "-"
+	if !st.LastSync.IsZero() {
+		last = st.LastSync.UTC().Format(time.RFC3339Nano)
+	}
+	lastErr := "-"
+	if st.LastError != "" {
+		lastErr = strings.Join(strings.Fields(st.LastError), " ")
+	}
+	b.WriteString("engine\t" + st.Engine + "\npath\t" + st.Path + "\nsync\t" + st.Sync.String() +
+		"\njobs\t" + itoa64(st.Jobs) + "\nlast_sync\t" + last + "\nlast_error\t" + lastErr + "\n.\n")
+}

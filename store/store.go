@@ -1,0 +1,170 @@
+// Package store keeps Gear's background jobs on stable storage, so they survive a crash or restart.
+//
+// The job server calls Add when a background job is submitted and answers JOB_CREATED only when
+// Add's callback reports the job durable; Remove when the job ends (completed, failed, cancelled,
+// dropped); SetRetries when its worker was lost. At start it Replays every stored job in submission
+// order. Writes from all connections are applied by one committer goroutine in batches: every Add
+// waiting at the moment shares one fsync (group commit), so durability costs little throughput.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Job is a stored background job.
+type Job struct {
+	Seq      uint64 // submission order, unique across restarts; the job handle ends in it
+	Handle   string
+	Function string
+	Unique   string
+	Reducer  string
+	Data     []byte
+	Priority uint8 // 0 high, 1 normal, 2 low
+	When     int64 // epoch jobs: Unix seconds when due; 0 = runnable now
+	Retries  uint32
+	Created  int64 // Unix nanoseconds
+}
+
+// SyncMode trades safety for speed.
+type SyncMode int
+
+const (
+	// SyncAlways fsyncs every batch holding an Add before the job is acknowledged (the default):
+	// an acknowledged job survives a crash of the machine.
+	SyncAlways SyncMode = iota
+	// SyncInterval acknowledges once the job is written to the operating system and fsyncs every
+	// second: a process crash loses nothing, a machine crash up to a second of jobs.
+	SyncInterval
+	// SyncNone never fsyncs: a process crash loses nothing, a machine crash what the OS had not
+	// written yet.
+	SyncNone
+)
+
+func (m SyncMode) String() string {
+	switch m {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNone:
+		return "none"
+	}
+	return fmt.Sprintf("SyncMode(%d)", int(m))
+}
+
+// ParseSyncMode reads "always", "interval" or "none".
+func ParseSyncMode(s string) (SyncMode, error) {
+	for _, m := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("sync mode must be always, interval or none, not %q", s)
+}
+
+// Store is the durable queue.
+type Store interface {
+	// Add stores j and calls done once it is durable (per the SyncMode) or failed. done runs on the
+	// store's goroutine: it must not block, and must not call the Store.
+	Add(j *Job, done func(error))
+	// Remove forgets a job. Removals ride along with the next batch; one lost in a crash means the
+	// job runs again (at-least-once).
+	Remove(seq uint64)
+	// SetRetries records a job's retry count.
+	SetRetries(j *Job)
+	// Replay calls fn for every stored job in submission order. Call it before any Add.
+	Replay(fn func(*Job) error) error
+	// NextSeq is the first sequence number no job of this or any earlier run used.
+	NextSeq() uint64
+	Stats() Stats
+	Close() error
+}
+
+// Stats describes a store for the admin views.
+type Stats struct {
+	Engine    string
+	Path      string
+	Sync      SyncMode
+	Jobs      int64
+	LastSync  time.Time
+	LastError string
+}
+
+// ErrCorrupt reports a stored record that cannot be decoded.
+var ErrCorrupt = errors.New("store: corrupt job record")
+
+const recordVersion = 1
+
+// encode appends j's value encoding to buf.
+func encode(buf []byte, j *Job) []byte {
+	buf = append(buf, recordVersion, j.Priority)
+	buf = binary.AppendUvarint(buf, uint64(j.Retries))
+	buf = binary.AppendVarint(buf, j.When)
+	buf = binary.AppendVarint(buf, j.Created)
+	for _, s := range []string{j.Handle, j.Function, j.Unique, j.Reducer} {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(j.Data)))
+	return append(buf, j.Data...)
+}
+
+// decode reads a record written by encode. It checks every length before slicing, so a damaged
+// record is an error, never a panic.
+func decode(seq uint64, b []byte) (*Job, error) {
+	if len(b) < 2 || b[0] != recordVersion || b[1] > 2 {
+		return nil, fmt.Errorf("%w %d: bad header", ErrCorrupt, seq)
+	}
+	j := &Job{Seq: seq, Priority: b[1]}
+	b = b[2:]
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	sv := func() (int64, bool) {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	bytesField := func() ([]byte, bool) {
+		n, ok := uv()
+		if !ok || n > uint64(len(b)) {
+			return nil, false
+		}
+		out := b[:n:n]
+		b = b[n:]
+		return out, true
+	}
+	retries, ok1 := uv()
+	when, ok2 := sv()
+	created, ok3 := sv()
+	if !ok1 || !ok2 || !ok3 || retries > 1<<32-1 {
+		return nil, fmt.Errorf("%w %d: bad counters", ErrCorrupt, seq)
+	}
+	j.Retries, j.When, j.Created = uint32(retries), when, created
+	var strs [4]string
+	for i := range strs {
+		s, ok := bytesField()
+		if !ok {
+			return nil, fmt.Errorf("%w %d: bad field %d", ErrCorrupt, seq, i)
+		}
+		strs[i] = string(s)
+	}
+	j.Handle, j.Function, j.Unique, j.Reducer = strs[0], strs[1], strs[2], strs[3]
+	data, ok := bytesField()
+	if !ok || len(b) != 0 {
+		return nil, fmt.Errorf("%w %d: bad data", ErrCorrupt, seq)
+	}
+	j.Data = append([]byte{}, data...)
+	return j, nil
+}
