@@ -154,6 +154,13 @@ func (d *Decoder) nextPacket() (*Frame, error) {
 	args := d.args[:0]
 	for i := 0; i < argc-1; i++ {
 		j := bytes.IndexByte(data, 0)
+		if j < 0 && i == 0 && argc == 2 && t.emptyDataOptional() {
+			// "HANDLE" alone: some workers (Perl's Gearman::Worker for an empty result) leave out
+			// the separator before empty data.
+			args = append(args, data[:len(data):len(data)])
+			data = data[len(data):]
+			continue
+		}
 		if j < 0 {
 			f.Packet.Args = nil
 			return f, &ArgCountError{Type: t, Want: argc, Got: i + 1}

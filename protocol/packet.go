@@ -132,6 +132,15 @@ var types = [maxType + 1]typeInfo{
 // Valid reports whether t is a packet type the protocol defines (1..42, 5 being reserved).
 func (t Type) Valid() bool { return t >= CanDo && t <= maxType && t != 5 }
 
+// emptyDataOptional reports whether a packet of type t may carry just its handle, meaning empty data.
+func (t Type) emptyDataOptional() bool {
+	switch t {
+	case WorkComplete, WorkData, WorkWarning, WorkException:
+		return true
+	}
+	return false
+}
+
 // Argc is the number of NUL-separated arguments of packets of type t (0 for unknown types).
 func (t Type) Argc() int {
 	if !t.Valid() {
