@@ -50,8 +50,14 @@ func dial(ctx context.Context, addr string, timeout time.Duration, log *slog.Log
 	cn := &conn{addr: addr, nc: nc, log: log, jobs: make(map[string][]*Job), turn: make(map[string]int)}
 	go cn.readLoop()
 	// Ask for WORK_EXCEPTION packets so a worker's exception message reaches the caller. A server
-	// without the option answers ERROR, which the request absorbs.
-	go cn.request(context.Background(), protocol.OptionReq, protocol.OptionRes, []byte("exceptions"))
+	// without the option answers ERROR, which the request absorbs (its reply channel is buffered, so
+	// nobody waits for it). It is written before dial returns, so it precedes every submit on the
+	// wire: sent from a goroutine it could follow the first submit, and a fast worker's exception
+	// then reached the caller as a bare WORK_FAIL.
+	opt := &request{want: protocol.OptionRes, reply: make(chan reply, 1)}
+	if err := cn.send(opt, protocol.OptionReq, []byte("exceptions")); err != nil {
+		return nil, err
+	}
 	return cn, nil
 }
 

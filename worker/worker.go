@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,7 @@ func New(opts Options) (*Worker, error) {
 	if len(opts.Servers) == 0 {
 		opts.Servers = client.ServersFromEnv()
 	}
+	opts.Servers = slices.Clone(opts.Servers) // the caller's slice is not ours to rewrite
 	for i, s := range opts.Servers {
 		opts.Servers[i] = client.WithDefaultPort(s)
 	}
@@ -185,8 +187,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() { defer conns.Done(); sc.run() }()
 	}
 	<-w.stopCh
-	w.jobs.Wait() // jobs in hand finish and report before connections close
+	// Each connection finishes and reports its jobs in hand before it closes, so once every
+	// connection is done no job runs. Waiting on w.jobs first broke the WaitGroup rule that an Add
+	// from zero happen before Wait: a connection may take a job (Add) just as Stop lands, with
+	// nothing ordering the two, which the race detector reports.
 	conns.Wait()
+	w.jobs.Wait()
 	close(guardDone)
 	wg.Wait()
 	if r := w.stopReason.Load(); r != nil {
@@ -198,22 +204,27 @@ func (w *Worker) Run(ctx context.Context) error {
 // runJob runs one job on its own goroutine, holding a concurrency slot, and reports the outcome.
 func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
 	defer func() {
-		<-w.slots
 		w.running.Add(-1)
 		n := w.completed.Add(1)
-		w.jobs.Done()
+		// Stop before the slot is freed: a connection waiting for the slot would otherwise send
+		// GRAB_JOB at once and run a job past MaxJobs.
 		if max := w.opts.Guard.MaxJobs; max > 0 && n >= max {
 			w.stopWith(ErrMaxJobs)
 		}
+		<-w.slots
+		w.jobs.Done()
 	}()
 	reg, ok := w.funcs[j.Function]
 	if !ok {
 		cn.send(workException(j.Handle, "function "+j.Function+" is not registered on this worker"))
 		return
 	}
-	ctx, cancel := context.WithCancel(cn.ctx)
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if reg.timeout > 0 {
 		ctx, cancel = context.WithTimeout(cn.ctx, reg.timeout)
+	} else {
+		ctx, cancel = context.WithCancel(cn.ctx)
 	}
 	defer cancel()
 	out, err := safeCall(ctx, reg.fn, j)

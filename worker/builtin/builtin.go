@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gearhq/gear/admin"
@@ -53,6 +54,7 @@ func (inv *Invoker) Func(ctx context.Context, j *worker.Job) ([]byte, error) {
 	name := strings.TrimSpace(string(j.Data))
 	if argv, ok := inv.Commands[name]; ok {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.WaitDelay = waitDelay
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -96,11 +98,17 @@ func ParseAllow(spec string) (string, []string, error) {
 func Command(argv []string) worker.Func {
 	return func(ctx context.Context, j *worker.Job) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.WaitDelay = waitDelay
 		cmd.Stdin = bytes.NewReader(j.Data)
 		var stdout bytes.Buffer
 		cmd.Stdout = &stdout
 		cmd.Stderr = warningWriter{j}
 		if err := cmd.Run(); err != nil {
+			if ctx.Err() != nil {
+				// Killed at the function's timeout (or when the job's server went away): say so,
+				// rather than report the kill as the command's own failure.
+				return nil, fmt.Errorf("%s: %w", argv[0], ctx.Err())
+			}
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
 				return nil, worker.ErrFail
@@ -110,6 +118,11 @@ func Command(argv []string) worker.Func {
 		return stdout.Bytes(), nil
 	}
 }
+
+// waitDelay bounds how long a killed command's output pipes may stay open: a child the command
+// started (`sh -c 'sleep 60; …'`) keeps them open after the command itself is killed, and without a
+// bound the job — and the worker's slot — would wait for that child.
+const waitDelay = time.Second
 
 // warningWriter forwards a command's stderr as WORK_WARNING packets.
 type warningWriter struct{ j *worker.Job }
