@@ -9,12 +9,13 @@ import (
 )
 
 // views lists the views Show prints, in the order `gear admin --help` documents them.
-var views = []string{"status", "priority", "workers", "jobs", "unique", "version", "pid"}
+var views = []string{"status", "priority", "workers", "jobs", "unique", "store", "version", "pid"}
 
 // Show dials addr, queries one view and writes exactly what `gear admin VIEW` prints for one server:
-// a table (a plain list for "unique", one line for "version" and "pid"), or indented JSON when
-// asJSON is set. Views: "status", "priority", "workers", "jobs", "unique", "version", "pid". Rows are
-// sorted, so the same server state always prints the same bytes.
+// a table (a plain list for "unique", "name value" lines for "store", one line for "version" and
+// "pid"), or indented JSON when asJSON is set. Views: "status", "priority", "workers", "jobs",
+// "unique", "store" (Gear only), "version", "pid". Rows are sorted, so the same server state always
+// prints the same bytes.
 func Show(ctx context.Context, w io.Writer, addr, view string, asJSON bool) error {
 	if !slices.Contains(views, view) {
 		return fmt.Errorf("admin: unknown view %q", view)
@@ -33,7 +34,7 @@ func Show(ctx context.Context, w io.Writer, addr, view string, asJSON bool) erro
 
 // query runs the command behind a view on c and returns its result with rows sorted as Show prints
 // them: []FunctionStatus, []PriorityStatus, []WorkerInfo, []JobInfo, []string (unique keys),
-// versionInfo or pidInfo.
+// StoreInfo, versionInfo or pidInfo.
 func query(ctx context.Context, c *Conn, view string) (any, error) {
 	switch view {
 	case "status":
@@ -53,6 +54,8 @@ func query(ctx context.Context, c *Conn, view string) (any, error) {
 		keys = slices.Clone(keys)
 		slices.Sort(keys)
 		return keys, err
+	case "store":
+		return c.Store(ctx)
 	case "version":
 		v, err := c.Version(ctx)
 		return versionInfo{Version: v}, err
@@ -89,6 +92,8 @@ func render(w io.Writer, view string, v any, asJSON bool) error {
 		return WriteJobs(w, v)
 	case []string:
 		return writeUnique(w, v)
+	case StoreInfo:
+		return WriteStore(w, v)
 	case versionInfo:
 		_, err := io.WriteString(w, v.Version+"\n")
 		return err

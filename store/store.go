@@ -38,8 +38,8 @@ const (
 	// SyncInterval acknowledges once the job is written to the operating system and fsyncs every
 	// second: a process crash loses nothing, a machine crash up to a second of jobs.
 	SyncInterval
-	// SyncNone never fsyncs: a process crash loses nothing, a machine crash what the OS had not
-	// written yet.
+	// SyncNone leaves fsync to the OS (the store fsyncs only a retired log file and at Close): a
+	// process crash loses nothing, a machine crash what the OS had not written yet.
 	SyncNone
 )
 
@@ -68,10 +68,11 @@ func ParseSyncMode(s string) (SyncMode, error) {
 // Store is the durable queue.
 type Store interface {
 	// Add stores j and calls done once it is durable (per the SyncMode) or failed. done runs on the
-	// store's goroutine: it must not block, and must not call the Store.
+	// store's goroutine, never the caller's (the server calls Add holding the lock done takes): it
+	// must not block, and must not call the Store.
 	Add(j *Job, done func(error))
-	// Remove forgets a job. Removals ride along with the next batch; one lost in a crash means the
-	// job runs again (at-least-once).
+	// Remove forgets a job. Removals ride along with the next batch, written to the OS but not
+	// fsynced; one lost in a crash of the machine means the job runs again (at-least-once).
 	Remove(seq uint64)
 	// SetRetries records a job's retry count.
 	SetRetries(j *Job)

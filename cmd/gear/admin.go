@@ -33,6 +33,8 @@ Commands:
   workers                   worker connections: client ID, IP, descriptor, functions
   jobs                      unfinished jobs: handle, retries, cancelled (ignored), queued
   unique                    unique keys of unfinished jobs
+  store                     the durable store: engine, data directory, sync mode, jobs stored,
+                            last sync, last error (Gear only)
   version                   the server's version
   pid                       the server's process ID
   verbose                   the server's log level
@@ -165,7 +167,7 @@ func adminIsBoolFlag(f *flag.Flag) bool {
 // checkCommand validates the command and its arguments before any server is contacted.
 func (r *adminRequest) checkCommand() error {
 	nargs := map[string][]int{
-		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "version": {0},
+		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "version": {0},
 		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
 		"shutdown": {0},
 	}
@@ -350,7 +352,7 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 	res := adminResult{addr: addr}
 	var out bytes.Buffer
 	switch req.command {
-	case "status", "priority", "workers", "jobs", "unique", "version", "pid":
+	case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
 		res.err = admin.Show(ctx, &out, addr, req.command, req.json)
 	default:
 		res.err = adminAct(ctx, &out, req, addr)
