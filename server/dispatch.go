@@ -197,12 +197,19 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 	} else {
 		s.attachClient(j, c)
 	}
-	if j.state == jobPersisting {
+	switch {
+	case j.state == jobPersisting:
 		// Acknowledge together with the job it joins, once that is durable.
 		j.acks = append(j.acks, ack{c, c.hold()})
-		return
+	case kind.background && s.opts.Store != nil && !j.stored:
+		// A background submit joining an in-memory foreground job: the job must now survive a
+		// crash too. It stays where it is (queued or running) while it is written.
+		j.stored = true
+		j.acks = append(j.acks, ack{c, c.hold()})
+		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
+	default:
+		c.send(protocol.JobCreated, []byte(j.handle))
 	}
-	c.send(protocol.JobCreated, []byte(j.handle))
 }
 
 // attachClient adds c to j's listeners once per submit: a client that submits the same unique twice

@@ -39,6 +39,8 @@ func (s *Server) persisted(j *job, err error) {
 		if j.state == jobPersisting {
 			j.stored = false
 			s.finish(j)
+		} else if j.state != jobDone {
+			j.stored = false // a foreground job a background submit tried to join: it goes on in memory
 		}
 		msg := []byte("Cannot store job: " + err.Error())
 		for _, a := range acks {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -474,6 +475,7 @@ func (f *failingStore) Remove(uint64)                       {}
 func (f *failingStore) SetRetries(*store.Job)               {}
 func (f *failingStore) Replay(func(*store.Job) error) error { return nil }
 func (f *failingStore) NextSeq() uint64                     { return 1 }
+func (f *failingStore) ReserveSeq(uint64)                   {}
 func (f *failingStore) Close() error                        { return nil }
 func (f *failingStore) Stats() store.Stats {
 	return store.Stats{Engine: "failing", Path: "/dev/full", Sync: store.SyncAlways, Jobs: 0,
@@ -568,8 +570,6 @@ func TestDurable_StoreAdminCommand(t *testing.T) {
 // A background submit coalescing onto a foreground job turns it into a background job and is
 // acknowledged; it should then be as durable as any background job.
 func TestDurable_BackgroundSubmitOntoForegroundJob(t *testing.T) {
-	t.Skip("known bug: coalesce (dispatch.go) acknowledges a background submit that joins an in-memory " +
-		"foreground job without storing the job, so a crash loses a job the client was told is durable")
 	dir := t.TempDir()
 	st := mustOpenStore(t, dir)
 	s := mustStartServer(t, withStore(st))
@@ -584,4 +584,30 @@ func TestDurable_BackgroundSubmitOntoForegroundJob(t *testing.T) {
 	worker.send(protocol.CanDo, "fn")
 	worker.send(protocol.GrabJob)
 	worker.expect(protocol.JobAssign, h, "fn", "data")
+}
+
+// Foreground jobs are not stored, but their handle numbers are reserved in the store: after a
+// restart no handle given out before names a new job.
+func TestDurable_ForegroundHandlesNotReusedAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	st := mustOpenStore(t, dir)
+	s := mustStartServer(t, withStore(st))
+	c := mustConnect(t, addrOf(t, s))
+	var last string
+	for range 3 {
+		last = c.submit(protocol.SubmitJob, "fg", "", "x")
+	}
+	c.close()
+	s, _ = restart(t, s, st, dir)
+	next := mustConnect(t, addrOf(t, s)).submit(protocol.SubmitJob, "fg", "", "y")
+	seq := func(h string) int {
+		n, err := strconv.Atoi(h[strings.LastIndexByte(h, ':')+1:])
+		if err != nil {
+			t.Fatalf("handle %q: %v", h, err)
+		}
+		return n
+	}
+	if seq(next) <= seq(last) {
+		t.Fatalf("handle %s after restart repeats a number given before (last %s)", next, last)
+	}
 }

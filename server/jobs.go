@@ -169,16 +169,17 @@ func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
 	}
 }
 
-// failClients tells j's clients it failed: WORK_EXCEPTION with reason to those that asked for
-// exceptions (when reason is set), WORK_FAIL to the others.
+// failClients tells j's clients it failed, with WORK_FAIL. It is the server's own verdict (cancelled,
+// timed out, retries exhausted), so it is a plain failure whatever the client's options: gearmand
+// does the same, and libgearman clients (PHP, the gearman CLI), which always ask for exceptions,
+// report GEARMAN_WORK_FAIL for it. The reason goes to the log.
 func (s *Server) failClients(j *job, reason string) {
+	if len(j.clients) > 0 {
+		s.log.Info("job failed by the server", "handle", j.handle, "function", j.fn.name, "reason", reason)
+	}
 	h := []byte(j.handle)
 	for _, c := range j.clients {
-		if reason != "" && c.exceptions {
-			c.send(protocol.WorkException, h, []byte(reason))
-		} else {
-			c.send(protocol.WorkFail, h)
-		}
+		c.send(protocol.WorkFail, h)
 	}
 }
 
@@ -226,9 +227,8 @@ func (s *Server) detachClient(j *job, c *conn) {
 	}
 }
 
-// expire handles a CAN_DO_TIMEOUT: the job failed. Gear tells the clients (WORK_FAIL, or
-// WORK_EXCEPTION "timeout" to those that asked for exceptions) rather than requeueing silently as
-// gearmand does, because a job that outran its limit once is likely to again and a silent requeue
+// expire handles a CAN_DO_TIMEOUT: the job failed. Gear tells the clients (WORK_FAIL) rather than
+// requeueing silently as gearmand does, because a job that outran its limit once is likely to again and a silent requeue
 // loops forever. The worker's late result is ignored.
 func (s *Server) expire(j *job) {
 	j.heapIndex = -1

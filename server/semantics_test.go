@@ -388,8 +388,8 @@ func TestWorkerLost(t *testing.T) {
 		{"JobRetries reached: WORK_FAIL", false, func(h string) packet {
 			return packet{protocol.WorkFail, []string{h}}
 		}},
-		{"JobRetries reached: WORK_EXCEPTION", true, func(h string) packet {
-			return packet{protocol.WorkException, []string{h, "job failed: worker lost 2 times"}}
+		{"JobRetries reached with exceptions on: still WORK_FAIL, as gearmand", true, func(h string) packet {
+			return packet{protocol.WorkFail, []string{h}}
 		}},
 	}
 	for _, tc := range cases {
@@ -527,11 +527,7 @@ func TestCanDoTimeout(t *testing.T) {
 			client.expect(protocol.StatusRes, h, "1", "1", "0", "0")
 
 			clock.Advance(tc.expire)
-			if tc.exceptions {
-				client.expect(protocol.WorkException, h, "job timed out")
-			} else {
-				client.expect(protocol.WorkFail, h)
-			}
+			client.expect(protocol.WorkFail, h) // with or without exceptions, as gearmand
 			expectAdminList(t, admin, "status", "fn\t0\t0\t1\n.\n")
 			// The worker is not told; its late result is dropped without an ERROR.
 			worker.send(protocol.WorkData, h, "late")

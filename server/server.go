@@ -32,18 +32,19 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu         sync.Mutex // guards the job state below and conn fields marked so
-	functions  map[string]*function
-	jobs       map[string]*job // by handle
-	conns      map[*conn]struct{}
-	handleSeq  uint64
-	draining   bool // graceful shutdown: no new jobs handed out or accepted
-	epochs     jobHeap
-	timeouts   jobHeap
-	listeners  []net.Listener
-	closed     bool
-	drainedCh  chan struct{} // closed when draining and no job is running
-	nextConnID atomic.Uint64
+	mu          sync.Mutex // guards the job state below and conn fields marked so
+	functions   map[string]*function
+	jobs        map[string]*job // by handle
+	conns       map[*conn]struct{}
+	handleSeq   uint64
+	reservedSeq uint64 // handles up to this are reserved in the store
+	draining    bool   // graceful shutdown: no new jobs handed out or accepted
+	epochs      jobHeap
+	timeouts    jobHeap
+	listeners   []net.Listener
+	closed      bool
+	drainedCh   chan struct{} // closed when draining and no job is running
+	nextConnID  atomic.Uint64
 
 	schedWake chan struct{}
 	done      chan struct{} // closed by Close
@@ -70,6 +71,7 @@ func New(opts Options) (*Server, error) {
 		s.mu.Lock()
 		err := st.Replay(func(r *store.Job) error { s.restore(r); return nil })
 		s.handleSeq = max(s.handleSeq, st.NextSeq()-1) // handles stay unique across restarts
+		s.reservedSeq = s.handleSeq
 		s.mu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("replaying stored jobs: %w", err)
@@ -199,8 +201,16 @@ func (s *Server) dropConn(c *conn) {
 // newHandle returns a fresh job handle. Server.mu must be held.
 func (s *Server) newHandle() string {
 	s.handleSeq++
+	if s.opts.Store != nil && s.handleSeq > s.reservedSeq {
+		// Foreground jobs are not stored: reserve their numbers in blocks, so a handle given out
+		// before a restart is never given to another job after it.
+		s.reservedSeq = s.handleSeq + handleReserveBlock
+		s.opts.Store.ReserveSeq(s.reservedSeq + 1)
+	}
 	return s.opts.HandlePrefix + ":" + strconv.FormatUint(s.handleSeq, 10)
 }
+
+const handleReserveBlock = 10000
 
 // Shutdown stops accepting connections and new jobs, lets running jobs finish (or ctx expire), lets
 // every connection send what is queued to it (the results of those last jobs), then closes

@@ -35,6 +35,10 @@ type Pebble struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	minFree       atomic.Uint64
+	freeBytes     atomic.Uint64
+	freeCheckedAt atomic.Int64
+
 	jobs     atomic.Int64
 	nextSeq  atomic.Uint64
 	lastSync atomic.Int64 // Unix nanoseconds
@@ -49,6 +53,7 @@ const (
 	opAdd opKind = iota
 	opRemove
 	opUpdate
+	opReserve
 )
 
 type op struct {
@@ -103,6 +108,13 @@ func OpenPebble(dir string, mode SyncMode, log *slog.Logger) (*Pebble, error) {
 
 // Replay calls fn for every stored job in submission order.
 func (p *Pebble) Replay(fn func(*Job) error) error {
+	if err := p.replay(fn); err != nil {
+		return fmt.Errorf("data directory %s: %w", p.path, err)
+	}
+	return nil
+}
+
+func (p *Pebble) replay(fn func(*Job) error) error {
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte("j"), UpperBound: []byte("k")})
 	if err != nil {
 		return err
@@ -156,7 +168,37 @@ func (p *Pebble) push(o op) {
 // Add queues j for the next batch; done reports when it is durable. It never blocks, and done
 // never runs on the caller's goroutine.
 func (p *Pebble) Add(j *Job, done func(error)) {
+	if p.diskFull() {
+		msg := fmt.Sprintf("%v (%d bytes free in %s, minimum %d)", ErrDiskFull, p.freeBytes.Load(), p.path, p.minFree.Load())
+		p.lastErr.Store(&msg)
+		go done(fmt.Errorf("%w: %d bytes free, minimum %d", ErrDiskFull, p.freeBytes.Load(), p.minFree.Load()))
+		return
+	}
 	p.push(op{kind: opAdd, seq: j.Seq, value: encode(nil, j), done: done})
+}
+
+// ReserveSeq queues a reservation of sequence numbers below upTo.
+func (p *Pebble) ReserveSeq(upTo uint64) { p.push(op{kind: opReserve, seq: upTo}) }
+
+// SetMinFree makes Add refuse jobs (ErrDiskFull) while the data directory's file system has less
+// than n bytes free. Pebble cannot survive a failed write to its log — it stops the process — so
+// the store stops taking jobs well before that.
+func (p *Pebble) SetMinFree(n uint64) { p.minFree.Store(n) }
+
+// diskFull reports whether free space is below the minimum, checking at most every 250 ms.
+func (p *Pebble) diskFull() bool {
+	minFree := p.minFree.Load()
+	if minFree == 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	if last := p.freeCheckedAt.Load(); now-last > int64(250*time.Millisecond) && p.freeCheckedAt.CompareAndSwap(last, now) {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(p.path, &fs); err == nil {
+			p.freeBytes.Store(fs.Bavail * uint64(fs.Bsize))
+		}
+	}
+	return p.freeBytes.Load() < minFree
 }
 
 // Remove queues the deletion of a job.
@@ -206,7 +248,7 @@ func (p *Pebble) commit(ops []op) {
 	b := p.db.NewBatch()
 	defer b.Close()
 	var adds, removes int64
-	maxSeq := uint64(0)
+	maxSeq, reserve := uint64(0), uint64(0)
 	for _, o := range ops {
 		switch o.kind {
 		case opAdd:
@@ -218,11 +260,13 @@ func (p *Pebble) commit(ops []op) {
 		case opRemove:
 			b.Delete(jobKey(o.seq), nil)
 			removes++
+		case opReserve:
+			reserve = max(reserve, o.seq)
 		}
 	}
 	next := p.nextSeq.Load()
-	if adds > 0 {
-		next = max(next, maxSeq+1)
+	if adds > 0 || reserve > next {
+		next = max(next, maxSeq+1, reserve)
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], next)
 		b.Set(metaNextSeq, v[:], nil)

@@ -437,3 +437,36 @@ func TestPebble_FsyncPerMode(t *testing.T) {
 		})
 	}
 }
+
+// Below the minimum free space Add refuses the job with ErrDiskFull instead of letting the engine
+// run out of room for its log (which Pebble treats as fatal).
+func TestPebble_MinFreeRefusesAdds(t *testing.T) {
+	p := mustOpen(t, t.TempDir(), SyncAlways)
+	p.SetMinFree(1 << 62)
+	errc := make(chan error, 1)
+	p.Add(&Job{Seq: 1, Function: "f"}, func(err error) { errc <- err })
+	if err := <-errc; !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Add below the free-space minimum: %v, want ErrDiskFull", err)
+	}
+	if st := p.Stats(); st.Jobs != 0 || !strings.Contains(st.LastError, "free") {
+		t.Errorf("stats after a refused add: %+v", st)
+	}
+	p.SetMinFree(0)
+	p.Add(&Job{Seq: 2, Function: "f"}, func(err error) { errc <- err })
+	if err := <-errc; err != nil {
+		t.Fatalf("Add with the check off: %v", err)
+	}
+}
+
+func TestPebble_ReserveSeqSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	p := mustOpen(t, dir, SyncAlways)
+	p.ReserveSeq(5000)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p = mustOpen(t, dir, SyncAlways)
+	if got := p.NextSeq(); got < 5000 {
+		t.Fatalf("NextSeq after a reservation of 5000 and reopen: %d", got)
+	}
+}

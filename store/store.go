@@ -80,6 +80,9 @@ type Store interface {
 	Replay(fn func(*Job) error) error
 	// NextSeq is the first sequence number no job of this or any earlier run used.
 	NextSeq() uint64
+	// ReserveSeq records that sequence numbers below upTo may be in use by jobs that are not
+	// stored (foreground jobs), so NextSeq after a restart never hands them out again.
+	ReserveSeq(upTo uint64)
 	Stats() Stats
 	Close() error
 }
@@ -93,6 +96,10 @@ type Stats struct {
 	LastSync  time.Time
 	LastError string
 }
+
+// ErrDiskFull refuses an Add when the store's file system has less free space than its minimum:
+// better a clear error for one submit than an engine that cannot write its log.
+var ErrDiskFull = errors.New("store: not enough free disk space")
 
 // ErrCorrupt reports a stored record that cannot be decoded.
 var ErrCorrupt = errors.New("store: corrupt job record")

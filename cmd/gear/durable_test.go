@@ -467,3 +467,29 @@ func TestAdmin_Store(t *testing.T) {
 		t.Errorf("gear admin store on gearmand: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// Below --min-free-space the server refuses background jobs with ERROR QUEUE_ERROR (a full disk,
+// seen before the engine runs out of room for its log) and keeps serving foreground jobs.
+func TestDurable_MinFreeSpaceRefusesBackgroundJobs(t *testing.T) {
+	dir := t.TempDir()
+	p := startGear(t, nil, gearBin, "server", "--store", "pebble", "--data-dir", dir, "--port", "0",
+		"--min-free-space", "1e9GiB")
+	addr := listenAddr(t, p)
+	bg, fgClient, fgWorker := dialRaw(t, addr), dialRaw(t, addr), dialRaw(t, addr)
+	if _, err := fgWorker.nc.Write(protocol.AppendRequest(nil, protocol.CanDo, []byte("fg"))); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		typ, args, err := bg.call(protocol.SubmitJobBg, "bg", "", "data")
+		if err != nil || typ != protocol.Error || args[0] != "QUEUE_ERROR" || !strings.Contains(args[1], "free") {
+			t.Fatalf("background submit with a full disk: %v %q %v", typ, args, err)
+		}
+		if err := foregroundJob(fgClient, fgWorker); err != nil {
+			t.Fatalf("foreground job with a full disk: %v", err)
+		}
+	}
+	out, errOut, code := gearCmd(t, addr, "", "admin", "store")
+	if code != 0 || !strings.Contains(out, "not enough free disk space") {
+		t.Errorf("gear admin store: exit %d\n%s%s", code, out, errOut)
+	}
+}

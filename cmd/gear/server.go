@@ -47,6 +47,7 @@ type serverFlags struct {
 	dataDir       string
 	syncMode      string
 	queueType     string
+	minFree       byteSize
 }
 
 type multiFlag []string
@@ -91,6 +92,8 @@ func newServerFlags(name string) *serverFlags {
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
+	f.minFree = 64 << 20
+	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
 	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: only builtin (= --store memory) is accepted")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
 	return f
@@ -378,6 +381,7 @@ func openStore(f *serverFlags, logger *slog.Logger) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.SetMinFree(uint64(f.minFree))
 	logger.Info("durable store", "engine", "pebble", "data_dir", dir, "sync", mode.String())
 	return st, nil
 }
