@@ -440,7 +440,13 @@ func readLines(t *testing.T, path string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	// Only complete lines: a writer may have created the file, or be half-way through a line.
+	text := string(data)
+	text = text[:strings.LastIndexByte(text, '\n')+1]
+	if text == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 }
 
 // decodeJSON decodes the single JSON line a client helper prints.
