@@ -20,6 +20,7 @@ Commands:
   admin      query or control a job server (gear admin --help)
   worker     serve functions: the built-in reverse and invoke, or a command (gear worker --help)
   client     submit a job and print its result (gear client --help)
+  bench      load-test a job server (gear bench --help)
   version    print the version
 
 First steps:
@@ -50,6 +51,8 @@ func run(args []string) int {
 		return runClient(args[2:])
 	case "worker":
 		return runWorker(args[2:])
+	case "bench":
+		return runBench(args[2:])
 	case "version", "--version":
 		fmt.Println("gear", server.Version)
 		return 0
