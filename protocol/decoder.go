@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
+	"sync"
 )
 
 // Decoder errors. ErrBadMagic, ErrTooLarge and ErrLineTooLong leave the stream unsynchronised: the
@@ -74,12 +76,13 @@ func (d *Decoder) fill(n int) error {
 		return nil
 	}
 	if d.buf == nil {
-		d.buf = make([]byte, max(defaultBufSize, n))
+		d.buf = getBuf(max(defaultBufSize, n))
 	}
 	if d.start+n > len(d.buf) {
 		if n > len(d.buf) {
-			nb := make([]byte, n)
+			nb := getBuf(n)
 			copy(nb, d.buf[d.start:d.end])
+			putBuf(d.buf)
 			d.buf = nb
 		} else {
 			copy(d.buf, d.buf[d.start:d.end])
@@ -106,9 +109,48 @@ func (d *Decoder) fill(n int) error {
 // release drops a buffer grown for one large packet once it has been consumed, so the memory goes
 // back to the runtime instead of staying pinned to an idle connection.
 func (d *Decoder) release() {
-	if len(d.buf) > 64*1024 && d.start == d.end {
+	if len(d.buf) > defaultBufSize && d.start == d.end {
+		putBuf(d.buf)
 		d.buf, d.start, d.end = nil, 0, 0
 	}
+}
+
+// Large buffers are shared by all decoders through pools, one per power-of-two size from 8 KiB, so a
+// stream of large packets reuses memory instead of allocating a buffer per packet, and an idle
+// connection still holds none.
+const (
+	minPooledShift = 13 // 8 KiB
+	maxPooledShift = 30 // 1 GiB
+)
+
+var bufPools [maxPooledShift - minPooledShift + 1]sync.Pool
+
+// getBuf returns a buffer of at least n bytes (exactly n up to 4 KiB, else a power of two).
+func getBuf(n int) []byte {
+	if n <= defaultBufSize {
+		return make([]byte, defaultBufSize)
+	}
+	shift := max(bits.Len(uint(n-1)), minPooledShift)
+	if shift > maxPooledShift {
+		return make([]byte, n)
+	}
+	if b, ok := bufPools[shift-minPooledShift].Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 1<<shift)
+}
+
+// putBuf gives a buffer from getBuf back to its pool.
+func putBuf(b []byte) {
+	n := len(b)
+	if n <= defaultBufSize || n&(n-1) != 0 {
+		return
+	}
+	shift := bits.Len(uint(n)) - 1
+	if shift < minPooledShift || shift > maxPooledShift {
+		return
+	}
+	bufPools[shift-minPooledShift].Put(&b)
 }
 
 // Next decodes the next frame. The returned frame aliases the decoder's buffer until the next call.
