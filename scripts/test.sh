@@ -19,11 +19,17 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 echo "== fuzz ($FUZZTIME each)"
+fuzzlog=$(mktemp)
+trap 'rm -f "$fuzzlog"' EXIT
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
     echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" | tail -1
+    if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" >"$fuzzlog" 2>&1; then
+      tail -40 "$fuzzlog"
+      exit 1
+    fi
+    tail -1 "$fuzzlog"
   done
 done
 
