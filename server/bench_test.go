@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/store"
 )
 
 // benchPeer is a minimal raw Gearman peer for benchmarks: one reused encode buffer, one decoder.
@@ -231,5 +232,52 @@ func BenchmarkQueue_PushPop(b *testing.B) {
 		if q.popRunnable() != j {
 			b.Fatal("wrong job")
 		}
+	}
+}
+
+// BenchmarkBackgroundSubmit_Store compares 8 unpipelined clients submitting background jobs to a
+// server keeping them in memory and to one writing them to the Pebble store with each sync mode.
+func BenchmarkBackgroundSubmit_Store(b *testing.B) {
+	for _, mode := range []string{"memory", "always", "interval"} {
+		b.Run(mode, func(b *testing.B) {
+			opts := DefaultOptions()
+			opts.Listen = nil
+			if mode != "memory" {
+				sm, err := store.ParseSyncMode(mode)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st, err := store.OpenPebble(b.TempDir(), sm, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				opts.Store = st
+			}
+			s, err := New(opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Serve(ln)
+			defer s.Close()
+			payload := make([]byte, 64)
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 clients on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c := benchDial(b, ln.Addr().String())
+				for pb.Next() {
+					c.send(b, protocol.SubmitJobBg, []byte("bg"), nil, payload)
+					if p := c.recv(b); p.Type != protocol.JobCreated {
+						b.Errorf("got %s, want JOB_CREATED", p.Type)
+						return
+					}
+				}
+			})
+		})
 	}
 }
