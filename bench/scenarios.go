@@ -38,7 +38,8 @@ func (r *run) drain(ctx context.Context, ws []*worker, phase string, total int64
 	for _, w := range ws {
 		r.spawn(&wg, w.run)
 	}
-	r.watch(ctx, phase, total, sum(ws, workerDone), r.tr.reached)
+	// Progress counts what the tracker verified: the same count that closes reached.
+	r.watch(ctx, phase, total, r.tr.executed.Load, r.tr.reached)
 	select {
 	case <-r.tr.reached:
 		return time.Duration(r.tr.doneAt.Load() - start), &wg
