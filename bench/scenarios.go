@@ -8,7 +8,6 @@ import (
 )
 
 func clientDone(c *client) int64 { return c.done.Load() }
-func workerDone(w *worker) int64 { return w.done.Load() }
 
 func (r *run) clientLatency(cs []*client, kind string) {
 	var h histogram
