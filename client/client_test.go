@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gearhq/gear/internal/testenv"
 	"slices"
 	"strings"
 	"sync"
@@ -19,12 +20,12 @@ import (
 // TestClient_AgainstServers runs every single-server client case against Gear and against the real
 // gearmand, each case with its own function names so they share one server per kind.
 func TestClient_AgainstServers(t *testing.T) {
-	for _, kind := range serverKinds {
-		t.Run(kind.name, func(t *testing.T) {
+	for _, kind := range testenv.ServerKinds {
+		t.Run(kind.Name, func(t *testing.T) {
 			t.Parallel()
-			addr := kind.start(t)
+			addr := kind.Start(t)
 			for _, tc := range clientCases {
-				t.Run(tc.name, func(t *testing.T) { tc.run(t, addr, kind.name) })
+				t.Run(tc.name, func(t *testing.T) { tc.run(t, addr, kind.Name) })
 			}
 		})
 	}
@@ -149,7 +150,7 @@ func testWorkException(t *testing.T, addr, _ string) {
 
 func testBackgroundStatus(t *testing.T, addr, _ string) {
 	g := newGate()
-	defer g.open()
+	defer g.Open()
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 10*time.Second)
 	const unique = "bg-status-unique"
@@ -165,9 +166,9 @@ func testBackgroundStatus(t *testing.T, addr, _ string) {
 		if err := j.SendStatus(3, 7); err != nil {
 			return nil, err
 		}
-		return g.fn(ctx, j)
+		return g.Fn(ctx, j)
 	}})
-	if d := g.waitStarted(t); d != "payload" {
+	if d := g.WaitStarted(t); d != "payload" {
 		t.Errorf("worker got %q", d)
 	}
 	waitFor(t, "status 3/7 while running", 10*time.Second, func() bool {
@@ -178,7 +179,7 @@ func testBackgroundStatus(t *testing.T, addr, _ string) {
 	if err != nil || !su.Known || !su.Running || su.Numerator != 3 || su.Denominator != 7 || su.Unique != unique || su.Waiting != 0 {
 		t.Errorf("StatusUnique = %+v, %v; want known, running, 3/7, no waiting client", su, err)
 	}
-	g.open()
+	g.Open()
 	waitFor(t, "the finished job to be unknown", 10*time.Second, func() bool {
 		st, err = c.Status(ctx, handle)
 		return err == nil && !st.Known
@@ -414,8 +415,8 @@ func testPipelined(t *testing.T, addr, _ string) {
 
 func testContextCancel(t *testing.T, addr, _ string) {
 	g := newGate()
-	defer g.open()
-	startWorker(t, []string{addr}, 2, map[string]worker.Func{"cc.block": g.fn, "cc.reverse": reverseFunc})
+	defer g.Open()
+	startWorker(t, []string{addr}, 2, map[string]worker.Func{"cc.block": g.Fn, "cc.reverse": reverseFunc})
 	c := newClient(t, addr)
 
 	// A deadline while the job runs: Do returns the context's error.
@@ -425,7 +426,7 @@ func testContextCancel(t *testing.T, addr, _ string) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Do past its deadline = %q, %v; want context.DeadlineExceeded", out, err)
 	}
-	g.waitStarted(t)
+	g.WaitStarted(t)
 
 	// An explicit cancel while waiting.
 	ctx, cancel = context.WithCancel(context.Background())
@@ -433,7 +434,7 @@ func testContextCancel(t *testing.T, addr, _ string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.waitStarted(t)
+	g.WaitStarted(t)
 	go cancel()
 	if out, err := job.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait after cancel = %q, %v; want context.Canceled", out, err)
@@ -445,7 +446,7 @@ func testContextCancel(t *testing.T, addr, _ string) {
 	}
 
 	// The abandoned jobs finish on the server; their results are dropped, and the client works on.
-	g.open()
+	g.Open()
 	ctx = ctxTimeout(t, 10*time.Second)
 	for i := range 3 {
 		out, err := c.Do(ctx, "cc.reverse", []byte(fmt.Sprint("abc", i)), client.Submission{})

@@ -194,8 +194,8 @@ func TestClient_MultiServer_OnlyServerKilledMidJob(t *testing.T) {
 	t.Parallel()
 	addr, srv := mustStartGear(t)
 	g := newGate()
-	defer g.open()
-	startWorker(t, []string{addr}, 1, map[string]worker.Func{"ms.hang": g.fn})
+	defer g.Open()
+	startWorker(t, []string{addr}, 1, map[string]worker.Func{"ms.hang": g.Fn})
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 20*time.Second)
 	errc := make(chan error, 1)
@@ -203,7 +203,7 @@ func TestClient_MultiServer_OnlyServerKilledMidJob(t *testing.T) {
 		_, err := c.Do(ctx, "ms.hang", []byte("x"), client.Submission{})
 		errc <- err
 	}()
-	g.waitStarted(t)
+	g.WaitStarted(t)
 	srv.Close()
 	err := <-errc
 	if _, ok := errorsAs[*client.ConnError](err); !ok {

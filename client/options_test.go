@@ -69,8 +69,8 @@ func TestClient_RefusesBadSubmissions(t *testing.T) {
 func TestClient_Close(t *testing.T) {
 	addr, _ := mustStartGear(t)
 	g := newGate()
-	defer g.open()
-	startWorker(t, []string{addr}, 1, map[string]worker.Func{"cl.block": g.fn})
+	defer g.Open()
+	startWorker(t, []string{addr}, 1, map[string]worker.Func{"cl.block": g.Fn})
 	c, err := client.New(client.Options{Servers: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestClient_Close(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.waitStarted(t)
+	g.WaitStarted(t)
 	c.Close()
 	if _, err := job.Wait(ctx); !errors.Is(err, client.ErrClosed) {
 		t.Errorf("Wait after Close: %v; want ErrClosed", err)

@@ -80,12 +80,12 @@ func TestGuard_WarnOncePerCrossing(t *testing.T) {
 		t.Errorf("OnWarn got %d and %d, want the sampled 150 and 200", a, b)
 	}
 	select {
-	case <-r.done:
-		t.Fatalf("a warning stopped the worker: %v", r.err)
+	case <-r.Done():
+		t.Fatalf("a warning stopped the worker: %v", r.Err())
 	default:
 	}
 	r.Stop()
-	if err := r.wait(t, 10*time.Second); err != nil {
+	if err := r.Wait(t, 10*time.Second); err != nil {
 		t.Errorf("Run = %v after Stop", err)
 	}
 }
@@ -128,7 +128,7 @@ func TestGuard_MemoryCapFinishesJobInHand(t *testing.T) {
 	if out, err := inHand.Wait(ctx); err != nil || string(out) != "done:first" {
 		t.Fatalf("the job in hand = %q, %v", out, err)
 	}
-	if err := r.wait(t, 10*time.Second); !errors.Is(err, worker.ErrMemoryCap) {
+	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMemoryCap) {
 		t.Fatalf("Run = %v, want ErrMemoryCap", err)
 	}
 	mu.Lock()
@@ -161,7 +161,7 @@ func TestGuard_MaxJobs(t *testing.T) {
 			ran.Add(1)
 			return nil, nil
 		}}, nil)
-	if err := r.wait(t, 10*time.Second); !errors.Is(err, worker.ErrMaxJobs) {
+	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMaxJobs) {
 		t.Fatalf("Run = %v, want ErrMaxJobs", err)
 	}
 	if n := ran.Load(); n != limit || r.Completed() != limit {
@@ -178,31 +178,31 @@ func TestGuard_MaxLifetime(t *testing.T) {
 	t.Parallel()
 	addr, _ := mustStartGear(t)
 	g := newGate()
-	defer g.open()
+	defer g.Open()
 	var logs syncBuffer
 	r := startWorkerOpts(t, worker.Options{Servers: []string{addr}, Logger: logTo(&logs), Guard: worker.Guard{
 		MaxLifetime: 200 * time.Millisecond,
-	}}, map[string]worker.Func{"ml.fn": g.fn}, nil)
+	}}, map[string]worker.Func{"ml.fn": g.Fn}, nil)
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 20*time.Second)
 	job, err := c.Submit(ctx, "ml.fn", []byte("x"), client.Submission{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.waitStarted(t)
+	g.WaitStarted(t)
 	waitFor(t, "the lifetime to end", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), "reason=\"worker reached its maximum lifetime\"")
 	})
 	select {
-	case <-r.done:
+	case <-r.Done():
 		t.Fatal("Run returned with a job in hand")
 	default:
 	}
-	g.open()
+	g.Open()
 	if out, err := job.Wait(ctx); err != nil || string(out) != "released:x" {
 		t.Errorf("the job in hand = %q, %v", out, err)
 	}
-	if err := r.wait(t, 10*time.Second); !errors.Is(err, worker.ErrMaxLifetime) {
+	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMaxLifetime) {
 		t.Errorf("Run = %v, want ErrMaxLifetime", err)
 	}
 }

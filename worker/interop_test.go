@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/gearhq/gear/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,10 +96,10 @@ echo json_encode($out);
 // Gear's worker serving foreign clients: the gearman CLI (libgearman) and PHP's GearmanClient, on
 // Gear and on gearmand.
 func TestWorker_ServesForeignClients(t *testing.T) {
-	for _, kind := range serverKinds {
-		t.Run(kind.name, func(t *testing.T) {
+	for _, kind := range testenv.ServerKinds {
+		t.Run(kind.Name, func(t *testing.T) {
 			t.Parallel()
-			addr := kind.start(t)
+			addr := kind.Start(t)
 			host, port, _ := strings.Cut(addr, ":")
 			startWorker(t, []string{addr}, 2, peerFuncs)
 			waitWorkers(t, addr, "peer.reverse", 1)

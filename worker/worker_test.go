@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gearhq/gear/internal/testenv"
 	"net"
 	"slices"
 	"strings"
@@ -75,10 +76,10 @@ func TestWorker_RegisterAndRunMisuse(t *testing.T) {
 
 // TestWorker_AgainstServers runs the worker cases against Gear and the real gearmand.
 func TestWorker_AgainstServers(t *testing.T) {
-	for _, kind := range serverKinds {
-		t.Run(kind.name, func(t *testing.T) {
+	for _, kind := range testenv.ServerKinds {
+		t.Run(kind.Name, func(t *testing.T) {
 			t.Parallel()
-			addr := kind.start(t)
+			addr := kind.Start(t)
 			for _, tc := range workerCases {
 				t.Run(tc.name, func(t *testing.T) { tc.run(t, addr) })
 			}
@@ -191,7 +192,7 @@ func testErrFail(t *testing.T, addr string) {
 // Stop finishes the job in hand, delivers its result, takes no further job, and Run returns nil.
 func testGracefulStop(t *testing.T, addr string) {
 	g := newGate()
-	defer g.open()
+	defer g.Open()
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 10*time.Second)
 	first, err := c.Submit(ctx, "gs.fn", []byte("in hand"), client.Submission{})
@@ -201,25 +202,25 @@ func testGracefulStop(t *testing.T, addr string) {
 	if _, err := c.SubmitBackground(ctx, "gs.fn", []byte("queued"), client.Submission{}); err != nil {
 		t.Fatal(err)
 	}
-	r := startWorker(t, []string{addr}, 1, map[string]worker.Func{"gs.fn": g.fn})
-	if d := g.waitStarted(t); d != "in hand" {
+	r := startWorker(t, []string{addr}, 1, map[string]worker.Func{"gs.fn": g.Fn})
+	if d := g.WaitStarted(t); d != "in hand" {
 		t.Fatalf("first job %q", d)
 	}
 	r.Stop()
 	select {
-	case <-r.done:
+	case <-r.Done():
 		t.Fatal("Run returned while a job was in hand")
 	default:
 	}
-	g.open()
+	g.Open()
 	if out, err := first.Wait(ctx); err != nil || string(out) != "released:in hand" {
 		t.Errorf("the job in hand = %q, %v", out, err)
 	}
-	if err := r.wait(t, 10*time.Second); err != nil {
+	if err := r.Wait(t, 10*time.Second); err != nil {
 		t.Errorf("Run after Stop = %v, want nil", err)
 	}
 	select {
-	case d := <-g.started:
+	case d := <-g.Started():
 		t.Errorf("job %q started after Stop", d)
 	default:
 	}
@@ -231,8 +232,8 @@ func testGracefulStop(t *testing.T, addr string) {
 		t.Errorf("after Stop the server has %+v; want the second job still queued", st)
 	}
 	// A new worker takes the queued job.
-	startWorker(t, []string{addr}, 1, map[string]worker.Func{"gs.fn": g.fn})
-	if d := g.waitStarted(t); d != "queued" {
+	startWorker(t, []string{addr}, 1, map[string]worker.Func{"gs.fn": g.Fn})
+	if d := g.WaitStarted(t); d != "queued" {
 		t.Errorf("the next worker ran %q", d)
 	}
 }
@@ -270,14 +271,14 @@ func TestWorker_Concurrency(t *testing.T) {
 	addr, _ := mustStartGear(t)
 	const n = 3
 	g := newGate()
-	defer g.open()
+	defer g.Open()
 	var cur, peak atomic.Int32
 	startWorker(t, []string{addr}, n, map[string]worker.Func{"cc.fn": func(ctx context.Context, j *worker.Job) ([]byte, error) {
 		now := cur.Add(1)
 		defer cur.Add(-1)
 		for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
 		}
-		return g.fn(ctx, j)
+		return g.Fn(ctx, j)
 	}})
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 20*time.Second)
@@ -287,18 +288,18 @@ func TestWorker_Concurrency(t *testing.T) {
 		}
 	}
 	for range n { // the barrier: n jobs are inside the function together
-		g.waitStarted(t)
+		g.WaitStarted(t)
 	}
 	for range 10 {
 		if st := functionStatus(t, addr, "cc.fn"); st.Total != 2*n || st.Running != n {
 			t.Fatalf("server status %+v; want %d jobs of which %d running", st, 2*n, n)
 		}
-		if len(g.started) != 0 || cur.Load() != n {
+		if len(g.Started()) != 0 || cur.Load() != n {
 			t.Fatalf("%d jobs running in the worker, want %d", cur.Load(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	g.open()
+	g.Open()
 	waitFor(t, "every job to finish", 10*time.Second, func() bool { return functionStatus(t, addr, "cc.fn").Total == 0 })
 	if p := peak.Load(); p != n {
 		t.Errorf("at most %d jobs ran at once, want %d", p, n)
@@ -327,8 +328,8 @@ func TestWorker_KeepsWorkingWhenOneServerGoesAway(t *testing.T) {
 		}
 	}
 	select {
-	case <-r.done:
-		t.Fatalf("Run returned when one server went away: %v", r.err)
+	case <-r.Done():
+		t.Fatalf("Run returned when one server went away: %v", r.Err())
 	default:
 	}
 }
@@ -490,7 +491,7 @@ func TestWorker_StopWithJobInHandSeenOnlyByServer(t *testing.T) {
 	if out, err := job.Wait(ctx); err != nil || string(out) != "x" {
 		t.Errorf("the job in hand = %q, %v", out, err)
 	}
-	if err := r.wait(t, 10*time.Second); err != nil {
+	if err := r.Wait(t, 10*time.Second); err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
