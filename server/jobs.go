@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -150,8 +151,10 @@ func (s *Server) finish(j *job) {
 	j.state = jobDone
 	j.worker = nil
 	delete(s.jobs, j.handle)
+	s.jobs = shrunk(s.jobs, &s.jobsPeak)
 	if j.uniqueKey != "" && f.uniques[j.uniqueKey] == j {
 		delete(f.uniques, j.uniqueKey)
+		f.uniques = shrunk(f.uniques, &f.uniquesPeak)
 	}
 	for _, c := range j.clients {
 		delete(c.waiting, j)
@@ -262,3 +265,25 @@ func (s *Server) removeWorker(f *function, c *conn) {
 	}
 	s.collect(f)
 }
+
+// shrunk returns m, or a right-sized copy of it once it has fallen to an eighth of the largest size
+// it had: Go maps never give back their buckets, so after a queue of a million jobs drains the
+// indexes would keep their peak memory for the life of the server. *peak tracks that size. When a
+// large map is dropped, the memory goes back to the operating system at once, off the lock.
+func shrunk[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	n := len(m)
+	*peak = max(*peak, n)
+	if *peak < shrinkMinPeak || n > *peak/8 {
+		return m
+	}
+	c := make(map[K]V, n)
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = n
+	go debug.FreeOSMemory()
+	return c
+}
+
+// shrinkMinPeak keeps small maps, which cost little, from being copied at all.
+const shrinkMinPeak = 1 << 16

@@ -129,17 +129,18 @@ func (q *jobQueue) each(f func(*job)) {
 
 // function is a named queue and the workers able to run it. Guarded by Server.mu.
 type function struct {
-	name      string
-	queues    [numPriorities]jobQueue
-	queued    [numPriorities]int // live jobs per queue (the rings may hold removed ones)
-	running   int
-	scheduled int // epoch jobs not yet due
-	workers   []*conn
-	wakeNext  int // rotating start for NOOP wake-ups
-	maxQueue  [numPriorities]int
-	explicit  bool // created by the admin `create function`: kept until dropped
-	idleSince time.Time
-	uniques   map[string]*job
+	name        string
+	queues      [numPriorities]jobQueue
+	queued      [numPriorities]int // live jobs per queue (the rings may hold removed ones)
+	running     int
+	scheduled   int // epoch jobs not yet due
+	workers     []*conn
+	wakeNext    int // rotating start for NOOP wake-ups
+	maxQueue    [numPriorities]int
+	explicit    bool // created by the admin `create function`: kept until dropped
+	idleSince   time.Time
+	uniques     map[string]*job
+	uniquesPeak int // largest len(uniques) since it was last rebuilt
 }
 
 // total is what gearmand's `status` calls TOTAL: every job of the function that is not finished.

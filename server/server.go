@@ -35,6 +35,7 @@ type Server struct {
 	mu          sync.Mutex // guards the job state below and conn fields marked so
 	functions   map[string]*function
 	jobs        map[string]*job // by handle
+	jobsPeak    int             // largest len(jobs) since it was last rebuilt
 	conns       map[*conn]struct{}
 	handleSeq   uint64
 	reservedSeq uint64 // handles up to this are reserved in the store
