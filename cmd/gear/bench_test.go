@@ -10,29 +10,7 @@ import (
 
 	"github.com/gearhq/gear/bench"
 	"github.com/gearhq/gear/protocol"
-	"github.com/gearhq/gear/server"
 )
-
-// benchStartGear starts a Gear server in-process on 127.0.0.1:0 and returns its address.
-func benchStartGear(t *testing.T) string {
-	t.Helper()
-	opts := server.DefaultOptions()
-	opts.Listen = nil
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(ln); err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	return ln.Addr().String()
-}
 
 // benchStartBlackHole starts a server that acknowledges every submit and never hands out a job: every
 // job is lost.
@@ -99,7 +77,7 @@ func benchRun(args ...string) (stdout, stderr string, code int) {
 }
 
 func TestBench_AllScenariosAgainstGear(t *testing.T) {
-	addr := benchStartGear(t)
+	addr := mustGear(t)
 	out, errOut, code := benchRun("--server", addr, "--scenario", "all", "--clients", "2", "--workers", "2",
 		"--jobs", "300", "--pipeline", "4")
 	if code != 0 {
@@ -121,7 +99,7 @@ func TestBench_AllScenariosAgainstGear(t *testing.T) {
 }
 
 func TestBench_JSON(t *testing.T) {
-	addr := benchStartGear(t)
+	addr := mustGear(t)
 	out, errOut, code := benchRun("--server", addr, "--scenario", "foreground,drain", "--jobs", "200", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)

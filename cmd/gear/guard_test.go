@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"net"
+	"github.com/gearhq/gear/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,34 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gearhq/gear/admin"
 	"github.com/gearhq/gear/client"
-	"github.com/gearhq/gear/server"
 )
 
 // The memory guard of `gear worker` end to end: the binary recycles itself with the exit statuses a
 // supervisor reads (3 memory cap, 4 --max-jobs), or re-executes itself with --restart, and never
 // loses a job: the one in hand finishes first, the queued ones stay queued.
-
-// guardServer starts an in-process Gear server and returns its address.
-func guardServer(t *testing.T) string {
-	t.Helper()
-	opts := server.DefaultOptions()
-	opts.Listen = nil
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
-	return ln.Addr().String()
-}
 
 func guardClient(t *testing.T, addr string) *client.Client {
 	t.Helper()
@@ -49,34 +27,12 @@ func guardClient(t *testing.T, addr string) *client.Client {
 	return c
 }
 
-// guardStatus returns the admin status row of function.
-func guardStatus(t *testing.T, addr, function string) admin.FunctionStatus {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ac, err := admin.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	rows, err := ac.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if r.Name == function {
-			return r
-		}
-	}
-	return admin.FunctionStatus{Name: function}
-}
-
 // guardEnv keeps the race runtime from sleeping a second at every exit.
 var guardEnv = []string{"GORACE=atexit_sleep_ms=0"}
 
 func TestWorkerGuard_MaxJobsExitsWithStatus4(t *testing.T) {
 	t.Parallel()
-	addr := guardServer(t)
+	addr := mustGear(t)
 	c := guardClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -89,7 +45,7 @@ func TestWorkerGuard_MaxJobsExitsWithStatus4(t *testing.T) {
 	if code := waitExit(t, p); code != exitMaxJobs {
 		t.Fatalf("gear worker --max-jobs 2 exited %d, want %d\n%s", code, exitMaxJobs, p.output())
 	}
-	if st := guardStatus(t, addr, "reverse"); st.Total != 1 || st.Running != 0 || st.Workers != 0 {
+	if st := testenv.FunctionStatus(t, addr, "reverse"); st.Total != 1 || st.Running != 0 || st.Workers != 0 {
 		t.Errorf("after the worker exited the server has %+v; want exactly 2 of 3 jobs done", st)
 	}
 	if out := p.output(); !strings.Contains(out, "status=4") {
@@ -101,7 +57,7 @@ func TestWorkerGuard_MaxJobsExitsWithStatus4(t *testing.T) {
 // is reached, and goes on serving.
 func TestWorkerGuard_RestartReExecutes(t *testing.T) {
 	t.Parallel()
-	addr := guardServer(t)
+	addr := mustGear(t)
 	c := guardClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -144,7 +100,7 @@ func TestWorkerGuard_RestartReExecutes(t *testing.T) {
 // client gets the result, takes no other job, and exits with status 3.
 func TestWorkerGuard_MemoryCapExitsWithStatus3AfterJobInHand(t *testing.T) {
 	t.Parallel()
-	addr := guardServer(t)
+	addr := mustGear(t)
 	c := guardClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -180,7 +136,7 @@ func TestWorkerGuard_MemoryCapExitsWithStatus3AfterJobInHand(t *testing.T) {
 	if code := waitExit(t, p); code != exitMemoryCap {
 		t.Fatalf("exit status %d, want %d\n%s", code, exitMemoryCap, p.output())
 	}
-	if st := guardStatus(t, addr, "gated"); st.Total != 1 || st.Running != 0 {
+	if st := testenv.FunctionStatus(t, addr, "gated"); st.Total != 1 || st.Running != 0 {
 		t.Errorf("after the exit the server has %+v; want the second job still queued", st)
 	}
 }
@@ -189,7 +145,7 @@ func TestWorkerGuard_MemoryCapExitsWithStatus3AfterJobInHand(t *testing.T) {
 // and again, and every job still runs exactly once and reaches its client.
 func TestWorkerGuard_MemoryCapRestartLosesNoJob(t *testing.T) {
 	t.Parallel()
-	addr := guardServer(t)
+	addr := mustGear(t)
 	c := guardClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -234,4 +190,10 @@ func reverseString(s string) string {
 		r[i], r[j] = r[j], r[i]
 	}
 	return string(r)
+}
+
+// mustGear starts an in-process Gear server for the duration of the test and returns its address.
+func mustGear(t *testing.T) string {
+	addr, _ := testenv.StartGear(t)
+	return addr
 }

@@ -3,6 +3,7 @@ package builtin_test
 import (
 	"context"
 	"errors"
+	"github.com/gearhq/gear/internal/testenv"
 	"net"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func TestInvoke_RunsAllowedCommands(t *testing.T) {
 
 // The admin views come from the worker's job server.
 func TestInvoke_AdminViews(t *testing.T) {
-	addr := startServer(t)
+	addr := testenvAddr(t)
 	c, err := client.New(client.Options{Servers: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +151,7 @@ func TestParseAllow(t *testing.T) {
 // warnings before the result, a non-zero exit a WORK_FAIL. Run through a real worker and server,
 // since the warnings travel over the job's connection.
 func TestCommand(t *testing.T) {
-	addr := startServer(t)
+	addr := testenvAddr(t)
 	// One job at a time: a job that held its slot too long would hold up the next ones.
 	w, err := worker.New(worker.Options{Servers: []string{addr}, Concurrency: 1})
 	if err != nil {
@@ -267,25 +268,6 @@ func TestCommand_ContextEndsTheJob(t *testing.T) {
 	}
 }
 
-func startServer(t *testing.T) string {
-	t.Helper()
-	opts := server.DefaultOptions()
-	opts.Listen = nil
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
-	return ln.Addr().String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -294,4 +276,9 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+func testenvAddr(t *testing.T) string {
+	addr, _ := testenv.StartGear(t)
+	return addr
 }
