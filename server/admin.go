@@ -23,7 +23,7 @@ func (s *Server) handleAdmin(c *conn, line []byte) {
 	s.mu.Lock()
 	shutdown := s.adminCommand(c, &b, cmd)
 	s.mu.Unlock()
-	c.sendText([]byte(b.String()))
+	c.replyText([]byte(b.String()))
 	if shutdown != nil {
 		go shutdown()
 	}

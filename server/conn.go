@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gearhq/gear/protocol"
@@ -48,10 +49,17 @@ type conn struct {
 	endedNext  int
 	gone       bool // the connection is closed; never send to it again
 
+	// batch lists the connections this connection's reader sent to while answering what it has read
+	// so far; it writes them out before it next waits for input. Owned by the reader goroutine
+	// (and reached through Server.batch only while that goroutine holds Server.mu).
+	batch flushBatch
+	raw   syscall.RawConn // for writes that must not block; nil when the net.Conn has no descriptor
+
 	outMu      sync.Mutex
-	out        []byte // packets waiting for the writer
-	spare      []byte // the writer's buffer between flushes
-	corked     bool   // the reader has more input buffered: hold the flush until it has answered all of it
+	out        []byte // packets waiting to be written
+	spare      []byte // a drained buffer, reused for out
+	pending    bool   // out is in some reader's batch, which will flush it
+	writing    bool   // a goroutine is writing to the socket: it writes what is added meanwhile too
 	closing    bool   // flush what is queued, then close
 	outSignal  chan struct{}
 	writerDone chan struct{} // closed when writeLoop returns
@@ -67,7 +75,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	if host, _, err := net.SplitHostPort(remote); err == nil {
 		remote = host
 	}
-	return &conn{
+	c := &conn{
 		s:          s,
 		nc:         nc,
 		id:         id,
@@ -78,10 +86,25 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		outSignal:  make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
+	if sc, ok := nc.(syscall.Conn); ok && canWriteNow {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+		}
+	}
+	return c
 }
 
-// send queues one response packet. Safe to call with or without Server.mu held.
-func (c *conn) send(t protocol.Type, args ...[]byte) {
+// send queues one response packet for the writer goroutine. Safe with or without Server.mu held;
+// handlers under Server.mu use Server.send, which batches.
+func (c *conn) send(t protocol.Type, args ...[]byte) { c.sendVia(nil, t, args...) }
+
+// reply queues a packet from c's own reader goroutine, outside Server.mu: it goes out with the
+// reader's batch.
+func (c *conn) reply(t protocol.Type, args ...[]byte) { c.sendVia(&c.batch, t, args...) }
+
+// sendVia queues one response packet. With a batch, the batch's owner writes it out (see
+// flushBatch); without one, the writer goroutine does.
+func (c *conn) sendVia(b *flushBatch, t protocol.Type, args ...[]byte) {
 	c.outMu.Lock()
 	if c.closing {
 		c.outMu.Unlock()
@@ -94,7 +117,7 @@ func (c *conn) send(t protocol.Type, args ...[]byte) {
 		return
 	}
 	c.out = protocol.AppendResponse(c.out, t, args...)
-	c.queued()
+	c.queued(b)
 }
 
 // heldReply is a reply that must wait — a background job's JOB_CREATED until the job is on stable
@@ -129,11 +152,11 @@ func (c *conn) release(h *heldReply, t protocol.Type, args ...[]byte) {
 		c.holds[0] = nil
 		c.holds = c.holds[1:]
 	}
-	c.queued()
+	c.queued(nil)
 }
 
-// sendText queues raw admin-protocol text.
-func (c *conn) sendText(text []byte) {
+// replyText queues raw admin-protocol text from c's own reader goroutine, outside Server.mu.
+func (c *conn) replyText(text []byte) {
 	c.outMu.Lock()
 	if c.closing {
 		c.outMu.Unlock()
@@ -145,11 +168,13 @@ func (c *conn) sendText(text []byte) {
 		return
 	}
 	c.out = append(c.out, text...)
-	c.queued()
+	c.queued(&c.batch)
 }
 
-// queued finishes a send: outMu is held on entry and released here.
-func (c *conn) queued() {
+// queued finishes a send: outMu is held on entry and released here. It arranges the write: nothing
+// to do if a batch or a writing goroutine already has the buffer in hand, else the batch b takes it,
+// else the writer goroutine.
+func (c *conn) queued(b *flushBatch) {
 	if len(c.out) > c.s.opts.MaxOutbound {
 		// The peer stopped reading: drop it rather than buffer without bound.
 		c.closing = true
@@ -160,11 +185,18 @@ func (c *conn) queued() {
 		c.wakeWriter()
 		return
 	}
-	signal := !c.corked
-	c.outMu.Unlock()
-	if signal {
-		c.wakeWriter()
+	if c.pending || c.writing {
+		c.outMu.Unlock()
+		return
 	}
+	if b != nil && c.raw != nil {
+		c.pending = true
+		c.outMu.Unlock()
+		b.conns = append(b.conns, c)
+		return
+	}
+	c.outMu.Unlock()
+	c.wakeWriter()
 }
 
 func (c *conn) wakeWriter() {
@@ -174,13 +206,77 @@ func (c *conn) wakeWriter() {
 	}
 }
 
-func (c *conn) setCorked(corked bool) {
+// flushBatch is the set of connections one goroutine queued output to and will write out itself,
+// so that a reply or a push costs no hand-off to another goroutine: a reader answering a burst of
+// pipelined requests, and pushing WORK_COMPLETE or NOOP to other peers on the way, writes each
+// peer's packets with one syscall once it has answered everything it has read.
+type flushBatch struct {
+	conns []*conn
+}
+
+// flush writes out every connection in the batch, last the one whose reader owns it: its own peer's
+// reply (JOB_CREATED, NO_JOB) is less urgent than the packets that let another peer go on (NOOP to
+// a sleeping worker, WORK_COMPLETE to a waiting client). It must be called without Server.mu.
+func (b *flushBatch) flush(owner *conn) {
+	own := false
+	for i, c := range b.conns {
+		if c == owner {
+			own = true
+		} else {
+			c.flushNow()
+		}
+		b.conns[i] = nil
+	}
+	b.conns = b.conns[:0]
+	if own {
+		owner.flushNow()
+	}
+}
+
+// flushNow writes c's queued output from the calling goroutine without blocking. What the socket
+// does not take at once (the peer is slow to read) goes to the writer goroutine, which may block;
+// the caller — usually another peer's reader — never does.
+func (c *conn) flushNow() {
 	c.outMu.Lock()
-	c.corked = corked
-	pending := len(c.out) > 0
+	c.pending = false
+	for !c.writing && !c.closing && len(c.out) > 0 {
+		buf := c.out
+		c.out, c.spare = c.spare[:0], nil
+		c.writing = true
+		c.outMu.Unlock()
+		n, err := writeNow(c.raw, buf)
+		c.outMu.Lock()
+		c.writing = false
+		if err != nil {
+			c.closing = true
+			c.out = nil
+			c.outMu.Unlock()
+			c.nc.Close()
+			c.wakeWriter() // it ends once it sees closing with nothing queued
+			return
+		}
+		if n < len(buf) {
+			// The socket is full: the rest goes before anything queued meanwhile, by the writer.
+			rest := copy(buf, buf[n:])
+			c.spare = c.out[:0]
+			c.out = append(buf[:rest], c.out...)
+			c.outMu.Unlock()
+			c.wakeWriter()
+			return
+		}
+		c.keepSpare(buf)
+	}
+	closing := c.closing
 	c.outMu.Unlock()
-	if !corked && pending {
-		c.wakeWriter()
+	if closing {
+		c.wakeWriter() // the writer closes the socket once everything is out
+	}
+}
+
+// keepSpare keeps a written buffer for reuse, unless it is large. outMu must be held.
+func (c *conn) keepSpare(buf []byte) {
+	if cap(buf) <= 1<<20 { // do not pin a large buffer to an idle connection
+		c.spare = buf[:0]
 	}
 }
 
@@ -188,7 +284,6 @@ func (c *conn) setCorked(corked bool) {
 func (c *conn) closeAfterFlush() {
 	c.outMu.Lock()
 	c.closing = true
-	c.corked = false
 	c.outMu.Unlock()
 	c.wakeWriter()
 }
@@ -201,37 +296,45 @@ func (c *conn) flushAndClose() <-chan struct{} {
 	return c.writerDone
 }
 
-// writeLoop is the only writer to the socket. Whatever accumulated since its last write goes out in
-// one syscall, so a burst of replies or pushes costs one write.
+// writeLoop writes what the batches leave to it: output queued outside any batch, the rest of a
+// write the socket did not take at once, and the last replies of a closing connection. Whatever
+// accumulated since its last write goes out in one syscall. Its writes may block, and are bounded
+// by closeFlushTimeout once the connection is closing.
 func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
 	defer close(c.writerDone)
 	for range c.outSignal {
-		c.outMu.Lock()
-		buf := c.out
-		c.out = c.spare[:0]
-		closing := c.closing
-		c.outMu.Unlock()
-		if len(buf) > 0 {
+		for {
+			c.outMu.Lock()
+			if c.writing { // a flushNow in progress writes the rest or signals again
+				c.outMu.Unlock()
+				break
+			}
+			if len(c.out) == 0 {
+				closing := c.closing
+				c.outMu.Unlock()
+				if closing {
+					c.nc.Close()
+					return
+				}
+				break
+			}
+			buf := c.out
+			c.out, c.spare = c.spare[:0], nil
+			c.writing = true
+			closing := c.closing
+			c.outMu.Unlock()
 			if closing {
 				c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			}
-			if _, err := c.nc.Write(buf); err != nil {
+			_, err := c.nc.Write(buf)
+			c.outMu.Lock()
+			c.writing = false
+			c.keepSpare(buf)
+			c.outMu.Unlock()
+			if err != nil {
 				c.nc.Close()
 				c.drainAfterError()
-				return
-			}
-		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a large buffer to an idle connection
-		}
-		c.spare = buf[:0]
-		if closing {
-			c.outMu.Lock()
-			empty := len(c.out) == 0
-			c.outMu.Unlock()
-			if empty {
-				c.nc.Close()
 				return
 			}
 		}
@@ -247,19 +350,18 @@ func (c *conn) drainAfterError() {
 }
 
 // socketReader is what the decoder reads from: before every read of the socket, which may block, it
-// releases the replies corked while the reader answered requests already buffered. Uncorking only
-// when the buffer is empty would strand them behind a packet the peer has sent only part of (a
-// request followed by the start of the next in one segment), for as long as the rest takes.
-// Owned by the reader goroutine.
+// writes out the reader's batch — the replies and pushes made while answering the requests already
+// buffered. Flushing only when the buffer is empty would strand them behind a packet the peer has
+// sent only part of (a request followed by the start of the next in one segment), for as long as
+// the rest takes. Owned by the reader goroutine.
 type socketReader struct {
-	c      *conn
-	corked bool
+	c *conn
 }
 
-func (r *socketReader) Read(p []byte) (int, error) {
-	if r.corked {
-		r.c.setCorked(false)
-		r.corked = false
+func (r socketReader) Read(p []byte) (int, error) {
+	r.c.batch.flush(r.c)
+	if r.c.raw != nil {
+		return readNow(r.c.raw, p)
 	}
 	return r.c.nc.Read(p)
 }
@@ -267,8 +369,7 @@ func (r *socketReader) Read(p []byte) (int, error) {
 // readLoop decodes frames and dispatches them until the peer leaves or breaks the protocol.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
-	sr := &socketReader{c: c}
-	dec := protocol.NewDecoder(sr, c.s.opts.MaxPacketSize)
+	dec := protocol.NewDecoder(socketReader{c}, c.s.opts.MaxPacketSize)
 	for {
 		f, err := dec.Next()
 		if err != nil {
@@ -277,10 +378,6 @@ func (c *conn) readLoop() {
 			}
 			continue
 		}
-		if more := dec.Buffered() > 0; more != sr.corked {
-			c.setCorked(more)
-			sr.corked = more
-		}
 		if f.IsText {
 			c.s.handleAdmin(c, f.Line)
 		} else {
@@ -288,6 +385,7 @@ func (c *conn) readLoop() {
 		}
 	}
 	c.s.dropConn(c)
+	c.batch.flush(c) // pushes to other peers, made while reading or when leaving
 	c.closeAfterFlush()
 }
 
@@ -313,15 +411,16 @@ func (c *conn) handleDecodeError(f *protocol.Frame, err error) bool {
 		c.log.Warn("bad packet magic; closing")
 	case errors.Is(err, protocol.ErrLineTooLong):
 		c.log.Warn("admin line too long; closing")
-		c.sendText([]byte("ERR LINE_TOO_LONG Admin+line+too+long\r\n"))
+		c.replyText([]byte("ERR LINE_TOO_LONG Admin+line+too+long\r\n"))
 	default:
 		c.log.Debug("read error", "err", err)
 	}
 	return false
 }
 
+// sendError answers with an ERROR packet from c's own reader goroutine, outside Server.mu.
 func (c *conn) sendError(code, text string) {
-	c.send(protocol.Error, []byte(code), []byte(text))
+	c.reply(protocol.Error, []byte(code), []byte(text))
 }
 
 // rememberEnded notes that a job left this worker, so its late packets are dropped quietly.

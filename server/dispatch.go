@@ -51,11 +51,18 @@ func (s *Server) dispatch(c *conn, p *protocol.Packet) {
 		return
 	}
 	if p.Type == protocol.EchoReq { // needs no state: answer without the lock
-		c.send(protocol.EchoRes, p.Args[0])
+		c.reply(protocol.EchoRes, p.Args[0])
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.batch = &c.batch
+	s.handle(c, p)
+	s.batch = nil
+	s.mu.Unlock()
+}
+
+// handle runs the handler for p. Server.mu must be held.
+func (s *Server) handle(c *conn, p *protocol.Packet) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("handler panic", "type", p.Type, "panic", r, "stack", string(debug.Stack()))
@@ -173,7 +180,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		s.persist(c, j) // JOB_CREATED once it is on stable storage
 		return
 	}
-	c.send(protocol.JobCreated, []byte(j.handle))
+	s.send(c, protocol.JobCreated, []byte(j.handle))
 	s.makeRunnable(j)
 }
 
@@ -208,7 +215,7 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 		j.acks = append(j.acks, ack{c, c.hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 	default:
-		c.send(protocol.JobCreated, []byte(j.handle))
+		s.send(c, protocol.JobCreated, []byte(j.handle))
 	}
 }
 
@@ -243,7 +250,7 @@ func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
 	// A worker that registers while asleep can have work at once.
 	if c.sleeping && !c.noopSent && f.queuedTotal() > 0 {
 		c.noopSent = true
-		c.send(protocol.Noop)
+		s.send(c, protocol.Noop)
 	}
 }
 
@@ -284,7 +291,7 @@ func (s *Server) preSleep(c *conn) {
 	for _, a := range c.abilities {
 		if a.fn.queuedTotal() > 0 {
 			c.noopSent = true
-			c.send(protocol.Noop)
+			s.send(c, protocol.Noop)
 			return
 		}
 	}
@@ -302,18 +309,18 @@ func (s *Server) grabJob(c *conn, t protocol.Type) {
 		j = s.nextJob(c)
 	}
 	if j == nil {
-		c.send(protocol.NoJob)
+		s.send(c, protocol.NoJob)
 		return
 	}
 	s.assign(j, c)
 	h, fn := []byte(j.handle), []byte(j.fn.name)
 	switch {
 	case t == protocol.GrabJob:
-		c.send(protocol.JobAssign, h, fn, j.data)
+		s.send(c, protocol.JobAssign, h, fn, j.data)
 	case t == protocol.GrabJobAll && j.reducer != "":
-		c.send(protocol.JobAssignAll, h, fn, []byte(j.unique), []byte(j.reducer), j.data)
+		s.send(c, protocol.JobAssignAll, h, fn, []byte(j.unique), []byte(j.reducer), j.data)
 	default:
-		c.send(protocol.JobAssignUniq, h, fn, []byte(j.unique), j.data)
+		s.send(c, protocol.JobAssignUniq, h, fn, []byte(j.unique), j.data)
 	}
 }
 
@@ -351,9 +358,9 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 	case protocol.WorkException:
 		for _, cl := range j.clients {
 			if cl.exceptions {
-				cl.send(protocol.WorkException, handle, p.Args[1])
+				s.send(cl, protocol.WorkException, handle, p.Args[1])
 			} else {
-				cl.send(protocol.WorkFail, handle)
+				s.send(cl, protocol.WorkFail, handle)
 			}
 		}
 		s.finish(j)
@@ -364,10 +371,10 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 func (s *Server) getStatus(c *conn, handle []byte) {
 	j := s.jobs[string(handle)]
 	if j == nil {
-		c.send(protocol.StatusRes, handle, zero, zero, zero, zero)
+		s.send(c, protocol.StatusRes, handle, zero, zero, zero, zero)
 		return
 	}
-	c.send(protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(j.num), numArg(j.den))
+	s.send(c, protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(j.num), numArg(j.den))
 }
 
 // getStatusUnique answers GET_STATUS_UNIQUE "UNIQUE" with STATUS_RES_UNIQUE
@@ -382,10 +389,10 @@ func (s *Server) getStatusUnique(c *conn, unique []byte) {
 		}
 	}
 	if j == nil {
-		c.send(protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
+		s.send(c, protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
 		return
 	}
-	c.send(protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
+	s.send(c, protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
 		numArg(j.num), numArg(j.den), []byte(strconv.Itoa(len(j.clients))))
 }
 
@@ -396,7 +403,7 @@ func (s *Server) optionReq(c *conn, name []byte) {
 		return
 	}
 	c.exceptions = true
-	c.send(protocol.OptionRes, name)
+	s.send(c, protocol.OptionRes, name)
 }
 
 // setClientID handles SET_CLIENT_ID "ID", shown by the admin `workers`. Truncated as in gearmand;
@@ -439,4 +446,10 @@ func numArg(s string) []byte {
 		return zero
 	}
 	return []byte(s)
+}
+
+// send queues a packet to c from a handler. Server.mu must be held. When the lock holder is a
+// connection's reader, the packet goes out with its batch.
+func (s *Server) send(c *conn, t protocol.Type, args ...[]byte) {
+	c.sendVia(s.batch, t, args...)
 }

@@ -81,7 +81,7 @@ func (s *Server) wake(f *function) {
 		w := f.workers[(start+i)%n]
 		if w.sleeping && !w.noopSent {
 			w.noopSent = true
-			w.send(protocol.Noop)
+			s.send(w, protocol.Noop)
 			limit--
 			f.wakeNext = (start + i + 1) % n
 		}
@@ -168,7 +168,7 @@ func (s *Server) finish(j *job) {
 // forward sends a WORK_* packet about j to every client waiting on it.
 func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
 	for _, c := range j.clients {
-		c.send(t, args...)
+		s.send(c, t, args...)
 	}
 }
 
@@ -182,7 +182,7 @@ func (s *Server) failClients(j *job, reason string) {
 	}
 	h := []byte(j.handle)
 	for _, c := range j.clients {
-		c.send(protocol.WorkFail, h)
+		s.send(c, protocol.WorkFail, h)
 	}
 }
 

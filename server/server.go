@@ -3,8 +3,12 @@
 //
 // # Concurrency
 //
-// Each connection has a reader goroutine (decode, dispatch) and a writer goroutine (flush its
-// outbound buffer). All job state — functions, queues, jobs, and the per-connection fields marked
+// Each connection has a reader goroutine (decode, dispatch) and a writer goroutine. The reader
+// writes its replies, and what it pushes to other connections (NOOP, WORK_COMPLETE), itself with
+// non-blocking writes once it has answered all the input it has (see flushBatch): no hand-off to
+// another goroutine per packet. The writer takes what a socket does not accept at once, output
+// from other goroutines (the store's acknowledgements, the scheduler), and a closing connection's
+// last replies. All job state — functions, queues, jobs, and the per-connection fields marked
 // "guarded by Server.mu" — sits behind the one Server.mu, as gearmand keeps it in one processing
 // thread: a handler's work under the lock is a few map and slice operations, never I/O.
 //
@@ -46,6 +50,9 @@ type Server struct {
 	closed      bool
 	drainedCh   chan struct{} // closed when draining and no job is running
 	nextConnID  atomic.Uint64
+	// batch collects the connections sent to by the goroutine holding mu, when that goroutine
+	// writes them out itself after unlocking (a connection's reader); nil otherwise.
+	batch *flushBatch
 
 	schedWake chan struct{}
 	done      chan struct{} // closed by Close
@@ -180,7 +187,11 @@ func (s *Server) startConn(nc net.Conn) {
 // foreground jobs lose their client, its abilities are withdrawn.
 func (s *Server) dropConn(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.batch = &c.batch
+	defer func() {
+		s.batch = nil
+		s.mu.Unlock()
+	}()
 	if c.gone {
 		return
 	}
