@@ -60,8 +60,8 @@ func (s *Server) adminCommand(c *conn, b *strings.Builder, cmd protocol.AdminCom
 		s.writeJobs(b)
 	case protocol.AdminShowUniqueJobs:
 		for _, j := range s.sortedJobs() {
-			if j.unique != "" {
-				b.WriteString(j.unique + "\n")
+			if u := j.unique(); u != "" {
+				b.WriteString(u + "\n")
 			}
 		}
 		b.WriteString(".\n")
@@ -123,7 +123,7 @@ func (s *Server) writeWorkers(b *strings.Builder) {
 // writeJobs lists "HANDLE\tRETRIES\tIGNORE_JOB\tJOB_QUEUED" for every unfinished job.
 func (s *Server) writeJobs(b *strings.Builder) {
 	for _, j := range s.sortedJobs() {
-		b.WriteString(j.handle + "\t" + strconv.Itoa(j.retries) + "\t0\t" +
+		b.WriteString(j.handle + "\t" + strconv.FormatUint(uint64(j.retries), 10) + "\t0\t" +
 			string(boolArg(j.state != jobRunning)) + "\n")
 	}
 	b.WriteString(".\n")

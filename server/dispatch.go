@@ -154,17 +154,16 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		handle:     s.newHandle(),
 		seq:        s.handleSeq,
 		fn:         f,
-		unique:     string(unique),
 		uniqueKey:  key,
 		data:       bytes.Clone(data),
 		prio:       kind.prio,
 		background: kind.background,
-		when:       when,
-		created:    s.opts.Now(),
-		heapIndex:  -1,
+	}
+	if !when.IsZero() {
+		j.extra().when = when
 	}
 	if kind.reduce {
-		j.reducer = string(p.Args[2])
+		j.extra().reducer = string(p.Args[2])
 	}
 	if j.data == nil {
 		j.data = []byte{}
@@ -184,13 +183,17 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	s.makeRunnable(j)
 }
 
+// dataKeyPrefix starts the coalescing key of a submit with unique "-": a NUL, which no unique sent
+// as a packet argument can contain, keeps it apart from every other unique.
+const dataKeyPrefix = "-\x00"
+
 // uniqueKey is the coalescing key of a submit: none for an empty unique, the workload for "-".
 func uniqueKey(unique, data []byte) string {
 	switch {
 	case len(unique) == 0:
 		return ""
 	case len(unique) == 1 && unique[0] == '-':
-		return "-\x00" + string(data)
+		return dataKeyPrefix + string(data)
 	}
 	return string(unique)
 }
@@ -207,12 +210,13 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 	switch {
 	case j.state == jobPersisting:
 		// Acknowledge together with the job it joins, once that is durable.
-		j.acks = append(j.acks, ack{c, c.hold()})
+		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 	case kind.background && s.opts.Store != nil && !j.stored:
 		// A background submit joining an in-memory foreground job: the job must now survive a
 		// crash too. It stays where it is (queued or running) while it is written.
 		j.stored = true
-		j.acks = append(j.acks, ack{c, c.hold()})
+		j.created = s.opts.Now().UnixNano()
+		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 	default:
 		s.send(c, protocol.JobCreated, []byte(j.handle))
@@ -317,10 +321,10 @@ func (s *Server) grabJob(c *conn, t protocol.Type) {
 	switch {
 	case t == protocol.GrabJob:
 		s.send(c, protocol.JobAssign, h, fn, j.data)
-	case t == protocol.GrabJobAll && j.reducer != "":
-		s.send(c, protocol.JobAssignAll, h, fn, []byte(j.unique), []byte(j.reducer), j.data)
+	case t == protocol.GrabJobAll && j.reducer() != "":
+		s.send(c, protocol.JobAssignAll, h, fn, []byte(j.unique()), []byte(j.reducer()), j.data)
 	default:
-		s.send(c, protocol.JobAssignUniq, h, fn, []byte(j.unique), j.data)
+		s.send(c, protocol.JobAssignUniq, h, fn, []byte(j.unique()), j.data)
 	}
 }
 
@@ -347,7 +351,8 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 	case protocol.WorkData, protocol.WorkWarning:
 		s.forward(j, p.Type, handle, p.Args[1])
 	case protocol.WorkStatus:
-		j.num, j.den = string(p.Args[1]), string(p.Args[2])
+		x := j.extra()
+		x.num, x.den = string(p.Args[1]), string(p.Args[2])
 		s.forward(j, p.Type, handle, p.Args[1], p.Args[2])
 	case protocol.WorkComplete:
 		s.forward(j, p.Type, handle, p.Args[1])
@@ -374,7 +379,8 @@ func (s *Server) getStatus(c *conn, handle []byte) {
 		s.send(c, protocol.StatusRes, handle, zero, zero, zero, zero)
 		return
 	}
-	s.send(c, protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(j.num), numArg(j.den))
+	num, den := j.status()
+	s.send(c, protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(num), numArg(den))
 }
 
 // getStatusUnique answers GET_STATUS_UNIQUE "UNIQUE" with STATUS_RES_UNIQUE
@@ -392,8 +398,9 @@ func (s *Server) getStatusUnique(c *conn, unique []byte) {
 		s.send(c, protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
 		return
 	}
+	num, den := j.status()
 	s.send(c, protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
-		numArg(j.num), numArg(j.den), []byte(strconv.Itoa(len(j.clients))))
+		numArg(num), numArg(den), []byte(strconv.Itoa(len(j.clients))))
 }
 
 // optionReq handles OPTION_REQ "NAME": only "exceptions" exists.

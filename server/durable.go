@@ -24,7 +24,8 @@ type ack struct {
 func (s *Server) persist(c *conn, j *job) {
 	j.state = jobPersisting
 	j.stored = true
-	j.acks = append(j.acks, ack{c, c.hold()})
+	j.created = s.opts.Now().UnixNano()
+	s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 	s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 }
 
@@ -32,8 +33,8 @@ func (s *Server) persist(c *conn, j *job) {
 func (s *Server) persisted(j *job, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	acks := j.acks
-	j.acks = nil
+	acks := s.acks[j]
+	delete(s.acks, j)
 	if err != nil {
 		s.log.Error("cannot store background job", "handle", j.handle, "function", j.fn.name, "err", err)
 		if j.state == jobPersisting {
@@ -58,10 +59,10 @@ func (s *Server) persisted(j *job, err error) {
 
 // makeRunnable queues j, or schedules it if it is an epoch job not yet due. Server.mu must be held.
 func (s *Server) makeRunnable(j *job) {
-	if !j.when.IsZero() && j.when.After(s.opts.Now()) {
+	if when := j.when(); !when.IsZero() && when.After(s.opts.Now()) {
 		j.state = jobScheduled
 		j.fn.scheduled++
-		if s.epochs.peek() == nil || j.when.Before(s.epochs.peek().when) {
+		if s.epochs.peek() == nil || when.Before(s.epochs.peek().when()) {
 			s.kickScheduler()
 		}
 		s.epochs.add(j)
@@ -73,11 +74,11 @@ func (s *Server) makeRunnable(j *job) {
 // record is j as the store keeps it.
 func (s *Server) record(j *job) *store.Job {
 	r := &store.Job{
-		Seq: j.seq, Handle: j.handle, Function: j.fn.name, Unique: j.unique, Reducer: j.reducer,
-		Data: j.data, Priority: uint8(j.prio), Retries: uint32(j.retries), Created: j.created.UnixNano(),
+		Seq: j.seq, Handle: j.handle, Function: j.fn.name, Unique: j.unique(), Reducer: j.reducer(),
+		Data: j.data, Priority: uint8(j.prio), Retries: j.retries, Created: j.created,
 	}
-	if !j.when.IsZero() {
-		r.When = j.when.Unix()
+	if when := j.when(); !when.IsZero() {
+		r.When = when.Unix()
 	}
 	return r
 }
@@ -87,12 +88,15 @@ func (s *Server) record(j *job) *store.Job {
 func (s *Server) restore(r *store.Job) {
 	f := s.function([]byte(r.Function), true)
 	j := &job{
-		handle: r.Handle, seq: r.Seq, fn: f, unique: r.Unique, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
-		data: r.Data, reducer: r.Reducer, prio: priority(min(r.Priority, uint8(prioLow))), background: true,
-		stored: true, retries: int(r.Retries), created: time.Unix(0, r.Created), heapIndex: -1,
+		handle: r.Handle, seq: r.Seq, fn: f, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
+		data: r.Data, prio: priority(min(r.Priority, uint8(prioLow))), background: true,
+		stored: true, retries: r.Retries, created: r.Created,
+	}
+	if r.Reducer != "" {
+		j.extra().reducer = r.Reducer
 	}
 	if r.When != 0 {
-		j.when = time.Unix(r.When, 0)
+		j.extra().when = time.Unix(r.When, 0)
 	}
 	s.jobs[j.handle] = j
 	if j.uniqueKey != "" {

@@ -415,6 +415,9 @@ func TestDurable_EndedJobsLeaveTheStore(t *testing.T) {
 		worker.expectType(protocol.JobAssign)
 		worker.send(end.typ, append([]string{end.h}, end.arg...)...)
 	}
+	// The worker's last result is handled before its ECHO: after the reply, admin sees it.
+	worker.send(protocol.EchoReq, "sync")
+	worker.expect(protocol.EchoRes, "sync")
 	if got := admin.admin("cancel job " + hCancel); got != "OK\r\n" {
 		t.Fatalf("cancel: %q", got)
 	}
@@ -506,7 +509,7 @@ func TestDurable_StoreFailure(t *testing.T) {
 	checkFor(t, readTimeout, func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if j := s.jobs[handle(2)]; j == nil || len(j.acks) != 2 {
+		if j := s.jobs[handle(2)]; j == nil || len(s.acks[j]) != 2 {
 			return errors.New("the second submit has not joined the first yet")
 		}
 		return nil

@@ -120,8 +120,9 @@ func (s *Server) assign(j *job, c *conn) {
 	c.running[j] = struct{}{}
 	for _, a := range c.abilities {
 		if a.fn == j.fn && a.timeout > 0 {
-			j.deadline = s.opts.Now().Add(a.timeout)
-			if s.timeouts.peek() == nil || j.deadline.Before(s.timeouts.peek().deadline) {
+			x := j.extra()
+			x.deadline = s.opts.Now().Add(a.timeout)
+			if s.timeouts.peek() == nil || x.deadline.Before(s.timeouts.peek().x.deadline) {
 				s.kickScheduler()
 			}
 			s.timeouts.add(j)
@@ -194,16 +195,18 @@ func (s *Server) requeueLost(j *job) {
 		// Its clients left while it ran: nobody wants the result any more.
 		s.finish(j)
 		return
-	case s.opts.JobRetries > 0 && j.retries >= s.opts.JobRetries:
+	case s.opts.JobRetries > 0 && int(j.retries) >= s.opts.JobRetries:
 		s.log.Warn("job dropped: its worker was lost too many times", "handle", j.handle,
 			"function", j.fn.name, "attempts", j.retries)
-		s.failClients(j, "job failed: worker lost "+strconv.Itoa(j.retries)+" times")
+		s.failClients(j, "job failed: worker lost "+strconv.FormatUint(uint64(j.retries), 10)+" times")
 		s.finish(j)
 		return
 	}
 	s.log.Info("worker lost; job requeued", "handle", j.handle, "function", j.fn.name, "retries", j.retries)
 	s.unassign(j)
-	j.num, j.den = "", ""
+	if j.x != nil {
+		j.x.num, j.x.den = "", ""
+	}
 	if j.stored {
 		s.opts.Store.SetRetries(s.record(j))
 	}
@@ -234,7 +237,7 @@ func (s *Server) detachClient(j *job, c *conn) {
 // requeueing silently as gearmand does, because a job that outran its limit once is likely to again and a silent requeue
 // loops forever. The worker's late result is ignored.
 func (s *Server) expire(j *job) {
-	j.heapIndex = -1
+	j.x.heapIndex = -1
 	s.log.Warn("job timed out", "handle", j.handle, "function", j.fn.name)
 	s.failClients(j, "job timed out")
 	s.finish(j)

@@ -1,6 +1,9 @@
 package server
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // priority of a job; lower runs first.
 type priority uint8
@@ -27,31 +30,74 @@ const (
 )
 
 // job is one unit of work. All fields are guarded by Server.mu.
+//
+// A server may hold millions of queued jobs, so a job keeps only what every job needs (128 bytes);
+// the fields few jobs use live in jobExtra, allocated on first use.
 type job struct {
-	handle     string
-	seq        uint64 // submission order
-	fn         *function
-	unique     string // as the client sent it ("" = none)
-	uniqueKey  string // key in fn.uniques ("" = not coalescable)
-	data       []byte
-	reducer    string
+	handle    string
+	data      []byte
+	fn        *function
+	clients   []*conn // foreground clients waiting for WORK_* packets
+	worker    *conn
+	uniqueKey string // key in fn.uniques ("" = not coalescable); see unique()
+	seq       uint64 // submission order
+	created   int64  // Unix nanoseconds; kept for stored jobs only (0 otherwise)
+	x         *jobExtra
+
+	retries    uint32
 	prio       priority
 	background bool
-	when       time.Time // epoch jobs: not runnable before
-	created    time.Time
+	state      jobState
+	stored     bool // on stable storage: removing the job removes it there too
+}
 
-	state   jobState
-	clients []*conn // foreground clients waiting for WORK_* packets
-	worker  *conn
-	retries int
-	num     string // last WORK_STATUS numerator/denominator
-	den     string
-
-	stored bool  // on stable storage: removing the job removes it there too
-	acks   []ack // JOB_CREATED replies waiting for the store (state jobPersisting)
-
-	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
+// jobExtra holds the fields of a job that only some jobs use.
+type jobExtra struct {
+	when      time.Time // epoch jobs: not runnable before
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
+	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
+	reducer   string
+	num, den  string // last WORK_STATUS numerator/denominator
+}
+
+// extra returns j's jobExtra, allocating it on first use.
+func (j *job) extra() *jobExtra {
+	if j.x == nil {
+		j.x = &jobExtra{heapIndex: -1}
+	}
+	return j.x
+}
+
+// when is the time an epoch job becomes runnable; zero for other jobs.
+func (j *job) when() time.Time {
+	if j.x == nil {
+		return time.Time{}
+	}
+	return j.x.when
+}
+
+// unique is the unique ID as the client sent it ("" = none): the coalescing key, which differs from
+// it only for "-" (see uniqueKey).
+func (j *job) unique() string {
+	if strings.HasPrefix(j.uniqueKey, dataKeyPrefix) {
+		return "-"
+	}
+	return j.uniqueKey
+}
+
+func (j *job) reducer() string {
+	if j.x == nil {
+		return ""
+	}
+	return j.x.reducer
+}
+
+// status is the last WORK_STATUS numerator and denominator ("" before any).
+func (j *job) status() (num, den string) {
+	if j.x == nil {
+		return "", ""
+	}
+	return j.x.num, j.x.den
 }
 
 // jobQueue is a FIFO of jobs as a ring buffer. Jobs leave it lazily: a job cancelled while queued is

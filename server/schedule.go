@@ -17,12 +17,12 @@ func (h *jobHeap) Len() int           { return len(h.jobs) }
 func (h *jobHeap) Less(i, k int) bool { return h.less(h.jobs[i], h.jobs[k]) }
 func (h *jobHeap) Swap(i, k int) {
 	h.jobs[i], h.jobs[k] = h.jobs[k], h.jobs[i]
-	h.jobs[i].heapIndex = i
-	h.jobs[k].heapIndex = k
+	h.jobs[i].x.heapIndex = i
+	h.jobs[k].x.heapIndex = k
 }
 func (h *jobHeap) Push(x any) {
 	j := x.(*job)
-	j.heapIndex = len(h.jobs)
+	j.extra().heapIndex = len(h.jobs)
 	h.jobs = append(h.jobs, j)
 }
 func (h *jobHeap) Pop() any {
@@ -30,15 +30,18 @@ func (h *jobHeap) Pop() any {
 	j := h.jobs[n]
 	h.jobs[n] = nil
 	h.jobs = h.jobs[:n]
-	j.heapIndex = -1
+	j.x.heapIndex = -1
 	return j
 }
 
 func (h *jobHeap) add(j *job) { heap.Push(h, j) }
 
 func (h *jobHeap) remove(j *job) {
-	if j.heapIndex >= 0 && j.heapIndex < len(h.jobs) && h.jobs[j.heapIndex] == j {
-		heap.Remove(h, j.heapIndex)
+	if j.x == nil {
+		return // never in a heap
+	}
+	if i := j.x.heapIndex; i >= 0 && i < len(h.jobs) && h.jobs[i] == j {
+		heap.Remove(h, i)
 	}
 }
 
@@ -72,21 +75,21 @@ func (s *Server) scheduleLoop() {
 			s.sweepIdleFunctions(now)
 			lastSweep = now
 		}
-		for j := s.epochs.peek(); j != nil && !j.when.After(now); j = s.epochs.peek() {
+		for j := s.epochs.peek(); j != nil && !j.x.when.After(now); j = s.epochs.peek() {
 			heap.Pop(&s.epochs)
 			j.fn.scheduled--
 			s.enqueue(j, false)
 		}
-		for j := s.timeouts.peek(); j != nil && !j.deadline.After(now); j = s.timeouts.peek() {
+		for j := s.timeouts.peek(); j != nil && !j.x.deadline.After(now); j = s.timeouts.peek() {
 			heap.Pop(&s.timeouts)
 			s.expire(j)
 		}
 		next := sweepEvery - now.Sub(lastSweep)
 		if j := s.epochs.peek(); j != nil {
-			next = min(next, j.when.Sub(now))
+			next = min(next, j.x.when.Sub(now))
 		}
 		if j := s.timeouts.peek(); j != nil {
-			next = min(next, j.deadline.Sub(now))
+			next = min(next, j.x.deadline.Sub(now))
 		}
 		s.mu.Unlock()
 		timer.Reset(max(next, time.Millisecond))

@@ -41,6 +41,7 @@ type Server struct {
 	jobs        map[string]*job // by handle
 	jobsPeak    int             // largest len(jobs) since it was last rebuilt
 	conns       map[*conn]struct{}
+	acks        map[*job][]ack // JOB_CREATED replies waiting for their job to be stored
 	handleSeq   uint64
 	reservedSeq uint64 // handles up to this are reserved in the store
 	draining    bool   // graceful shutdown: no new jobs handed out or accepted
@@ -69,12 +70,13 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		functions: make(map[string]*function),
 		jobs:      make(map[string]*job),
+		acks:      make(map[*job][]ack),
 		conns:     make(map[*conn]struct{}),
 		schedWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
-	s.epochs.less = func(a, b *job) bool { return a.when.Before(b.when) }
-	s.timeouts.less = func(a, b *job) bool { return a.deadline.Before(b.deadline) }
+	s.epochs.less = func(a, b *job) bool { return a.x.when.Before(b.x.when) }
+	s.timeouts.less = func(a, b *job) bool { return a.x.deadline.Before(b.x.deadline) }
 	if st := opts.Store; st != nil {
 		s.mu.Lock()
 		err := st.Replay(func(r *store.Job) error { s.restore(r); return nil })
