@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
-	"sync"
+
+	"github.com/gearhq/gear/internal/bufpool"
 )
 
 // Decoder errors. ErrBadMagic, ErrTooLarge and ErrLineTooLong leave the stream unsynchronised: the
@@ -115,42 +115,23 @@ func (d *Decoder) release() {
 	}
 }
 
-// Large buffers are shared by all decoders through pools, one per power-of-two size from 8 KiB, so a
-// stream of large packets reuses memory instead of allocating a buffer per packet, and an idle
-// connection still holds none.
-const (
-	minPooledShift = 13 // 8 KiB
-	maxPooledShift = 30 // 1 GiB
-)
-
-var bufPools [maxPooledShift - minPooledShift + 1]sync.Pool
+// Large buffers come from, and go back to, pools shared by all decoders (internal/bufpool), so a
+// stream of large packets reuses memory and an idle connection still holds none.
 
 // getBuf returns a buffer of at least n bytes (exactly n up to 4 KiB, else a power of two).
 func getBuf(n int) []byte {
 	if n <= defaultBufSize {
 		return make([]byte, defaultBufSize)
 	}
-	shift := max(bits.Len(uint(n-1)), minPooledShift)
-	if shift > maxPooledShift {
-		return make([]byte, n)
-	}
-	if b, ok := bufPools[shift-minPooledShift].Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, 1<<shift)
+	b := bufpool.Get(n)
+	return b[:cap(b)]
 }
 
 // putBuf gives a buffer from getBuf back to its pool.
 func putBuf(b []byte) {
-	n := len(b)
-	if n <= defaultBufSize || n&(n-1) != 0 {
-		return
+	if len(b) > defaultBufSize {
+		bufpool.Put(b)
 	}
-	shift := bits.Len(uint(n)) - 1
-	if shift < minPooledShift || shift > maxPooledShift {
-		return
-	}
-	bufPools[shift-minPooledShift].Put(&b)
 }
 
 // Next decodes the next frame. The returned frame aliases the decoder's buffer until the next call.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gearhq/gear/internal/bufpool"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -155,7 +156,8 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		seq:        s.handleSeq,
 		fn:         f,
 		uniqueKey:  key,
-		data:       bytes.Clone(data),
+		data:       bufpool.Get(len(data)),
+		pooledData: len(data) >= bufpool.Min,
 		prio:       kind.prio,
 		background: kind.background,
 	}
@@ -165,9 +167,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	if kind.reduce {
 		j.extra().reducer = string(p.Args[2])
 	}
-	if j.data == nil {
-		j.data = []byte{}
-	}
+	copy(j.data, data)
 	s.jobs[j.handle] = j
 	if key != "" {
 		f.uniques[key] = j
@@ -215,6 +215,7 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 		// A background submit joining an in-memory foreground job: the job must now survive a
 		// crash too. It stays where it is (queued or running) while it is written.
 		j.stored = true
+		j.pooledData = false // the store may read it after the job ends
 		j.created = s.opts.Now().UnixNano()
 		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type ack struct {
 func (s *Server) persist(c *conn, j *job) {
 	j.state = jobPersisting
 	j.stored = true
+	j.pooledData = false // the store may read it after the job ends
 	j.created = s.opts.Now().UnixNano()
 	s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 	s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
@@ -75,7 +77,7 @@ func (s *Server) makeRunnable(j *job) {
 func (s *Server) record(j *job) *store.Job {
 	r := &store.Job{
 		Seq: j.seq, Handle: j.handle, Function: j.fn.name, Unique: j.unique(), Reducer: j.reducer(),
-		Data: j.data, Priority: uint8(j.prio), Retries: j.retries, Created: j.created,
+		Data: j.data, Priority: uint8(j.prio), Retries: uint32(j.retries), Created: j.created,
 	}
 	if when := j.when(); !when.IsZero() {
 		r.When = when.Unix()
@@ -90,7 +92,7 @@ func (s *Server) restore(r *store.Job) {
 	j := &job{
 		handle: r.Handle, seq: r.Seq, fn: f, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
 		data: r.Data, prio: priority(min(r.Priority, uint8(prioLow))), background: true,
-		stored: true, retries: r.Retries, created: r.Created,
+		stored: true, retries: uint16(min(r.Retries, math.MaxUint16)), created: r.Created,
 	}
 	if r.Reducer != "" {
 		j.extra().reducer = r.Reducer

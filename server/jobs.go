@@ -1,11 +1,13 @@
 package server
 
 import (
+	"math"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/gearhq/gear/internal/bufpool"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -161,6 +163,9 @@ func (s *Server) finish(j *job) {
 		delete(c.waiting, j)
 	}
 	j.clients = nil
+	if j.pooledData {
+		bufpool.Put(j.data)
+	}
 	j.data = nil
 	s.collect(f)
 	s.checkDrained()
@@ -189,7 +194,9 @@ func (s *Server) failClients(j *job, reason string) {
 
 // requeueLost puts back a job whose worker went away, or fails it after Options.JobRetries attempts.
 func (s *Server) requeueLost(j *job) {
-	j.retries++
+	if j.retries < math.MaxUint16 {
+		j.retries++
+	}
 	switch {
 	case len(j.clients) == 0 && !j.background:
 		// Its clients left while it ran: nobody wants the result any more.

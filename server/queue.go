@@ -44,11 +44,12 @@ type job struct {
 	created   int64  // Unix nanoseconds; kept for stored jobs only (0 otherwise)
 	x         *jobExtra
 
-	retries    uint32
+	retries    uint16 // times its worker was lost (saturates)
 	prio       priority
 	background bool
 	state      jobState
 	stored     bool // on stable storage: removing the job removes it there too
+	pooledData bool // data came from bufpool and goes back when the job ends
 }
 
 // jobExtra holds the fields of a job that only some jobs use.
