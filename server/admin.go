@@ -123,7 +123,7 @@ func (s *Server) writeWorkers(b *strings.Builder) {
 // writeJobs lists "HANDLE\tRETRIES\tIGNORE_JOB\tJOB_QUEUED" for every unfinished job.
 func (s *Server) writeJobs(b *strings.Builder) {
 	for _, j := range s.sortedJobs() {
-		b.WriteString(j.handle + "\t" + strconv.FormatUint(uint64(j.retries), 10) + "\t0\t" +
+		b.WriteString(s.handleOf(j) + "\t" + strconv.FormatUint(uint64(j.retries), 10) + "\t0\t" +
 			string(boolArg(j.state != jobRunning)) + "\n")
 	}
 	b.WriteString(".\n")
@@ -170,12 +170,12 @@ func (s *Server) adminCancel(b *strings.Builder, args []string) {
 		b.WriteString("ERR INVALID_ARGUMENTS Usage:+cancel+job+HANDLE\r\n")
 		return
 	}
-	j := s.jobs[args[0]]
+	j := s.jobByHandle([]byte(args[0]))
 	if j == nil {
 		b.WriteString("ERR UNKNOWN_JOB\r\n")
 		return
 	}
-	s.log.Info("job cancelled by admin", "handle", j.handle, "function", j.fn.name)
+	s.log.Info("job cancelled by admin", "handle", args[0], "function", j.fn.name)
 	s.failClients(j, "job cancelled")
 	s.finish(j)
 	b.WriteString("OK\r\n")

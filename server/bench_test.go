@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"net"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -221,7 +220,7 @@ func BenchmarkQueue_PushPop(b *testing.B) {
 	var q jobQueue
 	jobs := make([]*job, 1024)
 	for i := range jobs {
-		jobs[i] = &job{handle: "H:" + strconv.Itoa(i)}
+		jobs[i] = &job{seq: uint64(i)}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

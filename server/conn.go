@@ -45,7 +45,7 @@ type conn struct {
 	exceptions bool
 	running    map[*job]struct{} // jobs assigned to this worker
 	waiting    map[*job]struct{} // foreground jobs this client waits on
-	ended      [recentEnds]string
+	ended      [recentEnds]*job
 	endedNext  int
 	gone       bool // the connection is closed; never send to it again
 
@@ -423,17 +423,19 @@ func (c *conn) sendError(code, text string) {
 	c.reply(protocol.Error, []byte(code), []byte(text))
 }
 
-// rememberEnded notes that a job left this worker, so its late packets are dropped quietly.
+// rememberEnded notes that a job left this worker, so its late packets are dropped quietly. The
+// job itself is kept (its payload is gone by then): its handle is written out only when needed.
 // Server.mu must be held.
-func (c *conn) rememberEnded(handle string) {
-	c.ended[c.endedNext] = handle
+func (c *conn) rememberEnded(j *job) {
+	c.ended[c.endedNext] = j
 	c.endedNext = (c.endedNext + 1) % recentEnds
 }
 
 // recentlyEnded reports whether handle left this worker recently. Server.mu must be held.
 func (c *conn) recentlyEnded(handle []byte) bool {
-	for _, h := range c.ended {
-		if h != "" && h == string(handle) {
+	var buf [64]byte
+	for _, j := range c.ended {
+		if j != nil && string(c.s.appendHandle(buf[:0], j)) == string(handle) {
 			return true
 		}
 	}

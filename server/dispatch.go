@@ -152,8 +152,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		return
 	}
 	j := &job{
-		handle:     s.newHandle(),
-		seq:        s.handleSeq,
+		seq:        s.newSeq(),
 		fn:         f,
 		uniqueKey:  key,
 		data:       bufpool.Get(len(data)),
@@ -168,7 +167,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		j.extra().reducer = string(p.Args[2])
 	}
 	copy(j.data, data)
-	s.jobs[j.handle] = j
+	s.jobs[j.seq] = j
 	if key != "" {
 		f.uniques[key] = j
 	}
@@ -179,7 +178,8 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		s.persist(c, j) // JOB_CREATED once it is on stable storage
 		return
 	}
-	s.send(c, protocol.JobCreated, []byte(j.handle))
+	var hb [64]byte
+	s.send(c, protocol.JobCreated, s.appendHandle(hb[:0], j))
 	s.makeRunnable(j)
 }
 
@@ -220,7 +220,8 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 	default:
-		s.send(c, protocol.JobCreated, []byte(j.handle))
+		var hb [64]byte
+		s.send(c, protocol.JobCreated, s.appendHandle(hb[:0], j))
 	}
 }
 
@@ -318,7 +319,8 @@ func (s *Server) grabJob(c *conn, t protocol.Type) {
 		return
 	}
 	s.assign(j, c)
-	h, fn := []byte(j.handle), []byte(j.fn.name)
+	var hb [64]byte
+	h, fn := s.appendHandle(hb[:0], j), []byte(j.fn.name)
 	switch {
 	case t == protocol.GrabJob:
 		s.send(c, protocol.JobAssign, h, fn, j.data)
@@ -337,7 +339,7 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 		// Some peers end the single argument with a NUL, as gearmand 1.1 itself does.
 		handle = bytes.TrimRight(handle, "\x00")
 	}
-	j := s.jobs[string(handle)]
+	j := s.jobByHandle(handle)
 	if j == nil || j.worker != c {
 		if c.recentlyEnded(handle) {
 			// A late packet for a job that already ended here (WORK_FAIL after WORK_EXCEPTION, as
@@ -375,7 +377,7 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 
 // getStatus answers GET_STATUS "HANDLE" with STATUS_RES "HANDLE\0KNOWN\0RUNNING\0NUM\0DEN".
 func (s *Server) getStatus(c *conn, handle []byte) {
-	j := s.jobs[string(handle)]
+	j := s.jobByHandle(handle)
 	if j == nil {
 		s.send(c, protocol.StatusRes, handle, zero, zero, zero, zero)
 		return

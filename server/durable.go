@@ -2,6 +2,7 @@ package server
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (s *Server) persisted(j *job, err error) {
 	acks := s.acks[j]
 	delete(s.acks, j)
 	if err != nil {
-		s.log.Error("cannot store background job", "handle", j.handle, "function", j.fn.name, "err", err)
+		s.log.Error("cannot store background job", "handle", s.handleOf(j), "function", j.fn.name, "err", err)
 		if j.state == jobPersisting {
 			j.stored = false
 			s.finish(j)
@@ -54,8 +55,10 @@ func (s *Server) persisted(j *job, err error) {
 	if j.state == jobPersisting {
 		s.makeRunnable(j)
 	}
+	var hb [64]byte
+	h := s.appendHandle(hb[:0], j)
 	for _, a := range acks {
-		a.c.release(a.h, protocol.JobCreated, []byte(j.handle))
+		a.c.release(a.h, protocol.JobCreated, h)
 	}
 }
 
@@ -76,7 +79,7 @@ func (s *Server) makeRunnable(j *job) {
 // record is j as the store keeps it.
 func (s *Server) record(j *job) *store.Job {
 	r := &store.Job{
-		Seq: j.seq, Handle: j.handle, Function: j.fn.name, Unique: j.unique(), Reducer: j.reducer(),
+		Seq: j.seq, Handle: s.handleOf(j), Function: j.fn.name, Unique: j.unique(), Reducer: j.reducer(),
 		Data: j.data, Priority: uint8(j.prio), Retries: uint32(j.retries), Created: j.created,
 	}
 	if when := j.when(); !when.IsZero() {
@@ -90,7 +93,7 @@ func (s *Server) record(j *job) *store.Job {
 func (s *Server) restore(r *store.Job) {
 	f := s.function([]byte(r.Function), true)
 	j := &job{
-		handle: r.Handle, seq: r.Seq, fn: f, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
+		seq: r.Seq, fn: f, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
 		data: r.Data, prio: priority(min(r.Priority, uint8(prioLow))), background: true,
 		stored: true, retries: uint16(min(r.Retries, math.MaxUint16)), created: r.Created,
 	}
@@ -100,7 +103,14 @@ func (s *Server) restore(r *store.Job) {
 	if r.When != 0 {
 		j.extra().when = time.Unix(r.When, 0)
 	}
-	s.jobs[j.handle] = j
+	if r.Handle != s.prefix+strconv.FormatUint(r.Seq, 10) {
+		j.extra().handle = r.Handle
+		if s.foreignJobs == nil {
+			s.foreignJobs = make(map[string]*job)
+		}
+		s.foreignJobs[r.Handle] = j
+	}
+	s.jobs[j.seq] = j
 	if j.uniqueKey != "" {
 		f.uniques[j.uniqueKey] = j
 	}

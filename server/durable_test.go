@@ -509,7 +509,7 @@ func TestDurable_StoreFailure(t *testing.T) {
 	checkFor(t, readTimeout, func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if j := s.jobs[handle(2)]; j == nil || len(s.acks[j]) != 2 {
+		if j := s.jobByHandle([]byte(handle(2))); j == nil || len(s.acks[j]) != 2 {
 			return errors.New("the second submit has not joined the first yet")
 		}
 		return nil
@@ -613,4 +613,41 @@ func TestDurable_ForegroundHandlesNotReusedAfterRestart(t *testing.T) {
 	if seq(next) <= seq(last) {
 		t.Fatalf("handle %s after restart repeats a number given before (last %s)", next, last)
 	}
+}
+
+// Jobs replayed after the handle prefix changed (a new host name, --handle-prefix) keep the handles
+// their clients were given; new jobs get the new prefix.
+func TestDurable_ReplayedHandlesSurviveANewPrefix(t *testing.T) {
+	dir := t.TempDir()
+	st := mustOpenStore(t, dir)
+	s := mustStartServer(t, withStore(st, func(o *Options) { o.HandlePrefix = "H:old" }))
+	client := mustConnect(t, addrOf(t, s))
+	hOld := client.submit(protocol.SubmitJobBg, "fn", "u1", "replayed")
+	if hOld != "H:old:1" {
+		t.Fatalf("handle %q, want H:old:1", hOld)
+	}
+
+	s, _ = restart(t, s, st, dir, func(o *Options) { o.HandlePrefix = "H:new" })
+	addr := addrOf(t, s)
+	client, worker := mustConnect(t, addr), mustConnect(t, addr)
+	client.send(protocol.GetStatus, hOld)
+	client.expect(protocol.StatusRes, hOld, "1", "0", "0", "0")
+	hNew := client.submit(protocol.SubmitJobBg, "fn", "", "fresh")
+	if !strings.HasPrefix(hNew, "H:new:") {
+		t.Fatalf("new handle %q, want the new prefix", hNew)
+	}
+	// A handle of the new prefix with the old job's number is not the old job.
+	client.send(protocol.GetStatus, "H:new:1")
+	client.expect(protocol.StatusRes, "H:new:1", "0", "0", "0", "0")
+
+	worker.send(protocol.CanDo, "fn")
+	worker.send(protocol.GrabJobUniq)
+	worker.expect(protocol.JobAssignUniq, hOld, "fn", "u1", "replayed")
+	worker.send(protocol.WorkComplete, hOld, "done")
+	worker.send(protocol.WorkFail, hOld) // late: dropped quietly, not an ERROR
+	worker.send(protocol.GrabJobUniq)
+	worker.expect(protocol.JobAssignUniq, hNew, "fn", "", "fresh")
+	worker.send(protocol.WorkComplete, hNew, "done")
+	client.send(protocol.GetStatus, hOld)
+	client.expect(protocol.StatusRes, hOld, "0", "0", "0", "0")
 }

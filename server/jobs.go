@@ -153,7 +153,10 @@ func (s *Server) finish(j *job) {
 	}
 	j.state = jobDone
 	j.worker = nil
-	delete(s.jobs, j.handle)
+	delete(s.jobs, j.seq)
+	if j.x != nil && j.x.handle != "" {
+		delete(s.foreignJobs, j.x.handle)
+	}
 	s.jobs = shrunk(s.jobs, &s.jobsPeak)
 	if j.uniqueKey != "" && f.uniques[j.uniqueKey] == j {
 		delete(f.uniques, j.uniqueKey)
@@ -184,9 +187,10 @@ func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
 // report GEARMAN_WORK_FAIL for it. The reason goes to the log.
 func (s *Server) failClients(j *job, reason string) {
 	if len(j.clients) > 0 {
-		s.log.Info("job failed by the server", "handle", j.handle, "function", j.fn.name, "reason", reason)
+		s.log.Info("job failed by the server", "handle", s.handleOf(j), "function", j.fn.name, "reason", reason)
 	}
-	h := []byte(j.handle)
+	var hb [64]byte
+	h := s.appendHandle(hb[:0], j)
 	for _, c := range j.clients {
 		s.send(c, protocol.WorkFail, h)
 	}
@@ -203,13 +207,13 @@ func (s *Server) requeueLost(j *job) {
 		s.finish(j)
 		return
 	case s.opts.JobRetries > 0 && int(j.retries) >= s.opts.JobRetries:
-		s.log.Warn("job dropped: its worker was lost too many times", "handle", j.handle,
+		s.log.Warn("job dropped: its worker was lost too many times", "handle", s.handleOf(j),
 			"function", j.fn.name, "attempts", j.retries)
 		s.failClients(j, "job failed: worker lost "+strconv.FormatUint(uint64(j.retries), 10)+" times")
 		s.finish(j)
 		return
 	}
-	s.log.Info("worker lost; job requeued", "handle", j.handle, "function", j.fn.name, "retries", j.retries)
+	s.log.Info("worker lost; job requeued", "handle", s.handleOf(j), "function", j.fn.name, "retries", j.retries)
 	s.unassign(j)
 	if j.x != nil {
 		j.x.num, j.x.den = "", ""
@@ -226,7 +230,7 @@ func (s *Server) unassign(j *job) {
 	s.timeouts.remove(j)
 	if w := j.worker; w != nil {
 		delete(w.running, j)
-		w.rememberEnded(j.handle)
+		w.rememberEnded(j)
 	}
 	j.worker = nil
 }
@@ -245,7 +249,7 @@ func (s *Server) detachClient(j *job, c *conn) {
 // loops forever. The worker's late result is ignored.
 func (s *Server) expire(j *job) {
 	j.x.heapIndex = -1
-	s.log.Warn("job timed out", "handle", j.handle, "function", j.fn.name)
+	s.log.Warn("job timed out", "handle", s.handleOf(j), "function", j.fn.name)
 	s.failClients(j, "job timed out")
 	s.finish(j)
 }

@@ -31,16 +31,15 @@ const (
 
 // job is one unit of work. All fields are guarded by Server.mu.
 //
-// A server may hold millions of queued jobs, so a job keeps only what every job needs (128 bytes);
+// A server may hold millions of queued jobs, so a job keeps only what every job needs (112 bytes);
 // the fields few jobs use live in jobExtra, allocated on first use.
 type job struct {
-	handle    string
 	data      []byte
 	fn        *function
 	clients   []*conn // foreground clients waiting for WORK_* packets
 	worker    *conn
 	uniqueKey string // key in fn.uniques ("" = not coalescable); see unique()
-	seq       uint64 // submission order
+	seq       uint64 // submission order; the handle is HandlePrefix:seq (see Server.appendHandle)
 	created   int64  // Unix nanoseconds; kept for stored jobs only (0 otherwise)
 	x         *jobExtra
 
@@ -54,6 +53,7 @@ type job struct {
 
 // jobExtra holds the fields of a job that only some jobs use.
 type jobExtra struct {
+	handle    string    // a replayed job's handle when it is not HandlePrefix:seq (the prefix changed)
 	when      time.Time // epoch jobs: not runnable before
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none

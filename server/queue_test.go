@@ -8,11 +8,11 @@ import (
 	"github.com/gearhq/gear/protocol"
 )
 
-// A server holds up to millions of queued jobs: the job struct must stay within the 128-byte size
+// A server holds up to millions of queued jobs: the job struct must stay within the 112-byte size
 // class (the next one up costs 16 MiB more per million jobs). Rare fields belong in jobExtra.
 func TestJobStaysSmall(t *testing.T) {
-	if size := unsafe.Sizeof(job{}); size > 128 {
-		t.Fatalf("job is %d bytes, want at most 128: move rarely used fields to jobExtra", size)
+	if size := unsafe.Sizeof(job{}); size > 112 {
+		t.Fatalf("job is %d bytes, want at most 112: move rarely used fields to jobExtra", size)
 	}
 }
 
@@ -33,5 +33,33 @@ func TestLargePayloadsSurviveBufferReuse(t *testing.T) {
 		worker.send(protocol.GrabJob)
 		worker.expect(protocol.JobAssign, handles[i], "big", payload(i))
 		worker.send(protocol.WorkComplete, handles[i], "")
+	}
+}
+
+// A handle is HandlePrefix:seq, parsed back exactly as written: anything else is not this
+// server's handle (and so not a job), never a near miss of one.
+func TestParseHandle(t *testing.T) {
+	s := &Server{prefix: "H:host:"}
+	for _, tc := range []struct {
+		handle string
+		seq    uint64
+		ok     bool
+	}{
+		{"H:host:1", 1, true},
+		{"H:host:18446744073709551615", 18446744073709551615, true},
+		{"H:host:18446744073709551616", 0, false}, // overflow
+		{"H:host:007", 0, false},
+		{"H:host:0", 0, false},
+		{"H:host:", 0, false},
+		{"H:host:12a", 0, false},
+		{"H:host:-1", 0, false},
+		{"H:other:1", 0, false},
+		{"H:host", 0, false},
+		{"", 0, false},
+	} {
+		seq, ok := s.parseHandle([]byte(tc.handle))
+		if seq != tc.seq || ok != tc.ok {
+			t.Errorf("parseHandle(%q) = %d, %v; want %d, %v", tc.handle, seq, ok, tc.seq, tc.ok)
+		}
 	}
 }
