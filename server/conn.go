@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gearhq/gear/protocol"
@@ -53,7 +52,7 @@ type conn struct {
 	// so far; it writes them out before it next waits for input. Owned by the reader goroutine
 	// (and reached through Server.batch only while that goroutine holds Server.mu).
 	batch flushBatch
-	raw   syscall.RawConn // for writes that must not block; nil when the net.Conn has no descriptor
+	raw   *rawConn // raw reads and non-blocking writes; nil when the net.Conn has no descriptor
 
 	outMu      sync.Mutex
 	out        []byte // packets waiting to be written
@@ -86,11 +85,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		outSignal:  make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	if sc, ok := nc.(syscall.Conn); ok && canWriteNow {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.raw = rc
-		}
-	}
+	c.raw = newRawConn(nc)
 	return c
 }
 
@@ -244,7 +239,7 @@ func (c *conn) flushNow() {
 		c.out, c.spare = c.spare[:0], nil
 		c.writing = true
 		c.outMu.Unlock()
-		n, err := writeNow(c.raw, buf)
+		n, err := c.raw.write(buf)
 		c.outMu.Lock()
 		c.writing = false
 		if err != nil {
@@ -361,7 +356,7 @@ type socketReader struct {
 func (r socketReader) Read(p []byte) (int, error) {
 	r.c.batch.flush(r.c)
 	if r.c.raw != nil {
-		return readNow(r.c.raw, p)
+		return r.c.raw.read(p)
 	}
 	return r.c.nc.Read(p)
 }

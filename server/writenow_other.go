@@ -2,18 +2,13 @@
 
 package server
 
-import (
-	"errors"
-	"syscall"
-)
+import "net"
 
-// Without non-blocking writes every connection's output goes through its writer goroutine.
-const canWriteNow = false
+// Without raw descriptors every connection's output goes through its writer goroutine and input
+// through net.Conn.Read.
+type rawConn struct{}
 
-func writeNow(syscall.RawConn, []byte) (int, error) {
-	return 0, errors.ErrUnsupported
-}
+func newRawConn(net.Conn) *rawConn { return nil }
 
-func readNow(syscall.RawConn, []byte) (int, error) {
-	return 0, errors.ErrUnsupported
-}
+func (*rawConn) write([]byte) (int, error) { panic("unreachable") }
+func (*rawConn) read([]byte) (int, error)  { panic("unreachable") }

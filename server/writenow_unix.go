@@ -4,75 +4,106 @@ package server
 
 import (
 	"io"
+	"net"
 	"syscall"
 	"unsafe"
 )
 
-const canWriteNow = true
-
-// writeNow writes as much of buf as the socket takes without waiting, and reports how much that was.
-// A full socket is not an error: the caller hands the rest to the connection's writer goroutine.
-func writeNow(rc syscall.RawConn, buf []byte) (int, error) {
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for n < len(buf) {
-			// A raw syscall: the descriptor is non-blocking, so the call cannot park the thread, and
-			// skipping the scheduler's syscall bookkeeping saves a wake-up of its monitor thread.
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&buf[n])), uintptr(len(buf)-n))
-			m := int(r)
-			if e == 0 {
-				n += m
-			}
-			switch {
-			case e == syscall.EINTR:
-			case e == syscall.EAGAIN:
-				return true
-			case e != 0:
-				werr = e
-				return true
-			case m <= 0:
-				werr = syscall.EIO
-				return true
-			}
-		}
-		return true
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, werr
+// rawConn reads and writes a socket with raw syscalls on its non-blocking descriptor: the calls
+// cannot park the thread, and skipping the scheduler's syscall bookkeeping saves a wake-up of its
+// monitor thread per call. Reads wait for data in the runtime's poller; writes never wait.
+// The read side belongs to the reader goroutine; the write side to whoever holds conn.writing.
+type rawConn struct {
+	rd, wr rawOp
 }
 
-// readNow reads into p, waiting in the runtime's poller (not in a blocked thread) until the socket
-// has data, with a raw syscall for the same reason as writeNow.
-func readNow(rc syscall.RawConn, p []byte) (int, error) {
+// rawOp is one direction's state, bound once so a call allocates no closure.
+type rawOp struct {
+	rc  syscall.RawConn
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// newRawConn returns nil when nc has no descriptor to use (the writer goroutine does all writes).
+func newRawConn(nc net.Conn) *rawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawConn{rd: rawOp{rc: rc}, wr: rawOp{rc: rc}}
+	r.rd.fn = r.rd.readOnce
+	r.wr.fn = r.wr.writeAll
+	return r
+}
+
+// write writes as much of b as the socket takes without waiting, and reports how much that was.
+// A full socket is not an error: the caller hands the rest to the connection's writer goroutine.
+func (r *rawConn) write(b []byte) (int, error) {
+	return r.wr.run(b, r.wr.rc.Write)
+}
+
+// read reads into p, waiting in the runtime's poller until the socket has data.
+func (r *rawConn) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(r)
-				if n == 0 {
-					rerr = io.EOF
-				}
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until the socket is readable, then try again
-			default:
-				rerr = e
-				return true
-			}
-		}
-	})
+	return r.rd.run(p, r.rd.rc.Read)
+}
+
+func (o *rawOp) run(b []byte, do func(func(uintptr) bool) error) (int, error) {
+	o.buf, o.n, o.err = b, 0, nil
+	err := do(o.fn)
+	n, opErr := o.n, o.err
+	o.buf, o.err = nil, nil
 	if err != nil {
 		return n, err
 	}
-	return n, rerr
+	return n, opErr
+}
+
+func (o *rawOp) writeAll(fd uintptr) bool {
+	for o.n < len(o.buf) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.buf[o.n])), uintptr(len(o.buf)-o.n))
+		switch e {
+		case 0:
+			if r == 0 {
+				o.err = io.ErrShortWrite
+				return true
+			}
+			o.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true // the socket is full: the caller hands the rest on
+		default:
+			o.err = e
+			return true
+		}
+	}
+	return true
+}
+
+func (o *rawOp) readOnce(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)))
+		switch e {
+		case 0:
+			o.n = int(r)
+			if o.n == 0 {
+				o.err = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until the socket is readable, then try again
+		default:
+			o.err = e
+			return true
+		}
+	}
 }
