@@ -89,7 +89,9 @@ wait_port() {
 	return 1
 }
 
-# start_server gear|gearmand: starts a fresh server; sets server_pid and server_addr.
+# start_server gear|gear-always|gearmand: starts a fresh server; sets server_pid and server_addr.
+# gear-always is Gear with its durable store on, fsync before every acknowledgement, in a fresh
+# data directory.
 nstart=0
 start_server() {
 	local port
@@ -104,6 +106,9 @@ start_server() {
 		fi
 		"$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
 		;;
+	gear-always)
+		"$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
+		;;
 	gearmand)
 		"$GEARMAND" -t 0 --listen 127.0.0.1 --port "$port" --log-file none -P "$tmp/gearmand.pid" >"$log" 2>&1 &
 		;;
@@ -113,8 +118,8 @@ start_server() {
 	wait_port "$port" "$log"
 }
 
-# Scenarios: key | label | gear bench arguments. Counts keep the default run within about 5 minutes
-# on 2 cores.
+# Scenarios: key | label | gear bench arguments [| servers, default "gear gearmand"]. Counts keep the
+# default run within about 6 minutes on 2 cores.
 scenarios=(
 	"bg|background 8c|--scenario background --clients 8 --workers 4 --jobs 100000"
 	"bgp32|background 8c pipe32|--scenario background --clients 8 --workers 4 --jobs 100000 --pipeline 32"
@@ -122,6 +127,7 @@ scenarios=(
 	"fg1|foreground 1c/1w|--scenario foreground --clients 1 --workers 1 --jobs 10000"
 	"drain|drain 100k by 4w|--scenario drain --clients 8 --workers 4 --jobs 100000"
 	"fg64k|foreground 64KiB 8c/4w|--scenario foreground --clients 8 --workers 4 --jobs 5000 --payload 65536"
+	"durable|background 8c, durable|--scenario background --clients 8 --workers 4 --jobs 30000|gear gear-always"
 )
 if [[ $FULL == 1 ]]; then
 	scenarios+=(
@@ -135,9 +141,9 @@ results=$tmp/results.txt
 : >"$results"
 failures=0
 for entry in "${scenarios[@]}"; do
-	IFS='|' read -r key label args <<<"$entry"
+	IFS='|' read -r key label args servers <<<"$entry"
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for srv in gear gearmand; do
+		for srv in ${servers:-gear gearmand}; do
 			start_server "$srv"
 			# shellcheck disable=SC2086 # args are word lists on purpose
 			if out=$("$gear" bench --server "$server_addr" --server-pid "$server_pid" $args $BENCH_ARGS 2>"$tmp/bench.err"); then
@@ -183,8 +189,8 @@ printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' \
 printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' \
 	"" "" "" "" "µs" "µs" "" "MiB peak" "MiB peak" "µs/job" "µs/job"
 for entry in "${scenarios[@]}"; do
-	IFS='|' read -r key label _ <<<"$entry"
-	[[ $key == idle ]] && continue
+	IFS='|' read -r key label _ servers <<<"$entry"
+	[[ $key == idle || -n $servers ]] && continue
 	gj=$(median "$key" gear jobs_per_sec)
 	mj=$(median "$key" gearmand jobs_per_sec)
 	gp=$(median "$key" gear p99_us)
@@ -194,6 +200,11 @@ for entry in "${scenarios[@]}"; do
 	printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' "$label" "$gj" "$mj" "$(ratio "$gj" "$mj")" \
 		"$gp" "$mp" "$(ratio "$gp" "$mp")" "$(mib "$gr")" "$(mib "$mr")" "$(per_job "$key" gear)" "$(per_job "$key" gearmand)"
 done
+echo
+printf '%-40s %12s %12s %6s\n' "durable store (gear bench background 8c)" "sync always" "in memory" "ratio"
+da=$(median durable gear-always jobs_per_sec)
+dm=$(median durable gear jobs_per_sec)
+printf '%-40s %12s %12s %6s\n' "jobs/s, Gear --sync always vs --store memory" "$da" "$dm" "$(ratio "$da" "$dm")"
 if [[ $FULL == 1 ]]; then
 	echo
 	printf '%-40s %12s %12s %6s\n' "memory" "gear" "gearmand" "ratio"

@@ -317,6 +317,12 @@ func serve(f *serverFlags) error {
 		return err
 	}
 	defer srv.Close()
+	// Signals are caught before the server listens: once a client or a script can see it, SIGUSR1
+	// must already mean a graceful shutdown rather than Go's default exit.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGPIPE)
+	defer signal.Stop(sigs)
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -330,10 +336,6 @@ func serve(f *serverFlags) error {
 	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
 		"pid", os.Getpid())
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
-	signal.Ignore(syscall.SIGPIPE)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case <-srv.Done():
