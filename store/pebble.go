@@ -28,9 +28,17 @@ type Pebble struct {
 
 	mu      sync.Mutex
 	queue   []op
+	spare   []op // the committer's last batch, emptied, to be the next queue
+	adds    int  // Adds in queue
+	gather  int  // while the committer gathers Adds for one fsync, how many it waits for
 	closing bool
 	wake    chan struct{}
 	done    chan struct{}
+
+	// The committer's own: the moving average of its fsyncs (how long it gathers at most), and the
+	// first fsync error, after which it writes nothing more.
+	syncTime time.Duration
+	syncErr  error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,21 +75,32 @@ var metaNextSeq = []byte("m:nextseq")
 
 func jobKey(seq uint64) []byte {
 	k := make([]byte, 9)
+	return putJobKey(k, seq)
+}
+
+// putJobKey writes seq's key into k (9 bytes) and returns it.
+func putJobKey(k []byte, seq uint64) []byte {
 	k[0] = 'j'
-	binary.BigEndian.PutUint64(k[1:], seq)
-	return k
+	binary.BigEndian.PutUint64(k[1:9], seq)
+	return k[:9]
 }
 
 // OpenPebble opens (creating if needed) the store in dir. A second server on the same directory is
 // refused: Pebble holds a file lock on it.
 func OpenPebble(dir string, mode SyncMode, log *slog.Logger) (*Pebble, error) {
+	return openPebble(dir, mode, log, vfs.Default)
+}
+
+// openPebble opens the store on fs (tests use Pebble's strict in-memory FS to simulate a crash of
+// the machine).
+func openPebble(dir string, mode SyncMode, log *slog.Logger, fs vfs.FS) (*Pebble, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := mkdirDurable(fs, dir); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
-	wal := newWALFS(vfs.Default)
+	wal := newWALFS(fs)
 	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}, FS: wal})
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
@@ -104,6 +123,41 @@ func OpenPebble(dir string, mode SyncMode, log *slog.Logger) (*Pebble, error) {
 	}
 	go p.commitLoop()
 	return p, nil
+}
+
+// mkdirDurable creates dir and any missing parents, and fsyncs the directories that gained an
+// entry: Pebble fsyncs the data directory for the files it creates, but a machine crash could still
+// lose a new data directory itself, and with it every job acknowledged since.
+func mkdirDurable(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		parent := fs.PathDir(d)
+		if parent == d || parent == "" || parent == "." {
+			break
+		}
+		d = parent
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	for _, d := range created {
+		parent, err := fs.OpenDir(fs.PathDir(d))
+		if err != nil {
+			return err
+		}
+		err = errors.Join(parent.Sync(), parent.Close())
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Replay calls fn for every stored job in submission order.
@@ -158,7 +212,18 @@ func (p *Pebble) push(o op) {
 		return
 	}
 	p.queue = append(p.queue, o)
+	if o.kind == opAdd {
+		p.adds++
+	}
+	// While the committer gathers Adds for an fsync, only the one it waits for wakes it.
+	wake := p.gather == 0 || p.adds >= p.gather
 	p.mu.Unlock()
+	if wake {
+		p.signal()
+	}
+}
+
+func (p *Pebble) signal() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -209,6 +274,15 @@ func (p *Pebble) SetRetries(j *Job) { p.push(op{kind: opUpdate, seq: j.Seq, valu
 
 // commitLoop applies queued operations in batches: everything queued while the previous batch was
 // being synced goes into the next one, sharing its fsync.
+//
+// Under SyncAlways it also waits, briefly, for the submitters it just answered. Unpipelined clients
+// send their next job as soon as they have the reply to the last one; a batch committed the moment
+// the first of them is back would leave the others to the fsync after it, and the clients settle
+// into groups taking turns, each fsync carrying a fraction of them. So the committer gathers: once
+// an Add is queued, it waits until as many Adds are queued as the last batch had, plus those queued
+// while it was syncing, but never longer than an fsync takes (on average, and 2 ms at most). A lone
+// sequential submitter is never kept waiting (its next Add is all it waits for); one that left
+// costs a single wait.
 func (p *Pebble) commitLoop() {
 	defer close(p.done)
 	var ticker *time.Ticker
@@ -218,6 +292,9 @@ func (p *Pebble) commitLoop() {
 		defer ticker.Stop()
 		tick = ticker.C
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	expect := 0 // Adds expected in the next batch
 	for {
 		select {
 		case <-p.wake:
@@ -232,33 +309,79 @@ func (p *Pebble) commitLoop() {
 			continue
 		}
 		p.mu.Lock()
-		batch, closing := p.queue, p.closing
-		p.queue = nil
+		if p.mode == SyncAlways && p.adds > 0 && p.adds < expect && !p.closing {
+			p.gather = expect
+			p.mu.Unlock()
+			timer.Reset(min(p.syncTime, maxGather))
+		gather:
+			for {
+				select {
+				case <-p.wake: // or a token left from before gathering began
+					p.mu.Lock()
+					enough := p.adds >= expect || p.closing
+					p.mu.Unlock()
+					if enough {
+						timer.Stop()
+						break gather
+					}
+				case <-timer.C:
+					break gather
+				}
+			}
+			p.mu.Lock()
+			p.gather = 0
+		}
+		batch, adds, closing := p.queue, p.adds, p.closing
+		p.queue, p.adds = p.spare[:0], 0
 		p.mu.Unlock()
 		if len(batch) > 0 {
-			p.commit(batch)
+			p.commit(batch, adds)
+		}
+		clear(batch) // drop the values and callbacks
+		if cap(batch) <= 4096 {
+			p.spare = batch[:0] // the next queue, unless a burst made it large
 		}
 		if closing {
 			return
 		}
+		if adds > 0 {
+			p.mu.Lock()
+			expect = adds + p.adds
+			p.mu.Unlock()
+		}
 	}
 }
 
-func (p *Pebble) commit(ops []op) {
+// maxGather bounds the committer's wait for returning submitters even when fsyncs are slow (a
+// spinning disk, a stall): a client's round trip on the same network fits in it many times over.
+const maxGather = 2 * time.Millisecond
+
+func (p *Pebble) commit(ops []op, adds int) {
+	if p.syncErr != nil {
+		// A failed fsync may have dropped records from the log that a later fsync would not report
+		// (Linux marks the pages clean), leaving a hole that ends the log at replay; like Pebble after
+		// a failed sync of its log, the store takes no more writes.
+		for _, o := range ops {
+			if o.done != nil {
+				o.done(p.syncErr)
+			}
+		}
+		return
+	}
 	b := p.db.NewBatch()
 	defer b.Close()
-	var adds, removes int64
+	var removes int64
 	maxSeq, reserve := uint64(0), uint64(0)
+	var key [9]byte
 	for _, o := range ops {
 		switch o.kind {
 		case opAdd:
-			b.Set(jobKey(o.seq), o.value, nil)
-			adds++
+			b.Set(putJobKey(key[:], o.seq), o.value, nil)
 			maxSeq = max(maxSeq, o.seq)
 		case opUpdate:
-			b.Set(jobKey(o.seq), o.value, nil)
+			b.Set(putJobKey(key[:], o.seq), o.value, nil)
 		case opRemove:
-			b.Delete(jobKey(o.seq), nil)
+			b.Delete(putJobKey(key[:], o.seq), nil)
 			removes++
 		case opReserve:
 			reserve = max(reserve, o.seq)
@@ -273,15 +396,24 @@ func (p *Pebble) commit(ops []op) {
 	}
 	// Every batch is committed with Sync, so it reaches the operating system before its callbacks
 	// run (without it Pebble keeps it in its own buffer, which a crash of the process loses); walFS
-	// makes that a real fsync only for a batch holding an Add under SyncAlways.
-	synced := adds > 0 && p.mode == SyncAlways
-	p.wal.fsyncNext.Store(synced)
+	// makes Pebble's sync of the log that write(2) alone. Under SyncAlways a batch holding an Add is
+	// then fsynced before its callbacks run.
 	err := b.Commit(pebble.Sync)
-	p.wal.fsyncNext.Store(false)
+	synced := adds > 0 && p.mode == SyncAlways
+	if err == nil && synced {
+		start := time.Now()
+		err = p.wal.syncForCommit()
+		// The moving average bounds how long the committer gathers: never longer than an fsync.
+		p.syncTime += (time.Since(start) - p.syncTime) / 8
+		if err != nil {
+			err = fmt.Errorf("fsync of the log: %w", err)
+			p.syncErr = err
+		}
+	}
 	p.record(err, synced)
 	p.commits.Add(1)
 	if err == nil {
-		p.jobs.Add(adds - removes)
+		p.jobs.Add(int64(adds) - removes)
 		p.nextSeq.Store(next)
 		if !synced {
 			p.dirty.Store(true)
@@ -325,10 +457,7 @@ func (p *Pebble) Close() error {
 		p.mu.Lock()
 		p.closing = true
 		p.mu.Unlock()
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.signal()
 		<-p.done
 		err := p.db.LogData(nil, pebble.Sync)
 		if err == nil {

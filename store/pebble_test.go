@@ -7,8 +7,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 const waitTimeout = 10 * time.Second
@@ -353,10 +356,11 @@ func TestPebble_CloseAppliesQueued(t *testing.T) {
 }
 
 // Group commit: 64 goroutines adding one job at a time share fsyncs, so there are far fewer
-// commits than jobs.
+// fsyncs than jobs.
 func TestPebble_GroupCommit(t *testing.T) {
 	const writers, perWriter = 64, 20
 	p := mustOpen(t, t.TempDir(), SyncAlways)
+	base := p.wal.fsyncs.Load()
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
@@ -370,10 +374,10 @@ func TestPebble_GroupCommit(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	commits := p.commits.Load()
-	t.Logf("%d jobs in %d commits", writers*perWriter, commits)
-	if commits > writers*perWriter/4 {
-		t.Fatalf("%d commits for %d jobs: Adds are not sharing fsyncs", commits, writers*perWriter)
+	fsyncs := p.wal.fsyncs.Load() - base
+	t.Logf("%d jobs in %d commits, %d fsyncs", writers*perWriter, p.commits.Load(), fsyncs)
+	if fsyncs > writers*perWriter/4 {
+		t.Fatalf("%d fsyncs for %d jobs: Adds are not sharing them", fsyncs, writers*perWriter)
 	}
 	if got := replay(t, reopen(t, p)); len(got) != writers*perWriter {
 		t.Fatalf("replayed %d jobs, want %d", len(got), writers*perWriter)
@@ -468,5 +472,59 @@ func TestPebble_ReserveSeqSurvivesReopen(t *testing.T) {
 	p = mustOpen(t, dir, SyncAlways)
 	if got := p.NextSeq(); got < 5000 {
 		t.Fatalf("NextSeq after a reservation of 5000 and reopen: %d", got)
+	}
+}
+
+// failingFS makes the fsyncs of WAL files fail once failing is set.
+type failingFS struct {
+	vfs.FS
+	failing atomic.Bool
+}
+
+func (fs *failingFS) Create(name string) (vfs.File, error) {
+	f, err := fs.FS.Create(name)
+	return &failingFile{File: f, fs: fs}, err
+}
+
+func (fs *failingFS) ReuseForWrite(oldname, newname string) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname)
+	return &failingFile{File: f, fs: fs}, err
+}
+
+type failingFile struct {
+	vfs.File
+	fs *failingFS
+}
+
+var errInjected = errors.New("injected I/O error")
+
+func (f *failingFile) SyncData() error {
+	if f.fs.failing.Load() {
+		return errInjected
+	}
+	return f.File.SyncData()
+}
+
+// A failed fsync of the log fails the Adds it covered, and every later one: the log may have lost
+// records a later fsync would not report, so the store takes no more writes (as Pebble does after
+// its own log fails).
+func TestPebble_FsyncErrorIsSticky(t *testing.T) {
+	fs := &failingFS{FS: vfs.Default}
+	p, err := openPebble(t.TempDir(), SyncAlways, nil, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	mustAdd(t, p, job(1, 1))
+	fs.failing.Store(true)
+	if err := add(p, job(2, 1)); !errors.Is(err, errInjected) {
+		t.Fatalf("Add with a failing fsync: %v, want the injected error", err)
+	}
+	fs.failing.Store(false)
+	if err := add(p, job(3, 1)); !errors.Is(err, errInjected) {
+		t.Fatalf("Add after a failed fsync: %v, want the same error", err)
+	}
+	if st := p.Stats(); !strings.Contains(st.LastError, "injected") {
+		t.Errorf("Stats().LastError = %q, want the fsync error", st.LastError)
 	}
 }

@@ -4,7 +4,8 @@
 // Add's callback reports the job durable; Remove when the job ends (completed, failed, cancelled,
 // dropped); SetRetries when its worker was lost. At start it Replays every stored job in submission
 // order. Writes from all connections are applied by one committer goroutine in batches: every Add
-// waiting at the moment shares one fsync (group commit), so durability costs little throughput.
+// waiting at the moment shares one fsync (group commit), and under SyncAlways the committer waits
+// briefly for the submitters it just answered, so that they share the next one too.
 package store
 
 import (
@@ -106,19 +107,44 @@ var ErrCorrupt = errors.New("store: corrupt job record")
 
 const recordVersion = 1
 
-// encode appends j's value encoding to buf.
+// encode appends j's value encoding to buf, growing it at most once.
 func encode(buf []byte, j *Job) []byte {
+	n := 2 + uvarintLen(uint64(j.Retries)) + varintLen(j.When) + varintLen(j.Created) +
+		bytesLen(len(j.Handle)) + bytesLen(len(j.Function)) + bytesLen(len(j.Unique)) +
+		bytesLen(len(j.Reducer)) + bytesLen(len(j.Data))
+	if cap(buf)-len(buf) < n {
+		buf = append(make([]byte, 0, len(buf)+n), buf...)
+	}
 	buf = append(buf, recordVersion, j.Priority)
 	buf = binary.AppendUvarint(buf, uint64(j.Retries))
 	buf = binary.AppendVarint(buf, j.When)
 	buf = binary.AppendVarint(buf, j.Created)
-	for _, s := range []string{j.Handle, j.Function, j.Unique, j.Reducer} {
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		buf = append(buf, s...)
-	}
+	buf = appendField(buf, j.Handle)
+	buf = appendField(buf, j.Function)
+	buf = appendField(buf, j.Unique)
+	buf = appendField(buf, j.Reducer)
 	buf = binary.AppendUvarint(buf, uint64(len(j.Data)))
 	return append(buf, j.Data...)
 }
+
+func appendField(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// bytesLen is the length of a field of n bytes with its length prefix.
+func bytesLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+// varintLen is the length of binary.AppendVarint's zig-zag encoding of v.
+func varintLen(v int64) int { return uvarintLen(uint64(v<<1) ^ uint64(v>>63)) }
 
 // decode reads a record written by encode. It checks every length before slicing, so a damaged
 // record is an error, never a panic.

@@ -189,3 +189,16 @@ func trim(j *Job) Job {
 	}
 	return c
 }
+
+// encode sizes the record first: one allocation, however many fields (it runs under the server's
+// lock, once per background submit).
+func TestCodec_EncodeAllocatesOnce(t *testing.T) {
+	for name, j := range sampleJobs() {
+		if n := testing.AllocsPerRun(10, func() { encode(nil, j) }); n != 1 {
+			t.Errorf("%s: encode made %v allocations, want 1", name, n)
+		}
+		if b := encode(make([]byte, 0, 1<<21), j); cap(b) != 1<<21 {
+			t.Errorf("%s: encode grew a buffer that had room", name)
+		}
+	}
+}

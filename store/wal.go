@@ -16,20 +16,16 @@ import (
 // without Sync stays in Pebble's in-process buffer until 32 KiB accumulate or a later commit syncs,
 // so a crash of the process (kill -9, the OOM killer) would lose it — an acknowledged job under
 // SyncInterval or SyncNone, a finished job's removal (it would run again) under any mode. So the
-// store commits every batch with Sync, and walFS turns that sync into a real fsync only while
-// fsyncNext is set (a batch holding an Add under SyncAlways). Otherwise the commit returns once
+// store commits every batch with Sync, and walFS makes that sync a no-op: the commit returns once
 // write(2) gave the record to the operating system, which keeps it through a crash of the process.
-// syncWAL fsyncs the open WAL files (the SyncInterval ticker, Close), and a WAL file is fsynced when
-// Pebble closes it at log rotation, so the tail of a retired log is not left to chance.
-//
-// The store's committer is the only writer, one batch at a time, so while it commits a batch every
-// WAL sync Pebble makes is for that batch.
+// The store fsyncs the log itself: syncForCommit (under SyncAlways, the committer before it
+// acknowledges a batch holding an Add), syncWAL (the SyncInterval ticker, Close). A WAL file is
+// fsynced when Pebble closes it at log rotation, so the tail of a retired log is not left to chance.
 type walFS struct {
 	vfs.FS
-	fsyncNext atomic.Bool
-	fsyncs    atomic.Int64 // real WAL fsyncs made for commits, for tests
-	mu        sync.Mutex   // held across syncWAL's fsyncs, so a file is never synced while closed
-	files     map[*walFile]struct{}
+	fsyncs atomic.Int64 // real WAL fsyncs made for commits, for tests
+	mu     sync.Mutex   // held across the fsyncs of open files, so a file is never synced while closed
+	files  map[*walFile]struct{}
 }
 
 func newWALFS(fs vfs.FS) *walFS {
@@ -69,26 +65,41 @@ func (fs *walFS) syncWAL() error {
 	return errors.Join(errs...)
 }
 
+// syncForCommit makes every record written so far durable: an fdatasync of every open WAL file (a
+// retired one was fsynced when it was closed).
+func (fs *walFS) syncForCommit() error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var err error
+	for f := range fs.files {
+		fs.fsyncs.Add(1)
+		err = errors.Join(err, f.File.SyncData())
+	}
+	return err
+}
+
 // walFile is a WAL file whose syncs walFS decides.
 type walFile struct {
 	vfs.File
 	fs *walFS
 }
 
-func (f *walFile) Sync() error {
-	if f.fs.fsyncNext.Load() {
-		f.fs.fsyncs.Add(1)
-		return f.File.Sync()
-	}
-	return nil
-}
+// Sync and SyncData are Pebble's syncs of a committed batch: the record has reached the operating
+// system by then, and the store fsyncs on its own schedule.
+func (f *walFile) Sync() error     { return nil }
+func (f *walFile) SyncData() error { return nil }
 
-func (f *walFile) SyncData() error {
-	if f.fs.fsyncNext.Load() {
-		f.fs.fsyncs.Add(1)
-		return f.File.SyncData()
+// Preallocate extends the file over the space Pebble reserves for the log ahead of its writes
+// (110% of a memtable at a time), instead of reserving it beyond the file's end. An append then
+// overwrites space inside the file, so its fdatasync writes the data alone, not the file's new size
+// as well: a third less time and CPU per fsync on ext4. The log's unwritten tail reads as zeros,
+// which Pebble's replay takes for the end of the log, as it does after its own preallocation or in
+// a recycled log file.
+func (f *walFile) Preallocate(offset, length int64) error {
+	if fd := f.File.Fd(); fd != vfs.InvalidFd && extend(fd, offset, length) {
+		return nil
 	}
-	return nil
+	return f.File.Preallocate(offset, length)
 }
 
 // SyncTo is Pebble's background range sync (WALBytesPerSync, off by default): never a guarantee.
