@@ -13,6 +13,9 @@
 #   GEAR_STORE=kind   gear's store; unset: --store memory (the same as gearmand's builtin queue)
 #   BENCH_ARGS=...    extra arguments for every gear bench run (e.g. --timeout 30s)
 #   KEEP=1            keep the temporary directory (gear binary, raw RESULT lines, logs)
+#   PIN=1             run every server on CPU 0 and the load generator on the other CPUs (taskset):
+#                     on a small VM the kernel otherwise sometimes stacks both on one CPU, and the
+#                     same binary measures 35k or 55k drained jobs/s from run to run
 #
 # Both servers share the machine with the load generator; on a small machine the absolute numbers
 # are bounded by it, the ratios are what to read.
@@ -22,6 +25,12 @@ ROUNDS=${ROUNDS:-3}
 FULL=${FULL:-0}
 GEARMAND=${GEARMAND:-/usr/sbin/gearmand}
 BENCH_ARGS=${BENCH_ARGS:-}
+server_cpu=() bench_cpu=()
+if [[ ${PIN:-0} == 1 ]]; then
+	command -v taskset >/dev/null || { echo "compare.sh: PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+	server_cpu=(taskset -c 0)
+	bench_cpu=(taskset -c "1-$(($(nproc) - 1))")
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gear-compare.XXXXXX")
@@ -104,13 +113,13 @@ start_server() {
 		if [[ -n ${GEAR_STORE:-} ]]; then
 			extra=(--data-dir "$tmp/gear-data.$nstart")
 		fi
-		"$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
+		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
 		;;
 	gear-always)
-		"$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
+		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
 		;;
 	gearmand)
-		"$GEARMAND" -t 0 --listen 127.0.0.1 --port "$port" --log-file none -P "$tmp/gearmand.pid" >"$log" 2>&1 &
+		"${server_cpu[@]}" "$GEARMAND" -t 0 --listen 127.0.0.1 --port "$port" --log-file none -P "$tmp/gearmand.pid" >"$log" 2>&1 &
 		;;
 	esac
 	server_pid=$!
@@ -146,7 +155,7 @@ for entry in "${scenarios[@]}"; do
 		for srv in ${servers:-gear gearmand}; do
 			start_server "$srv"
 			# shellcheck disable=SC2086 # args are word lists on purpose
-			if out=$("$gear" bench --server "$server_addr" --server-pid "$server_pid" $args $BENCH_ARGS 2>"$tmp/bench.err"); then
+			if out=$("${bench_cpu[@]}" "$gear" bench --server "$server_addr" --server-pid "$server_pid" $args $BENCH_ARGS 2>"$tmp/bench.err"); then
 				:
 			else
 				failures=$((failures + 1))
@@ -180,7 +189,7 @@ mib() { awk -v k="$1" 'BEGIN { if (k == "na") print "na"; else printf "%.1f\n", 
 
 echo
 echo "gear bench: Gear ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')+worktree, ${gear_args[*]:-GEAR_STORE=${GEAR_STORE:-}}) vs gearmand $("$GEARMAND" --version 2>/dev/null | awk '/gearmand/ {print $2; exit}') -t 0"
-echo "medians of $ROUNDS rounds, fresh servers per run; $(nproc) CPUs shared by server and load generator;" \
+echo "medians of $ROUNDS rounds, fresh servers per run; $(nproc) CPUs $([[ ${PIN:-0} == 1 ]] && echo "(server pinned to CPU 0, load generator to the rest)" || echo "shared by server and load generator");" \
 	"load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "jobs/s ratio = gear/gearmand (>1: gear faster); p99 ratio = gear/gearmand (<1: gear better)"
 echo
