@@ -323,15 +323,16 @@ func serve(f *serverFlags) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE)
 	defer signal.Stop(sigs)
-	if err := srv.Start(); err != nil {
-		return err
-	}
+	// The pid file exists before the server logs that it listens, so whoever waits for that line
+	// (a test, an init script) finds it.
 	if f.pidFile != "" {
 		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			srv.Close()
 			return fmt.Errorf("pid file: %w", err)
 		}
 		defer os.Remove(f.pidFile)
+	}
+	if err := srv.Start(); err != nil {
+		return err
 	}
 	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
 		"pid", os.Getpid())
