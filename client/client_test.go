@@ -113,7 +113,7 @@ func testWorkFail(t *testing.T, addr, _ string) {
 	}})
 	c := newClient(t, addr)
 	out, err := c.Do(ctxTimeout(t, 10*time.Second), "f.fail", []byte("x"), client.Submission{})
-	fe, ok := errorsAs[*client.JobFailedError](err)
+	fe, ok := errors.AsType[*client.JobFailedError](err)
 	if !ok {
 		t.Fatalf("Do = %q, %v; want *JobFailedError", out, err)
 	}
@@ -135,7 +135,7 @@ func testWorkException(t *testing.T, addr, _ string) {
 	// the option on before anything else it sends.
 	for i := range 5 {
 		out, err := c.Do(ctxTimeout(t, 10*time.Second), "e.exc", []byte(fmt.Sprint(i)), client.Submission{})
-		ee, ok := errorsAs[*client.JobExceptionError](err)
+		ee, ok := errors.AsType[*client.JobExceptionError](err)
 		if !ok {
 			t.Fatalf("job %d: Do = %q, %v; want *JobExceptionError", i, out, err)
 		}
@@ -476,7 +476,7 @@ func testServerError(t *testing.T, addr, _ string) {
 		t.Fatal(err)
 	}
 	_, err = c.SubmitBackground(ctx, "se.full", []byte("2"), client.Submission{})
-	se, ok := errorsAs[*client.ServerError](err)
+	se, ok := errors.AsType[*client.ServerError](err)
 	if !ok || se.Code != "QUEUE_ERROR" {
 		t.Fatalf("submit to a full queue: %v; want *ServerError QUEUE_ERROR", err)
 	}
@@ -484,7 +484,7 @@ func testServerError(t *testing.T, addr, _ string) {
 		t.Error("ServerError without its text")
 	}
 	_, err = c.Do(ctx, "se.full", []byte("3"), client.Submission{})
-	if se, ok := errorsAs[*client.ServerError](err); !ok || se.Code != "QUEUE_ERROR" {
+	if se, ok := errors.AsType[*client.ServerError](err); !ok || se.Code != "QUEUE_ERROR" {
 		t.Errorf("Do on a full queue: %v", err)
 	}
 	// The connection survives the ERROR.

@@ -1,8 +1,6 @@
 package client_test
 
 import (
-	"errors"
-
 	"github.com/gearhq/gear/internal/testenv"
 )
 
@@ -25,10 +23,5 @@ var (
 type (
 	runningWorker = testenv.Worker
 	gate          = testenv.Gate
+	syncBuffer    = testenv.SyncBuffer
 )
-
-func errorsAs[T error](err error) (T, bool) {
-	var target T
-	ok := errors.As(err, &target)
-	return target, ok
-}

@@ -1,7 +1,7 @@
 package client_test
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,7 +56,7 @@ $w->work while 1;
 
 // startPeer runs interpreter on script (written to a file) with host and port, until the test ends.
 // A missing interpreter fails the test: CI installs the foreign peers.
-func startPeer(t *testing.T, interpreter, script, addr string) *bytes.Buffer {
+func startPeer(t *testing.T, interpreter, script, addr string) {
 	t.Helper()
 	path, err := exec.LookPath(interpreter)
 	if err != nil {
@@ -82,24 +82,6 @@ func startPeer(t *testing.T, interpreter, script, addr string) *bytes.Buffer {
 			t.Logf("%s output:\n%s", interpreter, out.String())
 		}
 	})
-	return &out.buf
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Gear's client against foreign workers on a Gear server: results, progress packets, exceptions
@@ -152,11 +134,11 @@ func TestClient_ForeignWorkers(t *testing.T) {
 			wg.Wait()
 
 			_, err := c.Do(ctx, "peer.exc", []byte("x"), client.Submission{})
-			if ee, ok := errorsAs[*client.JobExceptionError](err); !ok || !strings.Contains(string(ee.Data), peer.name+" boom: x") {
+			if ee, ok := errors.AsType[*client.JobExceptionError](err); !ok || !strings.Contains(string(ee.Data), peer.name+" boom: x") {
 				t.Errorf("exception from the %s worker: %v", peer.name, err)
 			}
 			_, err = c.Do(ctx, "peer.fail", []byte("x"), client.Submission{})
-			if _, ok := errorsAs[*client.JobFailedError](err); !ok {
+			if _, ok := errors.AsType[*client.JobFailedError](err); !ok {
 				t.Errorf("failure from the %s worker: %v; want *JobFailedError", peer.name, err)
 			}
 

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -112,7 +113,7 @@ func TestClient_MultiServer_AllDown(t *testing.T) {
 		"StatusUnique":     func() error { _, err := c.StatusUnique(ctx, "k"); return err },
 	} {
 		err := call()
-		ne, ok := errorsAs[*client.NoServerError](err)
+		ne, ok := errors.AsType[*client.NoServerError](err)
 		if !ok {
 			t.Errorf("%s with every server down: %v; want *NoServerError", name, err)
 			continue
@@ -124,7 +125,7 @@ func TestClient_MultiServer_AllDown(t *testing.T) {
 			t.Errorf("%s: %v; want one error per server", name, err)
 		}
 		for _, e := range ne.Errs {
-			if _, ok := errorsAs[*client.ConnError](e); !ok {
+			if _, ok := errors.AsType[*client.ConnError](e); !ok {
 				t.Errorf("%s: %v is not a *ConnError", name, e)
 			}
 		}
@@ -206,7 +207,7 @@ func TestClient_MultiServer_OnlyServerKilledMidJob(t *testing.T) {
 	g.WaitStarted(t)
 	srv.Close()
 	err := <-errc
-	if _, ok := errorsAs[*client.ConnError](err); !ok {
+	if _, ok := errors.AsType[*client.ConnError](err); !ok {
 		t.Fatalf("Do after its only server died: %v; want a *ConnError", err)
 	}
 	if ctx.Err() != nil {

@@ -36,6 +36,8 @@ import (
 
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/server"
+
+	"github.com/gearhq/gear/internal/testenv"
 )
 
 const (
@@ -260,29 +262,8 @@ func run(t *testing.T, stdin []byte, name string, args ...string) (stdout, stder
 	return p.stdout.String(), p.stderr.String(), err
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
+// syncBuffer collects a child process's output while the test reads it.
+type syncBuffer = testenv.SyncBuffer
 
 // --- polling --------------------------------------------------------------------------------------
 

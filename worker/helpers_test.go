@@ -1,10 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
-	"errors"
-	"sync"
-
 	"github.com/gearhq/gear/internal/testenv"
 )
 
@@ -29,28 +25,5 @@ var (
 type (
 	runningWorker = testenv.Worker
 	gate          = testenv.Gate
+	syncBuffer    = testenv.SyncBuffer
 )
-
-func errorsAs[T error](err error) (T, bool) {
-	var target T
-	ok := errors.As(err, &target)
-	return target, ok
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (a logger) and readers (the test).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

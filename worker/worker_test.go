@@ -141,7 +141,7 @@ func testTimeout(t *testing.T, addr string) {
 	if !errors.Is(s.err, context.DeadlineExceeded) || !s.hasDeadline {
 		t.Errorf("the function's context: deadline set %v, ended with %v; want DeadlineExceeded", s.hasDeadline, s.err)
 	}
-	if ee, ok := errorsAs[*client.JobExceptionError](err); !ok || !strings.Contains(string(ee.Data), "deadline exceeded") {
+	if ee, ok := errors.AsType[*client.JobExceptionError](err); !ok || !strings.Contains(string(ee.Data), "deadline exceeded") {
 		t.Errorf("client got %v; want an exception saying the deadline passed", err)
 	}
 	// The worker serves on.
@@ -162,7 +162,7 @@ func testPanic(t *testing.T, addr string) {
 	ctx := ctxTimeout(t, 10*time.Second)
 	for range 2 {
 		_, err := c.Do(ctx, "pn.fn", []byte("boom"), client.Submission{})
-		ee, ok := errorsAs[*client.JobExceptionError](err)
+		ee, ok := errors.AsType[*client.JobExceptionError](err)
 		if !ok || !strings.HasPrefix(string(ee.Data), "panic: ") || !strings.Contains(string(ee.Data), "nil map") {
 			t.Fatalf("a panicking job: %v; want an exception with the panic", err)
 		}
@@ -183,7 +183,7 @@ func testErrFail(t *testing.T, addr string) {
 	ctx := ctxTimeout(t, 10*time.Second)
 	for _, data := range []string{"plain", "wrapped"} {
 		_, err := c.Do(ctx, "ef.fn", []byte(data), client.Submission{})
-		if _, ok := errorsAs[*client.JobFailedError](err); !ok {
+		if _, ok := errors.AsType[*client.JobFailedError](err); !ok {
 			t.Errorf("%s ErrFail: client got %v; want *JobFailedError", data, err)
 		}
 	}
