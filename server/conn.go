@@ -89,10 +89,6 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	return c
 }
 
-// send queues one response packet for the writer goroutine. Safe with or without Server.mu held;
-// handlers under Server.mu use Server.send, which batches.
-func (c *conn) send(t protocol.Type, args ...[]byte) { c.sendVia(nil, t, args...) }
-
 // reply queues a packet from c's own reader goroutine, outside Server.mu: it goes out with the
 // reader's batch.
 func (c *conn) reply(t protocol.Type, args ...[]byte) { c.sendVia(&c.batch, t, args...) }

@@ -63,3 +63,12 @@ func TestParseHandle(t *testing.T) {
 		}
 	}
 }
+
+// Handles are parsed for every WORK_* packet: without an allocation.
+func TestParseHandleDoesNotAllocate(t *testing.T) {
+	s := &Server{prefix: "H:host:"}
+	h := []byte("H:host:1234567")
+	if n := testing.AllocsPerRun(100, func() { s.parseHandle(h) }); n != 0 {
+		t.Fatalf("%.0f allocations per parse", n)
+	}
+}

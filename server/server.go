@@ -255,25 +255,14 @@ func (s *Server) jobByHandle(h []byte) *job {
 }
 
 // parseHandle returns the seq of a handle of the form HandlePrefix:seq, written as appendHandle
-// writes it (no sign, no leading zeros).
+// writes it: decimal, no sign (ParseUint takes none), no leading zeros.
 func (s *Server) parseHandle(h []byte) (uint64, bool) {
-	if len(h) <= len(s.prefix) || string(h[:len(s.prefix)]) != s.prefix {
+	if len(h) <= len(s.prefix) || string(h[:len(s.prefix)]) != s.prefix || h[len(s.prefix)] == '0' {
 		return 0, false
 	}
-	digits := h[len(s.prefix):]
-	if len(digits) > 20 || digits[0] == '0' {
+	seq, err := strconv.ParseUint(string(h[len(s.prefix):]), 10, 64)
+	if err != nil {
 		return 0, false
-	}
-	var seq uint64
-	for _, d := range digits {
-		if d < '0' || d > '9' {
-			return 0, false
-		}
-		next := seq*10 + uint64(d-'0')
-		if next/10 != seq {
-			return 0, false // overflow
-		}
-		seq = next
 	}
 	return seq, true
 }
