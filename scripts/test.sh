@@ -19,18 +19,21 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 echo "== fuzz ($FUZZTIME each)"
+# Minimizing each new interesting input may take up to a minute by default, with no executions in
+# between: FuzzParseStore spent 27 of 30 s that way and ended in "context deadline exceeded".
+# -fuzzminimizetime 5x keeps the time for fuzzing (8,623 -> 109,279 executions in 20-30 s).
 fuzzlog=$(mktemp)
 trap 'rm -f "$fuzzlog"' EXIT
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
     echo "-- $pkg $target"
-    if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" >"$fuzzlog" 2>&1; then
+    if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x "$pkg" >"$fuzzlog" 2>&1; then
       tail -40 "$fuzzlog"
       # A crasher is saved under testdata/fuzz and fails the seed run again; a run that failed
       # without one (the fuzzing engine itself) gets one more chance, and says so.
       echo "!! $target failed; running it once more"
-      if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg" >"$fuzzlog" 2>&1; then
+      if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x "$pkg" >"$fuzzlog" 2>&1; then
         tail -40 "$fuzzlog"
         exit 1
       fi
