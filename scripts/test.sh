@@ -17,6 +17,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+# The server's tests once more with a goroutine per connection instead of event loops (the path
+# every non-Linux system takes, and --io-loops 0).
+GEAR_TEST_IO_LOOPS=0 go test -race -count=1 -timeout 10m ./server
 
 echo "== fuzz ($FUZZTIME each)"
 # Minimizing each new interesting input may take up to a minute by default, with no executions in

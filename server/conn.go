@@ -50,9 +50,16 @@ type conn struct {
 
 	// batch lists the connections this connection's reader sent to while answering what it has read
 	// so far; it writes them out before it next waits for input. Owned by the reader goroutine
-	// (and reached through Server.batch only while that goroutine holds Server.mu).
-	batch flushBatch
-	raw   *rawConn // raw reads and non-blocking writes; nil when the net.Conn has no descriptor
+	// (and reached through Server.batch only while that goroutine holds Server.mu). Under an event
+	// loop it is the loop's batch, written out once per round of ready connections.
+	batch    *flushBatch
+	ownBatch flushBatch
+	raw      *rawConn // raw reads and non-blocking writes; nil when the net.Conn has no descriptor
+
+	// Under an event loop (see ioLoop) the loop owns the socket: there is no reader or writer
+	// goroutine. fd is -1 once the loop has closed it; others read it only under outMu.
+	loop *ioLoop
+	loopConn
 
 	outMu      sync.Mutex
 	out        []byte // packets waiting to be written
@@ -67,7 +74,7 @@ type conn struct {
 
 // closeFlushTimeout bounds each write once a connection is closing, so a peer that does not read
 // cannot hold up a shutdown.
-const closeFlushTimeout = 5 * time.Second
+var closeFlushTimeout = 5 * time.Second
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	remote := nc.RemoteAddr().String()
@@ -85,13 +92,13 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		outSignal:  make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	c.raw = newRawConn(nc)
+	c.batch = &c.ownBatch
 	return c
 }
 
 // reply queues a packet from c's own reader goroutine, outside Server.mu: it goes out with the
 // reader's batch.
-func (c *conn) reply(t protocol.Type, args ...[]byte) { c.sendVia(&c.batch, t, args...) }
+func (c *conn) reply(t protocol.Type, args ...[]byte) { c.sendVia(c.batch, t, args...) }
 
 // sendVia queues one response packet. With a batch, the batch's owner writes it out (see
 // flushBatch); without one, the writer goroutine does.
@@ -159,7 +166,7 @@ func (c *conn) replyText(text []byte) {
 		return
 	}
 	c.out = append(c.out, text...)
-	c.queued(&c.batch)
+	c.queued(c.batch)
 }
 
 // queued finishes a send: outMu is held on entry and released here. It arranges the write: nothing
@@ -172,7 +179,7 @@ func (c *conn) queued(b *flushBatch) {
 		c.out = nil
 		c.outMu.Unlock()
 		c.log.Warn("peer is not reading its replies; closing", "limit", c.s.opts.MaxOutbound)
-		c.nc.Close()
+		c.closeSocket()
 		c.wakeWriter()
 		return
 	}
@@ -180,7 +187,7 @@ func (c *conn) queued(b *flushBatch) {
 		c.outMu.Unlock()
 		return
 	}
-	if b != nil && c.raw != nil {
+	if b != nil && (c.raw != nil || c.loop != nil) {
 		c.pending = true
 		c.outMu.Unlock()
 		b.conns = append(b.conns, c)
@@ -191,6 +198,10 @@ func (c *conn) queued(b *flushBatch) {
 }
 
 func (c *conn) wakeWriter() {
+	if c.loop != nil {
+		c.loop.wake(c)
+		return
+	}
 	select {
 	case c.outSignal <- struct{}{}:
 	default:
@@ -230,38 +241,64 @@ func (b *flushBatch) flush(owner *conn) {
 func (c *conn) flushNow() {
 	c.outMu.Lock()
 	c.pending = false
-	for !c.writing && !c.closing && len(c.out) > 0 {
+	// A closing connection's last replies are the writer goroutine's to send, or the loop's.
+	for !c.writing && (!c.closing || c.loop != nil) && len(c.out) > 0 {
 		buf := c.out
 		c.out, c.spare = c.spare[:0], nil
 		c.writing = true
 		c.outMu.Unlock()
-		n, err := c.raw.write(buf)
+		n, err := c.writeNow(buf)
 		c.outMu.Lock()
 		c.writing = false
 		if err != nil {
 			c.closing = true
 			c.out = nil
 			c.outMu.Unlock()
-			c.nc.Close()
-			c.wakeWriter() // it ends once it sees closing with nothing queued
+			if c.loop == nil { // a loop ends the connection once it sees closing with nothing queued
+				c.nc.Close()
+				c.wakeWriter() // it ends once it sees closing with nothing queued
+			}
 			return
 		}
 		if n < len(buf) {
-			// The socket is full: the rest goes before anything queued meanwhile, by the writer.
+			// The socket is full: the rest goes before anything queued meanwhile, by the writer
+			// (or the loop, once the socket is writable again).
 			rest := copy(buf, buf[n:])
 			c.spare = c.out[:0]
 			c.out = append(buf[:rest], c.out...)
 			c.outMu.Unlock()
-			c.wakeWriter()
+			if c.loop != nil {
+				c.loop.wantWrite(c)
+			} else {
+				c.wakeWriter()
+			}
 			return
 		}
 		c.keepSpare(buf)
 	}
 	closing := c.closing
 	c.outMu.Unlock()
-	if closing {
+	if closing && c.loop == nil {
 		c.wakeWriter() // the writer closes the socket once everything is out
 	}
+}
+
+// writeNow writes as much of buf as the socket takes without waiting.
+func (c *conn) writeNow(buf []byte) (int, error) {
+	if c.loop != nil {
+		return c.loop.write(c, buf)
+	}
+	return c.raw.write(buf)
+}
+
+// closeSocket makes the connection fail: its pending I/O ends with an error and it is dropped.
+// Any goroutine may call it.
+func (c *conn) closeSocket() {
+	if c.loop != nil {
+		c.loop.shutdown(c)
+		return
+	}
+	c.nc.Close()
 }
 
 // keepSpare keeps a written buffer for reuse, unless it is large. outMu must be held.
@@ -282,7 +319,11 @@ func (c *conn) closeAfterFlush() {
 // flushAndClose is closeAfterFlush for the server's own shutdown: it also bounds a write already in
 // progress, and returns a channel closed once the writer has sent everything and closed the socket.
 func (c *conn) flushAndClose() <-chan struct{} {
-	c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	if c.loop != nil {
+		c.loop.closeWithin(c, closeFlushTimeout)
+	} else {
+		c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	}
 	c.closeAfterFlush()
 	return c.writerDone
 }
@@ -350,7 +391,7 @@ type socketReader struct {
 }
 
 func (r socketReader) Read(p []byte) (int, error) {
-	r.c.batch.flush(r.c)
+	r.c.ownBatch.flush(r.c)
 	if r.c.raw != nil {
 		return r.c.raw.read(p)
 	}
@@ -360,12 +401,26 @@ func (r socketReader) Read(p []byte) (int, error) {
 // readLoop decodes frames and dispatches them until the peer leaves or breaks the protocol.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
-	dec := protocol.NewDecoder(socketReader{c}, c.s.opts.MaxPacketSize)
+	c.serve(protocol.NewDecoder(socketReader{c}, c.s.opts.MaxPacketSize))
+	c.s.dropConn(c)
+	c.ownBatch.flush(c) // pushes to other peers, made while reading or when leaving
+	c.closeAfterFlush()
+}
+
+// errWouldBlock is what an event loop's reader returns when the socket has nothing more for now.
+var errWouldBlock = errors.New("would block")
+
+// serve decodes and dispatches frames until dec has no more input for now (false: an event loop's
+// socket is drained) or the connection ends — the peer left or broke the protocol (true).
+func (c *conn) serve(dec *protocol.Decoder) (ended bool) {
 	for {
 		f, err := dec.Next()
 		if err != nil {
+			if err == errWouldBlock {
+				return false
+			}
 			if !c.handleDecodeError(f, err) {
-				break
+				return true
 			}
 			continue
 		}
@@ -375,9 +430,6 @@ func (c *conn) readLoop() {
 			c.s.dispatch(c, &f.Packet)
 		}
 	}
-	c.s.dropConn(c)
-	c.batch.flush(c) // pushes to other peers, made while reading or when leaving
-	c.closeAfterFlush()
 }
 
 // handleDecodeError answers a bad frame and reports whether the connection can go on.

@@ -56,7 +56,7 @@ func (s *Server) dispatch(c *conn, p *protocol.Packet) {
 		return
 	}
 	s.mu.Lock()
-	s.batch = &c.batch
+	s.batch = c.batch
 	s.handle(c, p)
 	s.batch = nil
 	s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,20 @@ const (
 // handle returns the n-th job handle a test server hands out.
 func handle(n int) string { return testPrefix + ":" + strconv.Itoa(n) }
 
+// testIOLoops is Options.IOLoops for test servers: the default, or GEAR_TEST_IO_LOOPS (the suite
+// runs once more with 0, so the goroutine-per-connection path stays tested too).
+func testIOLoops(tb testing.TB) int {
+	v := os.Getenv("GEAR_TEST_IO_LOOPS")
+	if v == "" {
+		return DefaultOptions().IOLoops
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		tb.Fatalf("GEAR_TEST_IO_LOOPS: %v", err)
+	}
+	return n
+}
+
 // mustStartServer starts a server on 127.0.0.1:0 with the default options changed by configure (may be
 // nil) and closes it when the test ends.
 func mustStartServer(tb testing.TB, configure func(*Options)) *Server {
@@ -38,6 +53,7 @@ func mustStartServer(tb testing.TB, configure func(*Options)) *Server {
 	opts := DefaultOptions()
 	opts.Listen = nil
 	opts.HandlePrefix = testPrefix
+	opts.IOLoops = testIOLoops(tb)
 	if configure != nil {
 		configure(&opts)
 	}

@@ -3,16 +3,20 @@
 //
 // # Concurrency
 //
-// Each connection has a reader goroutine (decode, dispatch) and a writer goroutine. The reader
-// writes its replies, and what it pushes to other connections (NOOP, WORK_COMPLETE), itself with
-// non-blocking writes once it has answered all the input it has (see flushBatch): no hand-off to
-// another goroutine per packet. The writer takes what a socket does not accept at once, output
-// from other goroutines (the store's acknowledgements, the scheduler), and a closing connection's
-// last replies. All job state — functions, queues, jobs, and the per-connection fields marked
-// "guarded by Server.mu" — sits behind the one Server.mu, as gearmand keeps it in one processing
-// thread: a handler's work under the lock is a few map and slice operations, never I/O.
+// On Linux, connections are served by event loops (Options.IOLoops, see ioLoop): a loop waits on its
+// sockets with epoll, reads and dispatches what every ready one has sent, then writes out each
+// connection it queued output to, once. Elsewhere, or with IOLoops 0, each connection has a reader
+// goroutine (decode, dispatch) and a writer goroutine; the reader writes its replies, and what it
+// pushes to other connections (NOOP, WORK_COMPLETE), itself with non-blocking writes once it has
+// answered all the input it has (see flushBatch), and the writer takes what a socket does not accept
+// at once. Either way, output from other goroutines (the store's acknowledgements, the scheduler)
+// and a closing connection's last replies are written by whoever serves the connection. All job
+// state — functions, queues, jobs, and the per-connection fields marked "guarded by Server.mu" —
+// sits behind the one Server.mu, as gearmand keeps it in one processing thread: a handler's work
+// under the lock is a few map and slice operations, never I/O.
 //
-// Lock order: Server.mu, then conn.outMu. Nothing takes Server.mu while holding a conn.outMu.
+// Lock order: Server.mu, then conn.outMu, then ioLoop.mu. Nothing takes Server.mu while holding a
+// conn.outMu, and ioLoop.mu is held only to hand connections to a loop.
 package server
 
 import (
@@ -56,6 +60,7 @@ type Server struct {
 	// batch collects the connections sent to by the goroutine holding mu, when that goroutine
 	// writes them out itself after unlocking (a connection's reader); nil otherwise.
 	batch *flushBatch
+	loops []*ioLoop // event loops that serve connections (Options.IOLoops); none: goroutines
 
 	schedWake chan struct{}
 	done      chan struct{} // closed by Close
@@ -93,8 +98,19 @@ func New(opts Options) (*Server, error) {
 			s.log.Info("replayed stored background jobs", "jobs", n)
 		}
 	}
-	s.wg.Add(1)
+	for i := 0; i < opts.IOLoops && eventLoops; i++ {
+		l, err := newIOLoop(s)
+		if err != nil {
+			s.log.Warn("no event loop; a goroutine per connection instead", "err", err)
+			break
+		}
+		s.loops = append(s.loops, l)
+	}
+	s.wg.Add(1 + len(s.loops))
 	go s.scheduleLoop()
+	for _, l := range s.loops {
+		go l.run()
+	}
 	return s, nil
 }
 
@@ -174,13 +190,35 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 	}
 	c := newConn(s, nc, s.nextConnID.Add(1))
+	var l *ioLoop
+	if len(s.loops) > 0 {
+		l = s.loops[c.id%uint64(len(s.loops))]
+		if err := l.adopt(c); err != nil {
+			c.log.Warn("cannot hand the connection to an event loop; serving it with goroutines", "err", err)
+			l = nil
+		}
+	}
+	if l == nil {
+		c.raw = newRawConn(nc)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		nc.Close()
+		if l != nil {
+			l.discard(c)
+		} else {
+			nc.Close()
+		}
 		return
 	}
 	s.conns[c] = struct{}{}
+	if l != nil {
+		s.wg.Add(1) // done when the loop closes the socket
+		s.mu.Unlock()
+		c.log.Debug("connected")
+		l.add(c)
+		return
+	}
 	s.wg.Add(2)
 	s.mu.Unlock()
 	c.log.Debug("connected")
@@ -192,7 +230,7 @@ func (s *Server) startConn(nc net.Conn) {
 // foreground jobs lose their client, its abilities are withdrawn.
 func (s *Server) dropConn(c *conn) {
 	s.mu.Lock()
-	s.batch = &c.batch
+	s.batch = c.batch
 	defer func() {
 		s.batch = nil
 		s.mu.Unlock()
@@ -363,7 +401,10 @@ func (s *Server) Close() error {
 		ln.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		c.closeSocket()
+	}
+	for _, l := range s.loops {
+		l.stop()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

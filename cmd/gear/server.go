@@ -38,6 +38,7 @@ type serverFlags struct {
 	keepalive     bool
 	keepaliveIdle int
 	threads       int
+	ioLoops       int
 	roundRobin    bool
 	configFile    string
 	maxPacket     int
@@ -83,7 +84,8 @@ func newServerFlags(name string) *serverFlags {
 	num(&f.workerWakeup, "worker-wakeup", "w", server.WakeOnePerJob, "sleeping workers to wake per new job: -1 one per job, 0 all")
 	fs.BoolVar(&f.keepalive, "keepalive", false, "enable TCP keepalive on connections")
 	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", 60, "seconds of idleness before keepalive probes")
-	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; Gear sizes itself to the machine")
+	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; see --io-loops")
+	fs.IntVar(&f.ioLoops, "io-loops", server.DefaultOptions().IOLoops, "epoll event loops serving connections (Linux; 0: a goroutine per connection)")
 	fs.BoolVar(&f.roundRobin, "round-robin", false, "accepted for gearmand compatibility; Gear always rotates among a worker's functions")
 	fs.BoolVar(&f.roundRobin, "R", false, "short for --round-robin")
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
@@ -301,6 +303,7 @@ func serve(f *serverFlags) error {
 	opts.KeepaliveIdle = time.Duration(f.keepaliveIdle) * time.Second
 	opts.MaxPacketSize = f.maxPacket
 	opts.FunctionIdleTTL = f.functionTTL
+	opts.IOLoops = f.ioLoops
 	opts.Logger = logger
 	opts.Level = level
 
