@@ -9,9 +9,10 @@ import (
 	"github.com/gearhq/gear/protocol"
 )
 
-// A reader answers and pushes with writes that never block; what a socket does not take at once
-// goes to the connection's writer goroutine. A peer that stops reading for a while must still get
-// every packet, in order, both its own replies and what other peers' readers pushed to it.
+// A reader (or an event loop) answers and pushes with writes that never block; what a socket does
+// not take at once goes to the connection's writer goroutine (or waits in the loop until epoll
+// reports the socket writable). A peer that stops reading for a while must still get every packet,
+// in order, both its own replies and what was pushed to it while serving other peers.
 func TestFlush_SlowReaderGetsEverythingInOrder(t *testing.T) {
 	s := mustStartServer(t, nil)
 	addr := addrOf(t, s)
