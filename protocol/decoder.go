@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/gearhq/gear/internal/bufpool"
 )
@@ -59,6 +60,27 @@ type Decoder struct {
 	MaxLine    int
 	args       [maxArgs][]byte
 	frameStore Frame
+	// sizeHint is the size of the last packet, for the next buffer; kept only after ReleaseWhenIdle.
+	sizeHint    int
+	idleRelease bool
+}
+
+// maxSizeHint bounds the buffer taken for a read on the strength of the last packet's size.
+const maxSizeHint = 1 << 20
+
+// ReleaseWhenIdle is for an owner that reads only when the stream has data (an event loop) and
+// calls Release whenever it has read everything there is: then an idle stream holds no buffer at
+// all, and the next read takes one the size of the last packet, so a stream of large packets is
+// read in one call each instead of a first small read and a copy.
+func (d *Decoder) ReleaseWhenIdle() { d.idleRelease = true }
+
+// Release gives the buffer back to its pool if it holds no unread bytes. Frames returned before
+// must no longer be used.
+func (d *Decoder) Release() {
+	if d.buf != nil && d.start == d.end {
+		putBuf(d.buf)
+		d.buf, d.start, d.end = nil, 0, 0
+	}
 }
 
 // NewDecoder returns a decoder reading from r that refuses packets with more than maxPacket data bytes.
@@ -76,7 +98,7 @@ func (d *Decoder) fill(n int) error {
 		return nil
 	}
 	if d.buf == nil {
-		d.buf = getBuf(max(defaultBufSize, n))
+		d.buf = getBuf(max(defaultBufSize, n, min(d.sizeHint, maxSizeHint)))
 	}
 	if d.start+n > len(d.buf) {
 		if n > len(d.buf) {
@@ -118,18 +140,27 @@ func (d *Decoder) release() {
 // Large buffers come from, and go back to, pools shared by all decoders (internal/bufpool), so a
 // stream of large packets reuses memory and an idle connection still holds none.
 
-// getBuf returns a buffer of at least n bytes (exactly n up to 4 KiB, else a power of two).
+// getBuf returns a buffer of at least n bytes (4 KiB, else a power of two).
 func getBuf(n int) []byte {
 	if n <= defaultBufSize {
+		if b, ok := smallBufs.Get().(*[defaultBufSize]byte); ok {
+			return b[:]
+		}
 		return make([]byte, defaultBufSize)
 	}
 	b := bufpool.Get(n)
 	return b[:cap(b)]
 }
 
+// smallBufs recycles the default buffers, which decoders released when idle take and give back
+// once per read.
+var smallBufs sync.Pool
+
 // putBuf gives a buffer from getBuf back to its pool.
 func putBuf(b []byte) {
-	if len(b) > defaultBufSize {
+	if len(b) == defaultBufSize {
+		smallBufs.Put((*[defaultBufSize]byte)(b))
+	} else if len(b) > defaultBufSize {
 		bufpool.Put(b)
 	}
 }
@@ -168,6 +199,9 @@ func (d *Decoder) nextPacket() (*Frame, error) {
 		return f, ErrTooLarge
 	}
 	total := HeaderSize + int(size)
+	if d.idleRelease {
+		d.sizeHint = total
+	}
 	if err := d.fill(total); err != nil {
 		return nil, err
 	}

@@ -782,3 +782,41 @@ func TestAppendPacket(t *testing.T) {
 		}
 	})
 }
+
+// TestDecoderReleaseWhenIdle checks the event-loop mode: Release leaves an idle decoder without a
+// buffer, and the next read takes one sized for the last packet, so a second large packet is read
+// in one call instead of a 4 KiB read, a copy and the rest.
+func TestDecoderReleaseWhenIdle(t *testing.T) {
+	payload := bytes.Repeat([]byte("p"), 64<<10)
+	pkt := AppendRequest(nil, EchoReq, payload)
+	// One packet per read at most, as if each arrived on its own.
+	cr := &countingReader{r: io.MultiReader(bytes.NewReader(pkt), bytes.NewReader(pkt))}
+	d := NewDecoder(cr, 0)
+	d.ReleaseWhenIdle()
+	for i := range 2 {
+		before := cr.reads
+		f, err := d.Next()
+		if err != nil || !bytes.Equal(f.Packet.Arg(0), payload) {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if i == 1 && cr.reads-before != 1 {
+			t.Errorf("second 64 KiB packet took %d reads, want 1", cr.reads-before)
+		}
+		if d.Buffered() == 0 {
+			d.Release()
+		}
+		if d.buf != nil {
+			t.Fatalf("packet %d: an idle decoder still holds %d bytes after Release", i, len(d.buf))
+		}
+	}
+	// Release keeps a partial frame.
+	d = NewDecoder(bytes.NewReader(pkt[:100]), 0)
+	d.ReleaseWhenIdle()
+	if _, err := d.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("Next = %v, want %v", err, io.ErrUnexpectedEOF)
+	}
+	d.Release()
+	if d.Buffered() != 100 {
+		t.Fatalf("Release dropped a partial frame: %d bytes buffered", d.Buffered())
+	}
+}

@@ -25,6 +25,10 @@ func fuzzTrace(t *testing.T, in []byte, r io.Reader) []string {
 	cr := &countingReader{r: r}
 	d := NewDecoder(cr, fuzzMaxPacket)
 	d.MaxLine = fuzzMaxLine
+	_, stutters := r.(*stutterReader)
+	if stutters {
+		d.ReleaseWhenIdle()
+	}
 	var trace []string
 	prev := 0 // offset of the frame being decoded
 	for i := 0; ; i++ {
@@ -32,6 +36,12 @@ func fuzzTrace(t *testing.T, in []byte, r io.Reader) []string {
 			t.Fatalf("more frames than input bytes")
 		}
 		f, err := d.Next()
+		if stutters && err == errStutter {
+			// An event loop's socket ran dry: the partial frame stays, the rest comes later.
+			d.Release()
+			i--
+			continue
+		}
 		cur := cr.n - d.Buffered() // offset after the frame
 		if err == nil || errors.As(err, new(*ArgCountError)) {
 			if cur <= prev || cur > len(in) {
@@ -258,7 +268,37 @@ func FuzzDecoder(f *testing.F) {
 		if !reflect.DeepEqual(whole, half) {
 			t.Fatalf("split changes the result:\n whole %q\n  half %q", whole, half)
 		}
+		stutter := fuzzTrace(t, in, &stutterReader{in: in})
+		if !reflect.DeepEqual(whole, stutter) {
+			t.Fatalf("reads that would block change the result:\n   whole %q\n stutter %q", whole, stutter)
+		}
 	})
+}
+
+var errStutter = errors.New("would block")
+
+// stutterReader is a non-blocking socket as an event loop sees it: it hands out the input in
+// chunks of varying size (taken from the input itself) and reports errStutter between them.
+type stutterReader struct {
+	in   []byte
+	off  int
+	dry  bool
+	step int
+}
+
+func (r *stutterReader) Read(p []byte) (int, error) {
+	if r.dry = !r.dry; r.dry {
+		return 0, errStutter
+	}
+	if r.off == len(r.in) {
+		return 0, io.EOF
+	}
+	r.step++
+	n := 1 + int(r.in[(r.off+r.step)%len(r.in)])*37%4099
+	n = min(n, len(p), len(r.in)-r.off)
+	copy(p, r.in[r.off:r.off+n])
+	r.off += n
+	return n, nil
 }
 
 var adminNames = map[string]bool{

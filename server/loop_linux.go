@@ -138,6 +138,7 @@ func (l *ioLoop) adopt(c *conn) error {
 	c.fd = fd
 	c.batch = &l.batch
 	c.dec = protocol.NewDecoder(loopReader{c}, l.s.opts.MaxPacketSize)
+	c.dec.ReleaseWhenIdle() // an idle connection holds no read buffer
 	return nil
 }
 
@@ -310,7 +311,9 @@ func (l *ioLoop) readFrom(c *conn) {
 	c.reads = readsPerEvent
 	if c.serve(c.dec) {
 		l.endReading(c)
+		return
 	}
+	c.dec.Release() // unless it holds part of a frame
 }
 
 // endReading handles the end of c's input: the peer left, or broke the protocol. The connection is
@@ -393,6 +396,7 @@ func (l *ioLoop) finish(c *conn) {
 		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 	}
 	syscall.Close(fd)
+	c.dec.Release()
 	c.dec = nil
 	close(c.writerDone)
 	l.s.wg.Done()
