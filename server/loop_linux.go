@@ -49,9 +49,10 @@ type ioLoop struct {
 	count  int     // open connections
 	batch  flushBatch
 
-	mu       sync.Mutex // guards wakes, adds
+	mu       sync.Mutex // guards wakes, adds, closed
 	wakes    []*conn    // connections with output queued from other goroutines, or closing
 	adds     []*conn    // accepted connections to register
+	closed   bool       // the eventfd is closed
 	stopping atomic.Bool
 }
 
@@ -148,34 +149,36 @@ func (l *ioLoop) discard(c *conn) {
 	c.fd = -1
 }
 
-// add hands an adopted connection to the loop.
+// add hands an adopted connection to the loop. Server.mu is held, so that a Close cannot stop the
+// loop between the connection's counting in Server.wg and its arrival here.
 func (l *ioLoop) add(c *conn) {
 	l.mu.Lock()
 	l.adds = append(l.adds, c)
-	first := len(l.adds) == 1 && len(l.wakes) == 0
-	l.mu.Unlock()
-	if first {
+	if len(l.adds) == 1 && len(l.wakes) == 0 {
 		l.signal()
 	}
+	l.mu.Unlock()
 }
 
 // wake has the loop write out c's queued output (or finish closing it). Any goroutine may call it.
 func (l *ioLoop) wake(c *conn) {
 	l.mu.Lock()
-	if c.wakeQueued {
-		l.mu.Unlock()
-		return
+	if !c.wakeQueued {
+		c.wakeQueued = true
+		l.wakes = append(l.wakes, c)
+		if len(l.wakes) == 1 && len(l.adds) == 0 {
+			l.signal()
+		}
 	}
-	c.wakeQueued = true
-	first := len(l.wakes) == 0 && len(l.adds) == 0
-	l.wakes = append(l.wakes, c)
 	l.mu.Unlock()
-	if first {
-		l.signal()
-	}
 }
 
+// signal wakes the loop through its eventfd. l.mu is held: once the loop has closed the eventfd,
+// its number may belong to another file.
 func (l *ioLoop) signal() {
+	if l.closed {
+		return
+	}
 	one := uint64(1)
 	// EAGAIN only when the counter is full, which still wakes the loop.
 	syscall.Write(l.efd, (*[8]byte)(unsafe.Pointer(&one))[:])
@@ -184,7 +187,9 @@ func (l *ioLoop) signal() {
 // stop ends the loop once its connections are gone. The caller has shut them down.
 func (l *ioLoop) stop() {
 	l.stopping.Store(true)
+	l.mu.Lock()
 	l.signal()
+	l.mu.Unlock()
 }
 
 // shutdown makes c's socket fail from any goroutine; the loop then drops the connection. The loop
@@ -404,7 +409,10 @@ func (l *ioLoop) finish(c *conn) {
 
 func (l *ioLoop) close() {
 	l.epfile.Close()
+	l.mu.Lock()
+	l.closed = true
 	syscall.Close(l.efd)
+	l.mu.Unlock()
 }
 
 // write writes as much of b to c's socket as it takes without waiting. Only the loop calls it.

@@ -214,9 +214,9 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	if l != nil {
 		s.wg.Add(1) // done when the loop closes the socket
+		l.add(c)
 		s.mu.Unlock()
 		c.log.Debug("connected")
-		l.add(c)
 		return
 	}
 	s.wg.Add(2)
