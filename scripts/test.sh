@@ -18,8 +18,10 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 # The server's tests once more with a goroutine per connection instead of event loops (the path
-# every non-Linux system takes, and --io-loops 0).
+# every non-Linux system takes, and --io-loops 0), and with two loops (peers served by different
+# loops push to each other).
 GEAR_TEST_IO_LOOPS=0 go test -race -count=1 -timeout 10m ./server
+GEAR_TEST_IO_LOOPS=2 go test -race -count=1 -timeout 10m ./server
 
 echo "== fuzz ($FUZZTIME each)"
 # Minimizing each new interesting input may take up to a minute by default, with no executions in

@@ -14,7 +14,20 @@ import (
 // reports the socket writable). A peer that stops reading for a while must still get every packet,
 // in order, both its own replies and what was pushed to it while serving other peers.
 func TestFlush_SlowReaderGetsEverythingInOrder(t *testing.T) {
-	s := mustStartServer(t, nil)
+	slowReaderGetsEverything(t, nil)
+}
+
+// With two event loops the client and the worker (consecutive connections) are served by
+// different loops: what one loop queues to the other's connection, that loop writes.
+func TestFlush_SlowReaderOnAnotherLoop(t *testing.T) {
+	if !eventLoops {
+		t.Skip("no event loops on this system")
+	}
+	slowReaderGetsEverything(t, func(o *Options) { o.IOLoops = 2 })
+}
+
+func slowReaderGetsEverything(t *testing.T, configure func(*Options)) {
+	s := mustStartServer(t, configure)
 	addr := addrOf(t, s)
 	client, worker := mustConnect(t, addr), mustConnect(t, addr)
 	worker.send(protocol.CanDo, "slow")
