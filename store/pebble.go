@@ -258,9 +258,9 @@ func (p *Pebble) diskFull() bool {
 	}
 	now := time.Now().UnixNano()
 	if last := p.freeCheckedAt.Load(); now-last > int64(250*time.Millisecond) && p.freeCheckedAt.CompareAndSwap(last, now) {
-		var fs syscall.Statfs_t
-		if err := syscall.Statfs(p.path, &fs); err == nil {
-			p.freeBytes.Store(fs.Bavail * uint64(fs.Bsize))
+		// Pebble's file system answers portably (statfs on Unix, GetDiskFreeSpaceEx on Windows).
+		if u, err := p.wal.GetDiskUsage(p.path); err == nil {
+			p.freeBytes.Store(u.AvailBytes)
 		}
 	}
 	return p.freeBytes.Load() < minFree
