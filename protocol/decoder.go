@@ -131,9 +131,8 @@ func (d *Decoder) fill(n int) error {
 // release drops a buffer grown for one large packet once it has been consumed, so the memory goes
 // back to the runtime instead of staying pinned to an idle connection.
 func (d *Decoder) release() {
-	if len(d.buf) > defaultBufSize && d.start == d.end {
-		putBuf(d.buf)
-		d.buf, d.start, d.end = nil, 0, 0
+	if len(d.buf) > defaultBufSize {
+		d.Release()
 	}
 }
 

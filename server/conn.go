@@ -54,7 +54,7 @@ type conn struct {
 	// loop it is the loop's batch, written out once per round of ready connections.
 	batch    *flushBatch
 	ownBatch flushBatch
-	raw      *rawConn // raw reads and non-blocking writes; nil when the net.Conn has no descriptor
+	raw      *rawConn // raw reads and non-blocking writes; nil under a loop or without a descriptor
 
 	// Under an event loop (see ioLoop) the loop owns the socket: there is no reader or writer
 	// goroutine. fd is -1 once the loop has closed it; others read it only under outMu.
@@ -256,7 +256,7 @@ func (c *conn) flushNow() {
 			c.outMu.Unlock()
 			if c.loop == nil { // a loop ends the connection once it sees closing with nothing queued
 				c.nc.Close()
-				c.wakeWriter() // it ends once it sees closing with nothing queued
+				c.wakeWriter() // so does the writer goroutine
 			}
 			return
 		}

@@ -282,15 +282,11 @@ func (l *ioLoop) woken() {
 	for _, c := range adds {
 		l.register(c)
 	}
+	// A connection is added before anything can be queued to it (both under Server.mu), and its
+	// adds come first: every one woken is registered, or finished (fd -1).
 	for _, c := range wakes {
-		if c.fd >= 0 && c.registered() {
-			l.service(c)
-		}
+		l.service(c)
 	}
-}
-
-func (c *conn) registered() bool {
-	return c.fd < len(c.loop.conns) && c.loop.conns[c.fd] == c
 }
 
 func (l *ioLoop) register(c *conn) {
@@ -421,25 +417,7 @@ func (l *ioLoop) close() {
 }
 
 // write writes as much of b to c's socket as it takes without waiting. Only the loop calls it.
-func (l *ioLoop) write(c *conn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-		switch e {
-		case 0:
-			if r == 0 {
-				return n, io.ErrShortWrite
-			}
-			n += int(r)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return n, nil
-		default:
-			return n, e
-		}
-	}
-	return n, nil
-}
+func (l *ioLoop) write(c *conn, b []byte) (int, error) { return writeNonblock(uintptr(c.fd), b) }
 
 // loopReader is the decoder's view of a socket served by a loop: it reads what is there and
 // reports errWouldBlock, which the decoder passes on with its partial frame kept, once the
@@ -451,25 +429,19 @@ func (r loopReader) Read(p []byte) (int, error) {
 	if c.reads <= 0 || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			if n == 0 {
-				return 0, io.EOF
-			}
-			if int(n) < len(p) {
-				c.reads = 0 // drained, most likely; if not, epoll reports the socket again
-			} else {
-				c.reads--
-			}
-			return int(n), nil
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			c.reads = 0
-			return 0, errWouldBlock
-		default:
-			return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", e)}
-		}
+	n, err := readNonblock(uintptr(c.fd), p)
+	switch {
+	case err == syscall.EAGAIN:
+		c.reads = 0
+		return 0, errWouldBlock
+	case err == io.EOF:
+		return 0, io.EOF
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	case n < len(p):
+		c.reads = 0 // drained, most likely; if not, epoll reports the socket again
+	default:
+		c.reads--
 	}
+	return n, nil
 }

@@ -68,42 +68,54 @@ func (o *rawOp) run(b []byte, do func(func(uintptr) bool) error) (int, error) {
 }
 
 func (o *rawOp) writeAll(fd uintptr) bool {
-	for o.n < len(o.buf) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.buf[o.n])), uintptr(len(o.buf)-o.n))
-		switch e {
-		case 0:
-			if r == 0 {
-				o.err = io.ErrShortWrite
-				return true
-			}
-			o.n += int(r)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true // the socket is full: the caller hands the rest on
-		default:
-			o.err = e
-			return true
-		}
-	}
-	return true
+	o.n, o.err = writeNonblock(fd, o.buf)
+	return true // written, the socket full (the caller hands the rest on), or failed
 }
 
 func (o *rawOp) readOnce(fd uintptr) bool {
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)))
+	n, err := readNonblock(fd, o.buf)
+	if err == syscall.EAGAIN {
+		return false // wait until the socket is readable, then try again
+	}
+	o.n, o.err = n, err
+	return true
+}
+
+// writeNonblock writes as much of b to the non-blocking descriptor fd as it takes now. A full
+// socket is not an error: it returns what was written.
+func writeNonblock(fd uintptr, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
 		switch e {
 		case 0:
-			o.n = int(r)
-			if o.n == 0 {
-				o.err = io.EOF
+			if r == 0 {
+				return n, io.ErrShortWrite
 			}
-			return true
+			n += int(r)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false // wait until the socket is readable, then try again
+			return n, nil
 		default:
-			o.err = e
-			return true
+			return n, e
+		}
+	}
+	return n, nil
+}
+
+// readNonblock reads once from the non-blocking descriptor fd into p (not empty): io.EOF at the
+// end of the stream, syscall.EAGAIN when nothing is there yet.
+func readNonblock(fd uintptr, p []byte) (int, error) {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EINTR:
+		case e != 0:
+			return 0, e
+		case r == 0:
+			return 0, io.EOF
+		default:
+			return int(r), nil
 		}
 	}
 }
