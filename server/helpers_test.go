@@ -356,10 +356,13 @@ func expectAdminList(tb testing.TB, p *testPeer, cmd, want string) {
 
 // roundTrip proves the server serves fresh peers: a new client submits a job, a new worker runs it,
 // the client gets the result.
-func roundTrip(tb testing.TB, addr string) {
+func roundTrip(tb testing.TB, addr string) { roundTripVia(tb, addr, addr) }
+
+// roundTripVia is roundTrip with the client and the worker connecting to addresses of their own.
+func roundTripVia(tb testing.TB, clientAddr, workerAddr string) {
 	tb.Helper()
-	client := mustConnect(tb, addr)
-	worker := mustConnect(tb, addr)
+	client := mustConnect(tb, clientAddr)
+	worker := mustConnect(tb, workerAddr)
 	defer client.close()
 	defer worker.close()
 	worker.send(protocol.CanDo, "roundtrip")

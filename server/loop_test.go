@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -70,4 +71,60 @@ func TestShutdown_PeerThatDoesNotReadIsCutOff(t *testing.T) {
 		t.Fatalf("Shutdown = %v; a peer that does not read held it up", err)
 	}
 	reader.expectClosed()
+}
+
+// opaqueListener hands out connections that hide their file descriptor, as a wrapping listener
+// (TLS, a proxy protocol) would.
+type opaqueListener struct{ net.Listener }
+
+func (l opaqueListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{nc}, nil
+}
+
+// Serve takes any listener: a connection without a descriptor cannot go to an event loop and is
+// served by its own goroutines, next to loop-served ones, with jobs passing between them.
+func TestLoop_ConnectionWithoutDescriptor(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := mustStartServer(t, func(o *Options) { o.IOLoops = 1 })
+	plainAddr := addrOf(t, s)
+	wrapped, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(opaqueListener{wrapped}); err != nil {
+		t.Fatal(err)
+	}
+	wrappedAddr := wrapped.Addr().String()
+
+	a, b := mustConnect(t, plainAddr), mustConnect(t, wrappedAddr)
+	for _, p := range []*testPeer{a, b} {
+		p.send(protocol.EchoReq, "hi")
+		p.expect(protocol.EchoRes, "hi")
+	}
+	s.mu.Lock()
+	var looped, own int
+	for c := range s.conns {
+		if c.loop != nil {
+			looped++
+		} else {
+			own++
+		}
+	}
+	s.mu.Unlock()
+	if eventLoops && (looped != 1 || own != 1) {
+		t.Fatalf("%d connections on the loop and %d with goroutines, want 1 and 1", looped, own)
+	}
+	roundTripVia(t, plainAddr, wrappedAddr)
+	roundTripVia(t, wrappedAddr, plainAddr)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.expectClosed()
+	b.expectClosed()
+	checkGoroutines(t, before)
 }
