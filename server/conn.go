@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gearhq/gear/internal/rawio"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -54,7 +55,7 @@ type conn struct {
 	// loop it is the loop's batch, written out once per round of ready connections.
 	batch    *flushBatch
 	ownBatch flushBatch
-	raw      *rawConn // raw reads and non-blocking writes; nil under a loop or without a descriptor
+	raw      *rawio.Conn // raw reads and non-blocking writes; nil under a loop or without a descriptor
 
 	// Under an event loop (see ioLoop) the loop owns the socket: there is no reader or writer
 	// goroutine. fd is -1 once the loop has closed it; others read it only under outMu.
@@ -288,7 +289,7 @@ func (c *conn) writeNow(buf []byte) (int, error) {
 	if c.loop != nil {
 		return c.loop.write(c, buf)
 	}
-	return c.raw.write(buf)
+	return c.raw.TryWrite(buf)
 }
 
 // closeSocket makes the connection fail: its pending I/O ends with an error and it is dropped.
@@ -393,7 +394,7 @@ type socketReader struct {
 func (r socketReader) Read(p []byte) (int, error) {
 	r.c.ownBatch.flush(r.c)
 	if r.c.raw != nil {
-		return r.c.raw.read(p)
+		return r.c.raw.Read(p)
 	}
 	return r.c.nc.Read(p)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gearhq/gear/internal/rawio"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -417,7 +418,7 @@ func (l *ioLoop) close() {
 }
 
 // write writes as much of b to c's socket as it takes without waiting. Only the loop calls it.
-func (l *ioLoop) write(c *conn, b []byte) (int, error) { return writeNonblock(uintptr(c.fd), b) }
+func (l *ioLoop) write(c *conn, b []byte) (int, error) { return rawio.WriteNonblock(uintptr(c.fd), b) }
 
 // loopReader is the decoder's view of a socket served by a loop: it reads what is there and
 // reports errWouldBlock, which the decoder passes on with its partial frame kept, once the
@@ -429,7 +430,7 @@ func (r loopReader) Read(p []byte) (int, error) {
 	if c.reads <= 0 || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	n, err := readNonblock(uintptr(c.fd), p)
+	n, err := rawio.ReadNonblock(uintptr(c.fd), p)
 	switch {
 	case err == syscall.EAGAIN:
 		c.reads = 0

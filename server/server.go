@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gearhq/gear/internal/rawio"
 	"github.com/gearhq/gear/store"
 )
 
@@ -199,7 +200,7 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 	}
 	if l == nil {
-		c.raw = newRawConn(nc)
+		c.raw = rawio.New(nc)
 	}
 	s.mu.Lock()
 	if s.closed {
