@@ -226,13 +226,28 @@ func (b *flushBatch) flush(owner *conn) {
 		if c == owner {
 			own = true
 		} else {
-			c.flushNow()
+			c.flushFrom(nil)
 		}
 		b.conns[i] = nil
 	}
 	b.conns = b.conns[:0]
 	if own {
 		owner.flushNow()
+	}
+}
+
+// flushFrom writes out c's queued output from l, the calling event loop, or from a connection's
+// reader goroutine (l nil). Only a connection's own loop touches its socket: what is queued to
+// another loop's connection goes to that loop. A goroutine-served connection can be written from
+// anywhere (flushNow takes turns through c.writing).
+func (c *conn) flushFrom(l *ioLoop) {
+	switch c.loop {
+	case nil:
+		c.flushNow()
+	case l:
+		l.service(c)
+	default:
+		c.loop.wake(c)
 	}
 }
 

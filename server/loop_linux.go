@@ -371,17 +371,12 @@ func (l *ioLoop) service(c *conn) {
 
 // flush writes out every connection the loop queued output to in this round. A connection that
 // ends meanwhile may queue output to others (its jobs go back to the queue): they are in the same
-// batch, hence the loop over a slice that can grow. A connection another loop serves is that
-// loop's to write: only a connection's own loop touches its socket.
+// batch, hence the loop over a slice that can grow.
 func (l *ioLoop) flush() {
 	for i := 0; i < len(l.batch.conns); i++ {
 		c := l.batch.conns[i]
 		l.batch.conns[i] = nil
-		if c.loop == l {
-			l.service(c)
-		} else {
-			c.loop.wake(c)
-		}
+		c.flushFrom(l)
 	}
 	l.batch.conns = l.batch.conns[:0]
 }

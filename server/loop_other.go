@@ -30,6 +30,7 @@ func (l *ioLoop) run()                             {}
 func (l *ioLoop) shutdown(*conn)                   {}
 func (l *ioLoop) closeWithin(*conn, time.Duration) {}
 func (l *ioLoop) wantWrite(*conn)                  {}
+func (l *ioLoop) service(*conn)                    {}
 func (l *ioLoop) write(*conn, []byte) (int, error) {
 	return 0, errors.New("no event loops on this system")
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,9 +87,49 @@ func (l opaqueListener) Accept() (net.Conn, error) {
 	return struct{ net.Conn }{nc}, nil
 }
 
+// noControlListener hands out connections whose descriptor cannot be taken over (Control fails)
+// but can be read and written raw: an event loop cannot adopt them, as when dup(2) fails.
+type noControlListener struct{ net.Listener }
+
+func (l noControlListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return noControlConn{nc, noControlRawConn{rc}}, nil
+}
+
+type noControlConn struct {
+	net.Conn
+	rc syscall.RawConn
+}
+
+func (c noControlConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+type noControlRawConn struct{ syscall.RawConn }
+
+func (noControlRawConn) Control(func(uintptr)) error { return errors.New("no control in this test") }
+
 // Serve takes any listener: a connection without a descriptor cannot go to an event loop and is
 // served by its own goroutines, next to loop-served ones, with jobs passing between them.
 func TestLoop_ConnectionWithoutDescriptor(t *testing.T) {
+	testMixedServing(t, func(ln net.Listener) net.Listener { return opaqueListener{ln} })
+}
+
+// A connection no loop could adopt is served by goroutines that read and write it raw; jobs pass
+// between it and loop-served ones, and each side writes only the sockets it may.
+func TestLoop_ConnectionNotAdopted(t *testing.T) {
+	testMixedServing(t, func(ln net.Listener) net.Listener { return noControlListener{ln} })
+}
+
+// testMixedServing serves one peer through an event loop and one through goroutines, from the
+// listener wrap makes, and passes jobs between them both ways.
+func testMixedServing(t *testing.T, wrap func(net.Listener) net.Listener) {
 	before := runtime.NumGoroutine()
 	s := mustStartServer(t, func(o *Options) { o.IOLoops = 1 })
 	plainAddr := addrOf(t, s)
@@ -95,7 +137,7 @@ func TestLoop_ConnectionWithoutDescriptor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Serve(opaqueListener{wrapped}); err != nil {
+	if err := s.Serve(wrap(wrapped)); err != nil {
 		t.Fatal(err)
 	}
 	wrappedAddr := wrapped.Addr().String()
