@@ -57,6 +57,10 @@ trap 'exit 130' INT TERM
 [[ -x $GEARMAND ]] || { echo "compare.sh: $GEARMAND not found (apt-get install gearman-job-server)" >&2; exit 2; }
 echo "building gear..." >&2
 (cd "$root" && go build -o "$tmp/gear" ./cmd/gear)
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+if [[ -n $(git -C "$root" status --porcelain 2>/dev/null) ]]; then
+	rev+="+changes" # built from a work tree that differs from the commit
+fi
 gear=$tmp/gear
 
 # Idle connections need file descriptors in the servers and in the generator.
@@ -188,7 +192,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b == 0)
 mib() { awk -v k="$1" 'BEGIN { if (k == "na") print "na"; else printf "%.1f\n", k / 1024 }'; }
 
 echo
-echo "gear bench: Gear ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')+worktree, ${gear_args[*]:-GEAR_STORE=${GEAR_STORE:-}}) vs gearmand $("$GEARMAND" --version 2>/dev/null | awk '/gearmand/ {print $2; exit}') -t 0"
+echo "gear bench: Gear ($rev, ${gear_args[*]:-GEAR_STORE=${GEAR_STORE:-}}) vs gearmand $("$GEARMAND" --version 2>/dev/null | awk '/gearmand/ {print $2; exit}') -t 0"
 echo "medians of $ROUNDS rounds, fresh servers per run; $(nproc) CPUs $([[ ${PIN:-0} == 1 ]] && echo "(server pinned to CPU 0, load generator to the rest)" || echo "shared by server and load generator");" \
 	"load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "jobs/s ratio = gear/gearmand (>1: gear faster); p99 ratio = gear/gearmand (<1: gear better)"
