@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -168,5 +172,98 @@ func testMixedServing(t *testing.T, wrap func(net.Listener) net.Listener) {
 	}
 	a.expectClosed()
 	b.expectClosed()
+	checkGoroutines(t, before)
+}
+
+// fileBackedListener hands out connections whose descriptor is a regular file's: a loop can take
+// it over, but epoll refuses to watch it (EPERM), as it would any descriptor it cannot poll.
+type fileBackedListener struct {
+	net.Listener
+	path string
+}
+
+func (l fileBackedListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return fileBackedConn{nc, f}, nil
+}
+
+type fileBackedConn struct {
+	net.Conn
+	f *os.File
+}
+
+func (c fileBackedConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+func (c fileBackedConn) Close() error                          { return errors.Join(c.Conn.Close(), c.f.Close()) }
+
+// syncBuffer is a log destination the server's goroutines may write while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// A connection the loop cannot watch is logged and dropped: its peer sees the connection close,
+// the loop and the other connections go on, and Close leaves nothing behind.
+func TestLoop_ConnectionEpollCannotWatch(t *testing.T) {
+	if !eventLoops {
+		t.Skip("no event loops on " + runtime.GOOS)
+	}
+	before := runtime.NumGoroutine()
+	var logs syncBuffer
+	s := mustStartServer(t, func(o *Options) {
+		o.IOLoops = 1
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	path := filepath.Join(t.TempDir(), "not-a-socket")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(fileBackedListener{ln, path}); err != nil {
+		t.Fatal(err)
+	}
+
+	refused := mustConnect(t, ln.Addr().String())
+	refused.expectClosed()
+	checkFor(t, readTimeout, func() error {
+		if !strings.Contains(logs.String(), "cannot watch the connection") {
+			return fmt.Errorf("no log line for the refused connection; log:\n%s", logs.String())
+		}
+		return nil
+	})
+	roundTrip(t, addrOf(t, s))
+	checkFor(t, readTimeout, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if n := len(s.conns); n != 0 {
+			return fmt.Errorf("%d connections still known after their peers left", n)
+		}
+		return nil
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	checkGoroutines(t, before)
 }
