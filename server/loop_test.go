@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/internal/syncbuf"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -203,24 +203,6 @@ type fileBackedConn struct {
 func (c fileBackedConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
 func (c fileBackedConn) Close() error                          { return errors.Join(c.Conn.Close(), c.f.Close()) }
 
-// syncBuffer is a log destination the server's goroutines may write while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // A connection the loop cannot watch is logged and dropped: its peer sees the connection close,
 // the loop and the other connections go on, and Close leaves nothing behind.
 func TestLoop_ConnectionEpollCannotWatch(t *testing.T) {
@@ -228,7 +210,7 @@ func TestLoop_ConnectionEpollCannotWatch(t *testing.T) {
 		t.Skip("no event loops on " + runtime.GOOS)
 	}
 	before := runtime.NumGoroutine()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s := mustStartServer(t, func(o *Options) {
 		o.IOLoops = 1
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))

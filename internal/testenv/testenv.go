@@ -3,7 +3,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/gearhq/gear/admin"
 	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/syncbuf"
 	"github.com/gearhq/gear/server"
 	"github.com/gearhq/gear/worker"
 )
@@ -308,26 +308,4 @@ func (g *Gate) Started() <-chan string { return g.started }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers (a logger, a child process's output)
 // and readers (the test).
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// Bytes returns a copy of what was written so far.
-func (b *SyncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
+type SyncBuffer = syncbuf.Buffer
