@@ -38,10 +38,12 @@ type conn struct {
 	// guarded by Server.mu
 	clientID   string
 	abilities  []ability
-	grabNext   int  // round-robin start among abilities
-	isWorker   bool // registered a function or asked for a job
-	sleeping   bool // sent PRE_SLEEP and has not asked for work since
-	noopSent   bool // a NOOP is on its way for the current sleep
+	grabNext   int       // round-robin start among abilities
+	isWorker   bool      // registered a function or asked for a job
+	sleeping   bool      // sent PRE_SLEEP and has not asked for work since
+	noopSent   bool      // a NOOP is on its way for the current sleep
+	wokenAt    time.Time // when that NOOP was sent
+	passedOver bool      // woken and never asked for a job: woken last until it grabs again
 	exceptions bool
 	running    map[*job]struct{} // jobs assigned to this worker
 	waiting    map[*job]struct{} // foreground jobs this client waits on

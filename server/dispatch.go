@@ -255,8 +255,7 @@ func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
 	f.workers = append(f.workers, c)
 	// A worker that registers while asleep can have work at once.
 	if c.sleeping && !c.noopSent && f.queuedTotal() > 0 {
-		c.noopSent = true
-		s.send(c, protocol.Noop)
+		s.sendNoop(c)
 	}
 }
 
@@ -296,8 +295,7 @@ func (s *Server) preSleep(c *conn) {
 	}
 	for _, a := range c.abilities {
 		if a.fn.queuedTotal() > 0 {
-			c.noopSent = true
-			s.send(c, protocol.Noop)
+			s.sendNoop(c)
 			return
 		}
 	}
@@ -310,6 +308,7 @@ func (s *Server) grabJob(c *conn, t protocol.Type) {
 	c.isWorker = true
 	c.sleeping = false
 	c.noopSent = false
+	c.passedOver = false // it answers its NOOPs
 	var j *job
 	if !s.draining {
 		j = s.nextJob(c)

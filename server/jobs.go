@@ -69,7 +69,8 @@ func (s *Server) enqueue(j *job, front bool) {
 }
 
 // wake sends NOOP to sleeping workers of f that have not been woken yet, rotating through them so
-// wake-ups spread over the fleet. How many depends on Options.WorkerWakeup.
+// wake-ups spread over the fleet. How many depends on Options.WorkerWakeup. A worker that was
+// passed over (woken before and never grabbed, see checkWakes) is woken only when no other will do.
 func (s *Server) wake(f *function) {
 	limit := s.opts.WorkerWakeup
 	switch {
@@ -79,15 +80,70 @@ func (s *Server) wake(f *function) {
 		limit = len(f.workers)
 	}
 	n, start := len(f.workers), f.wakeNext
-	for i := 0; i < n && limit > 0; i++ {
-		w := f.workers[(start+i)%n]
-		if w.sleeping && !w.noopSent {
-			w.noopSent = true
-			s.send(w, protocol.Noop)
-			limit--
-			f.wakeNext = (start + i + 1) % n
+	for pass := 0; pass < 2 && limit > 0; pass++ {
+		for i := 0; i < n && limit > 0; i++ {
+			w := f.workers[(start+i)%n]
+			if w.sleeping && !w.noopSent && w.passedOver == (pass == 1) {
+				s.sendNoop(w)
+				limit--
+				f.wakeNext = (start + i + 1) % n
+			}
 		}
 	}
+}
+
+// sendNoop wakes sleeping worker w and notes when, so that checkWakes can tell if it never acts on
+// the NOOP.
+func (s *Server) sendNoop(w *conn) {
+	w.noopSent = true
+	w.wokenAt = s.opts.Now()
+	s.send(w, protocol.Noop)
+	if len(s.wakeChecks) == 0 {
+		s.kickScheduler()
+	}
+	s.wakeChecks = append(s.wakeChecks, wakeCheck{w, w.wokenAt})
+}
+
+// wakeCheck is a NOOP sent at a time, to be checked once Options.WakeTimeout has passed.
+type wakeCheck struct {
+	w  *conn
+	at time.Time
+}
+
+// checkWakes passes over every worker woken at least Options.WakeTimeout ago that still has not
+// asked for a job — its process is stopped or hung, or it was forked and killed while its parent
+// holds the socket open — and wakes another sleeper for each of its functions that has jobs
+// waiting. Without it one unresponsive sleeper would stall a function under wake-one. It returns
+// when the next check falls due (zero: none pending).
+func (s *Server) checkWakes(now time.Time) time.Time {
+	i := 0
+	for ; i < len(s.wakeChecks); i++ {
+		wc := s.wakeChecks[i]
+		due := wc.at.Add(s.opts.WakeTimeout)
+		if due.After(now) {
+			break
+		}
+		s.wakeChecks[i] = wakeCheck{}
+		w := wc.w
+		if w.gone || !w.sleeping || !w.noopSent || !w.wokenAt.Equal(wc.at) {
+			continue // it acted on the NOOP, or left
+		}
+		if !w.passedOver {
+			w.passedOver = true
+			w.log.Info("woken worker has not asked for a job; waking another", "after", s.opts.WakeTimeout)
+		}
+		for _, a := range w.abilities {
+			if a.fn.queuedTotal() > 0 {
+				s.wake(a.fn)
+			}
+		}
+	}
+	s.wakeChecks = s.wakeChecks[i:]
+	if len(s.wakeChecks) == 0 {
+		s.wakeChecks = nil // let a burst's backing array go
+		return time.Time{}
+	}
+	return s.wakeChecks[0].at.Add(s.opts.WakeTimeout)
 }
 
 // nextJob takes the best runnable job for worker c: the highest priority across all its functions

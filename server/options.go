@@ -36,6 +36,10 @@ type Options struct {
 	// WorkerWakeup is how many sleeping workers a new job wakes: WakeOnePerJob (default), WakeAll,
 	// or a positive limit.
 	WorkerWakeup int
+	// WakeTimeout is how long a woken worker may take to ask for a job before it is passed over:
+	// another sleeping worker is woken for the jobs waiting, and the unresponsive one is woken
+	// only when no other will do until it grabs again.
+	WakeTimeout time.Duration
 	// Keepalive enables TCP keepalive on accepted connections, with KeepaliveIdle as its period.
 	Keepalive     bool
 	KeepaliveIdle time.Duration
@@ -72,6 +76,7 @@ func DefaultOptions() Options {
 		Listen:          []string{"127.0.0.1:4730"},
 		HandlePrefix:    "H:" + host,
 		WorkerWakeup:    WakeOnePerJob,
+		WakeTimeout:     time.Second,
 		KeepaliveIdle:   60 * time.Second,
 		MaxPacketSize:   64 << 20,
 		MaxOutbound:     256 << 20,
@@ -104,6 +109,9 @@ func (o *Options) validate() error {
 	}
 	if o.WorkerWakeup < WakeOnePerJob {
 		return fmt.Errorf("worker wakeup must be -1 (one per job), 0 (all) or a positive limit, got %d", o.WorkerWakeup)
+	}
+	if o.WakeTimeout <= 0 {
+		return fmt.Errorf("wake timeout must be positive, got %v", o.WakeTimeout)
 	}
 	if o.IOLoops < 0 {
 		return fmt.Errorf("event loops must be 0 (a goroutine per connection) or more, got %d", o.IOLoops)

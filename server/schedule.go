@@ -85,6 +85,9 @@ func (s *Server) scheduleLoop() {
 			s.expire(j)
 		}
 		next := sweepEvery - now.Sub(lastSweep)
+		if due := s.checkWakes(now); !due.IsZero() {
+			next = min(next, due.Sub(now))
+		}
 		if j := s.epochs.peek(); j != nil {
 			next = min(next, j.x.when.Sub(now))
 		}

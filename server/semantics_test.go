@@ -635,3 +635,75 @@ func TestMaxQueue(t *testing.T) {
 		expectAdminList(t, admin, "prioritystatus", "fn\t1\t2\t3\t0\n.\n")
 	})
 }
+
+// A woken worker that never asks for a job (its process is stopped or hung, or a forked child that
+// held the socket was killed while the parent keeps it open) must not stall its function under
+// wake-one: after WakeTimeout the next sleeper is woken, and the unresponsive one is passed over
+// for later jobs until it grabs again.
+func TestWake_UnresponsiveSleeperIsPassedOver(t *testing.T) {
+	clock := newFakeClock()
+	s := mustStartServer(t, withFakeClock(clock))
+	addr := addrOf(t, s)
+	hung, live := mustConnect(t, addr), mustConnect(t, addr)
+	for _, w := range []*testPeer{hung, live} {
+		w.send(protocol.CanDo, "fn")
+		w.send(protocol.PreSleep)
+		w.expectQuiet()
+	}
+	client := mustConnect(t, addr)
+	h1 := client.submit(protocol.SubmitJobBg, "fn", "", "one")
+	hung.expect(protocol.Noop) // first in the rotation; it never acts on it
+	live.expectQuiet()
+
+	clock.Advance(s.opts.WakeTimeout - time.Millisecond)
+	live.expectQuiet() // not yet: the woken worker still has time
+	clock.Advance(time.Millisecond)
+	live.expect(protocol.Noop)
+	live.send(protocol.GrabJob)
+	live.expect(protocol.JobAssign, h1, "fn", "one")
+	live.send(protocol.WorkComplete, h1, "")
+	live.send(protocol.PreSleep)
+	live.expectQuiet()
+
+	// The hung worker sleeps again without ever grabbing (its NOOP was never read): the rotation
+	// points at it, but the next job wakes the live worker at once.
+	hung.send(protocol.PreSleep)
+	hung.expectQuiet()
+	h2 := client.submit(protocol.SubmitJobBg, "fn", "", "two")
+	live.expect(protocol.Noop)
+	hung.expectQuiet()
+	live.send(protocol.GrabJob)
+	live.expect(protocol.JobAssign, h2, "fn", "two")
+	live.send(protocol.WorkComplete, h2, "")
+
+	// Once it grabs, it takes its turn again.
+	hung.send(protocol.GrabJob)
+	hung.expect(protocol.NoJob)
+	hung.send(protocol.PreSleep)
+	live.send(protocol.PreSleep)
+	hung.expectQuiet()
+	client.submit(protocol.SubmitJobBg, "fn", "", "three")
+	n := len(hung.pending()) + len(live.pending())
+	if n != 1 {
+		t.Fatalf("the third job woke %d workers, want 1", n)
+	}
+}
+
+// With no other sleeper to wake, the timeout changes nothing: the one woken worker keeps its NOOP
+// and is not sent another.
+func TestWake_UnresponsiveSoleSleeper(t *testing.T) {
+	clock := newFakeClock()
+	s := mustStartServer(t, withFakeClock(clock))
+	addr := addrOf(t, s)
+	w := mustConnect(t, addr)
+	w.send(protocol.CanDo, "fn")
+	w.send(protocol.PreSleep)
+	w.expectQuiet()
+	client := mustConnect(t, addr)
+	h := client.submit(protocol.SubmitJobBg, "fn", "", "x")
+	w.expect(protocol.Noop)
+	clock.Advance(3 * s.opts.WakeTimeout)
+	w.expectQuiet()
+	w.send(protocol.GrabJob)
+	w.expect(protocol.JobAssign, h, "fn", "x")
+}

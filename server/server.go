@@ -54,6 +54,7 @@ type Server struct {
 	draining    bool   // graceful shutdown: no new jobs handed out or accepted
 	epochs      jobHeap
 	timeouts    jobHeap
+	wakeChecks  []wakeCheck // NOOPs sent, oldest first, to see whether their workers acted on them
 	listeners   []net.Listener
 	closed      bool
 	drainedCh   chan struct{} // closed when draining and no job is running
