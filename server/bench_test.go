@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"net"
 	"sync"
 	"testing"
@@ -171,65 +170,6 @@ func BenchmarkBackgroundSubmit_Pipelined(b *testing.B) {
 			if p := c.recv(b); p.Type != protocol.JobCreated {
 				b.Fatalf("got %s, want JOB_CREATED", p.Type)
 			}
-		}
-	}
-}
-
-// discardConn is a net.Conn that is never read and swallows writes, for driving handlers directly.
-type discardConn struct{ net.Conn }
-
-func (discardConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (discardConn) Close() error         { return nil }
-
-// BenchmarkDispatch_SubmitGrabComplete drives the handlers directly, without sockets: the cost of
-// the job lifecycle itself (submit, JOB_CREATED, grab, assign, complete, forward) per job.
-func BenchmarkDispatch_SubmitGrabComplete(b *testing.B) {
-	opts := DefaultOptions()
-	opts.Listen = nil
-	s, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	client := newConn(s, discardConn{}, 1)
-	worker := newConn(s, discardConn{}, 2)
-	fn, payload := []byte("fn"), make([]byte, 64)
-	s.dispatch(worker, &protocol.Packet{Magic: protocol.MagicReq, Type: protocol.CanDo, Args: [][]byte{fn}})
-	submit := &protocol.Packet{Magic: protocol.MagicReq, Type: protocol.SubmitJob, Args: [][]byte{fn, nil, payload}}
-	grab := &protocol.Packet{Magic: protocol.MagicReq, Type: protocol.GrabJobUniq}
-	complete := &protocol.Packet{Magic: protocol.MagicReq, Type: protocol.WorkComplete, Args: [][]byte{nil, payload}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s.dispatch(client, submit)
-		s.dispatch(worker, grab)
-		// The handle is the first argument of the JOB_ASSIGN_UNIQ just queued to the worker.
-		assign := worker.out[protocol.HeaderSize:]
-		complete.Args[0] = assign[:bytes.IndexByte(assign, 0)]
-		s.dispatch(worker, complete)
-		client.out, worker.out = client.out[:0], worker.out[:0]
-	}
-	b.StopTimer()
-	if n := len(s.jobs); n != 0 {
-		b.Fatalf("%d jobs left", n)
-	}
-}
-
-// BenchmarkQueue_PushPop measures the ring-buffer queue alone.
-func BenchmarkQueue_PushPop(b *testing.B) {
-	var q jobQueue
-	jobs := make([]*job, 1024)
-	for i := range jobs {
-		jobs[i] = &job{seq: uint64(i)}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		j := jobs[i%len(jobs)]
-		j.state = jobQueued
-		q.pushBack(j)
-		if q.popRunnable() != j {
-			b.Fatal("wrong job")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -8,53 +9,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/internal/rawio"
 	"github.com/gearhq/gear/protocol"
 )
 
-// ability is one function a worker connection registered, with its CAN_DO_TIMEOUT (0 = none).
-type ability struct {
-	fn      *function
-	timeout time.Duration
-}
-
-// recentEnds is how many handles a worker connection remembers after their job left it, so a late
-// WORK_* packet for one (WORK_FAIL after WORK_EXCEPTION, a result after a timeout or a cancel) is
-// dropped quietly instead of getting an ERROR that kills libgearman and Perl workers.
-const recentEnds = 16
-
-// conn is one peer: a client, a worker, an admin console, or several at once.
+// conn is the transport's side of one peer: its socket, its decoder and its outbound buffer. What
+// Gearman knows of the peer (abilities, sleeping, jobs) is the core's, in peer.
 //
-// Fields under "guarded by Server.mu" are touched only with the server lock held. The outbound
-// buffer has its own lock, taken after Server.mu when both are needed (lock order: Server.mu, then
-// conn.outMu); the writer goroutine takes only outMu and never holds it across I/O.
+// The outbound buffer has its own lock, taken after the core's when both are needed (lock order:
+// the core's lock, then conn.outMu); the writer goroutine takes only outMu and never holds it
+// across I/O.
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	id     uint64
-	remote string // peer IP, for the `workers` view
-	log    *slog.Logger
-
-	// guarded by Server.mu
-	clientID   string
-	abilities  []ability
-	grabNext   int       // round-robin start among abilities
-	isWorker   bool      // registered a function or asked for a job
-	sleeping   bool      // sent PRE_SLEEP and has not asked for work since
-	noopSent   bool      // a NOOP is on its way for the current sleep
-	wokenAt    time.Time // when that NOOP was sent
-	passedOver bool      // woken and never asked for a job: woken last until it grabs again
-	exceptions bool
-	running    map[*job]struct{} // jobs assigned to this worker
-	waiting    map[*job]struct{} // foreground jobs this client waits on
-	ended      [recentEnds]*job
-	endedNext  int
-	gone       bool // the connection is closed; never send to it again
+	s    *Server
+	nc   net.Conn
+	id   uint64
+	log  *slog.Logger
+	peer *core.Peer
 
 	// batch lists the connections this connection's reader sent to while answering what it has read
 	// so far; it writes them out before it next waits for input. Owned by the reader goroutine
-	// (and reached through Server.batch only while that goroutine holds Server.mu). Under an event
-	// loop it is the loop's batch, written out once per round of ready connections.
+	// (and passed to the core as the Tx of the calls it makes). Under an event loop it is the loop's
+	// batch, written out once per round of ready connections.
 	batch    *flushBatch
 	ownBatch flushBatch
 	raw      *rawio.Conn // raw reads and non-blocking writes; nil under a loop or without a descriptor
@@ -88,15 +64,21 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		s:          s,
 		nc:         nc,
 		id:         id,
-		remote:     remote,
 		log:        s.log.With("conn", id, "peer", nc.RemoteAddr().String()),
-		clientID:   "-",
-		exceptions: s.opts.Exceptions,
 		outSignal:  make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
+	c.peer = core.NewPeer(id, remote, c.log, c)
 	c.batch = &c.ownBatch
 	return c
+}
+
+// directTx is the core's Tx for output outside any batch (store acknowledgements, the tick loop):
+// the connection's loop or writer goroutine is woken to write it.
+type directTx struct{}
+
+func (directTx) Send(to *core.Peer, pkt *protocol.Packet) {
+	to.Link.(*conn).sendVia(nil, pkt.Type, pkt.Args...)
 }
 
 // reply queues a packet from c's own reader goroutine, outside Server.mu: it goes out with the
@@ -124,24 +106,27 @@ func (c *conn) sendVia(b *flushBatch, t protocol.Type, args ...[]byte) {
 // heldReply is a reply that must wait — a background job's JOB_CREATED until the job is on stable
 // storage — together with everything sent to the connection after it, so replies keep their order.
 type heldReply struct {
+	c     *conn
 	ready bool
 	reply []byte
 	after []byte
 }
 
-// hold reserves the place of a reply that release fills in later.
-func (c *conn) hold() *heldReply {
-	h := &heldReply{}
+// Hold reserves the place of a reply that Release fills in later (core.Link).
+func (c *conn) Hold() core.Held {
+	h := &heldReply{c: c}
 	c.outMu.Lock()
 	c.holds = append(c.holds, h)
 	c.outMu.Unlock()
 	return h
 }
 
-// release fills in a held reply and sends every reply that is no longer waiting, in order.
-func (c *conn) release(h *heldReply, t protocol.Type, args ...[]byte) {
+// Release fills in a held reply and sends every reply that is no longer waiting, in order
+// (core.Held).
+func (h *heldReply) Release(pkt *protocol.Packet) {
+	c := h.c
 	c.outMu.Lock()
-	h.reply = protocol.AppendResponse(nil, t, args...)
+	h.reply = protocol.AppendResponse(nil, pkt.Type, pkt.Args...)
 	h.ready = true
 	if c.closing {
 		c.outMu.Unlock()
@@ -217,6 +202,11 @@ func (c *conn) wakeWriter() {
 // peer's packets with one syscall once it has answered everything it has read.
 type flushBatch struct {
 	conns []*conn
+}
+
+// Send queues a packet the core sends to a peer; the batch's owner writes it out (core.Tx).
+func (b *flushBatch) Send(to *core.Peer, pkt *protocol.Packet) {
+	to.Link.(*conn).sendVia(b, pkt.Type, pkt.Args...)
 }
 
 // flush writes out every connection in the batch, last the one whose reader owns it: its own peer's
@@ -443,10 +433,33 @@ func (c *conn) serve(dec *protocol.Decoder) (ended bool) {
 			continue
 		}
 		if f.IsText {
-			c.s.handleAdmin(c, f.Line)
+			c.admin(f.Line)
 		} else {
-			c.s.dispatch(c, &f.Packet)
+			c.s.core.Handle(c.batch, c.peer, &f.Packet)
 		}
+	}
+}
+
+// admin answers one admin line through the core, and carries out a shutdown it asks for.
+func (c *conn) admin(line []byte) {
+	reply, act := c.s.core.Admin(c.batch, c.peer, line)
+	if reply != nil {
+		c.replyText(reply)
+	}
+	s := c.s
+	switch act {
+	case core.AdminShutdownGraceful:
+		// The core drains already; stop accepting connections before the admin reads OK.
+		s.mu.Lock()
+		s.closeListeners()
+		s.mu.Unlock()
+		go s.Shutdown(context.Background()) // not in Server.wg: it ends by waiting for it
+	case core.AdminShutdown:
+		// Close would drop the queued OK: let it reach the admin first.
+		go func() {
+			<-c.flushAndClose()
+			s.Close()
+		}()
 	}
 }
 
@@ -456,7 +469,7 @@ func (c *conn) handleDecodeError(f *protocol.Frame, err error) bool {
 	switch {
 	case errors.As(err, &argErr):
 		c.log.Info("packet with too few arguments", "type", argErr.Type, "want", argErr.Want, "got", argErr.Got)
-		c.sendError(errInvalidArgument, "Packet has too few arguments for "+argErr.Type.String())
+		c.sendError(protocol.CodeInvalidArgument, "Packet has too few arguments for "+argErr.Type.String())
 		return true
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return false
@@ -464,10 +477,10 @@ func (c *conn) handleDecodeError(f *protocol.Frame, err error) bool {
 		c.log.Info("peer closed in the middle of a packet")
 	case errors.Is(err, protocol.ErrTooLarge):
 		c.log.Warn("packet too large; closing", "type", f.Packet.Type, "limit", c.s.opts.MaxPacketSize)
-		c.sendError(errArgumentTooLarge, "Packet larger than the server's maximum")
+		c.sendError(protocol.CodeArgumentTooLarge, "Packet larger than the server's maximum")
 	case errors.Is(err, protocol.ErrUnknownType):
 		c.log.Warn("unknown packet type; closing", "type", uint32(f.Packet.Type))
-		c.sendError(errInvalidCommand, "Invalid command expected")
+		c.sendError(protocol.CodeInvalidCommand, "Invalid command expected")
 	case errors.Is(err, protocol.ErrBadMagic):
 		c.log.Warn("bad packet magic; closing")
 	case errors.Is(err, protocol.ErrLineTooLong):
@@ -482,23 +495,4 @@ func (c *conn) handleDecodeError(f *protocol.Frame, err error) bool {
 // sendError answers with an ERROR packet from c's own reader goroutine, outside Server.mu.
 func (c *conn) sendError(code, text string) {
 	c.reply(protocol.Error, []byte(code), []byte(text))
-}
-
-// rememberEnded notes that a job left this worker, so its late packets are dropped quietly. The
-// job itself is kept (its payload is gone by then): its handle is written out only when needed.
-// Server.mu must be held.
-func (c *conn) rememberEnded(j *job) {
-	c.ended[c.endedNext] = j
-	c.endedNext = (c.endedNext + 1) % recentEnds
-}
-
-// recentlyEnded reports whether handle left this worker recently. Server.mu must be held.
-func (c *conn) recentlyEnded(handle []byte) bool {
-	var buf [64]byte
-	for _, j := range c.ended {
-		if j != nil && string(c.s.appendHandle(buf[:0], j)) == string(handle) {
-			return true
-		}
-	}
-	return false
 }

@@ -213,10 +213,8 @@ func TestDurable_LaterRepliesWaitBehindPendingSubmit(t *testing.T) {
 	// The replies above cannot be observed while held, so a WORK_COMPLETE pushed now must be
 	// ordered after them by the server itself: wait until it handled the whole burst.
 	checkFor(t, readTimeout, func() error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for c := range s.conns {
-			if c.exceptions {
+		for _, c := range s.Core().Clients() {
+			if c.Exceptions {
 				return nil
 			}
 		}
@@ -507,9 +505,8 @@ func TestDurable_StoreFailure(t *testing.T) {
 	client.send(protocol.EchoReq, "still here")
 	gate.waitHeld(t, 1)
 	checkFor(t, readTimeout, func() error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if j := s.jobByHandle([]byte(handle(2))); j == nil || len(s.acks[j]) != 2 {
+		// The foreground submit joins as the job's one client.
+		if j, ok := s.Core().Job(handle(2)); !ok || j.Clients != 1 {
 			return errors.New("the second submit has not joined the first yet")
 		}
 		return nil

@@ -392,3 +392,16 @@ func withFakeClock(clock *fakeClock) func(*Options) {
 		o.FunctionIdleTTL = 0
 	}
 }
+
+// ERROR codes under the short names the tests use.
+const (
+	errInvalidMagic      = protocol.CodeInvalidMagic
+	errInvalidCommand    = protocol.CodeInvalidCommand
+	errInvalidArgument   = protocol.CodeInvalidArgument
+	errArgumentTooLarge  = protocol.CodeArgumentTooLarge
+	errQueueError        = protocol.CodeQueueError
+	errJobNotFound       = protocol.CodeJobNotFound
+	errUnknownOption     = protocol.CodeUnknownOption
+	errServerError       = protocol.CodeServerError
+	textCommandNotExpect = "Command not expected"
+)

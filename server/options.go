@@ -2,12 +2,14 @@ package server
 
 import (
 	"fmt"
-	"github.com/gearhq/gear/store"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/gearhq/gear/core"
+	"github.com/gearhq/gear/store"
 )
 
 // Version is reported by the admin `version` command.
@@ -16,9 +18,9 @@ var Version = "0.1.0"
 // Wake-up policies for Options.WorkerWakeup.
 const (
 	// WakeAll sends NOOP to every sleeping worker of the function (gearmand's `-w 0`).
-	WakeAll = 0
+	WakeAll = core.WakeAll
 	// WakeOnePerJob wakes one sleeping worker per runnable job: enough to run it, without waking a herd.
-	WakeOnePerJob = -1
+	WakeOnePerJob = core.WakeOnePerJob
 )
 
 // Options configure a Server. The zero value is not valid: start from DefaultOptions.
@@ -64,6 +66,17 @@ type Options struct {
 	Level  *slog.LevelVar
 	// Now is the clock for epoch jobs and timeouts (tests inject one).
 	Now func() time.Time
+	// Observer, when set, is told of every job's and peer's lifecycle events (see core.Event).
+	Observer core.Observer
+}
+
+// coreOptions are the options of the rules, for core.New.
+func (o *Options) coreOptions() core.Options {
+	return core.Options{
+		JobRetries: o.JobRetries, HandlePrefix: o.HandlePrefix, Exceptions: o.Exceptions,
+		WorkerWakeup: o.WorkerWakeup, WakeTimeout: o.WakeTimeout, FunctionIdleTTL: o.FunctionIdleTTL,
+		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
+	}
 }
 
 // DefaultOptions returns the defaults: loopback port 4730, one wake-up per job, 64 MiB packets.
@@ -94,24 +107,10 @@ func DefaultOptions() Options {
 // while the job state they all reach stays under one lock.
 func defaultIOLoops() int { return max(1, runtime.GOMAXPROCS(0)/4) }
 
+// validate checks the transport's options and fills in defaults; core.New checks the rules'.
 func (o *Options) validate() error {
-	if o.JobRetries < 0 {
-		return fmt.Errorf("job retries must be 0 (unlimited) or more, got %d", o.JobRetries)
-	}
 	if o.MaxPacketSize <= 0 {
 		return fmt.Errorf("max packet size must be positive, got %d", o.MaxPacketSize)
-	}
-	if len(o.HandlePrefix) > 40 {
-		return fmt.Errorf("job handle prefix %q is too long (40 bytes at most, handles are limited to 63)", o.HandlePrefix)
-	}
-	if o.FunctionIdleTTL < 0 {
-		return fmt.Errorf("function idle TTL must not be negative, got %v", o.FunctionIdleTTL)
-	}
-	if o.WorkerWakeup < WakeOnePerJob {
-		return fmt.Errorf("worker wakeup must be -1 (one per job), 0 (all) or a positive limit, got %d", o.WorkerWakeup)
-	}
-	if o.WakeTimeout <= 0 {
-		return fmt.Errorf("wake timeout must be positive, got %v", o.WakeTimeout)
 	}
 	if o.IOLoops < 0 {
 		return fmt.Errorf("event loops must be 0 (a goroutine per connection) or more, got %d", o.IOLoops)

@@ -1,5 +1,6 @@
-// Package server is Gear's job server: a drop-in for gearmand that speaks the Gearman binary protocol
-// and the text admin protocol on one port.
+// Package server is Gear's job server: the transport around package core. It listens, reads and
+// decodes what peers send, hands each packet and admin line to the core, and writes out what the
+// core sends. It speaks the Gearman binary protocol and the text admin protocol on one port.
 //
 // # Concurrency
 //
@@ -9,14 +10,14 @@
 // goroutine (decode, dispatch) and a writer goroutine; the reader writes its replies, and what it
 // pushes to other connections (NOOP, WORK_COMPLETE), itself with non-blocking writes once it has
 // answered all the input it has (see flushBatch), and the writer takes what a socket does not accept
-// at once. Either way, output from other goroutines (the store's acknowledgements, the scheduler)
-// and a closing connection's last replies are written by whoever serves the connection. All job
-// state — functions, queues, jobs, and the per-connection fields marked "guarded by Server.mu" —
-// sits behind the one Server.mu, as gearmand keeps it in one processing thread: a handler's work
-// under the lock is a few map and slice operations, never I/O.
+// at once. Either way, output from other goroutines (the store's acknowledgements, the tick loop)
+// and a closing connection's last replies are written by whoever serves the connection. Job state
+// is the core's, behind its one lock; the core hands output to a flushBatch (the caller's) or to
+// directTx (no batch: the connection's loop or writer is woken).
 //
-// Lock order: Server.mu, then conn.outMu, then ioLoop.mu. Nothing takes Server.mu while holding a
-// conn.outMu, and ioLoop.mu is held only to hand connections to a loop.
+// Lock order: Server.mu, then the core's lock, then conn.outMu, then ioLoop.mu. Nothing takes a
+// lock earlier in that order while holding a later one; ioLoop.mu is held only to hand
+// connections to a loop.
 package server
 
 import (
@@ -25,14 +26,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/internal/rawio"
-	"github.com/gearhq/gear/store"
 )
 
 // Server is a Gearman job server. Create it with New, start it with Start or Serve, stop it with
@@ -40,65 +40,35 @@ import (
 type Server struct {
 	opts Options
 	log  *slog.Logger
+	core *core.Core
 
-	mu          sync.Mutex // guards the job state below and conn fields marked so
-	functions   map[string]*function
-	jobs        map[uint64]*job // every unfinished job, by seq
-	jobsPeak    int             // largest len(jobs) since it was last rebuilt
-	foreignJobs map[string]*job // replayed jobs whose handle is not HandlePrefix:seq, by handle
-	prefix      string          // HandlePrefix + ":"
-	conns       map[*conn]struct{}
-	acks        map[*job][]ack // JOB_CREATED replies waiting for their job to be stored
-	handleSeq   uint64
-	reservedSeq uint64 // handles up to this are reserved in the store
-	draining    bool   // graceful shutdown: no new jobs handed out or accepted
-	epochs      jobHeap
-	timeouts    jobHeap
-	wakeChecks  []wakeCheck // NOOPs sent, oldest first, to see whether their workers acted on them
-	listeners   []net.Listener
-	closed      bool
-	drainedCh   chan struct{} // closed when draining and no job is running
-	nextConnID  atomic.Uint64
-	// batch collects the connections sent to by the goroutine holding mu, when that goroutine
-	// writes them out itself after unlocking (a connection's reader); nil otherwise.
-	batch *flushBatch
-	loops []*ioLoop // event loops that serve connections (Options.IOLoops); none: goroutines
+	mu         sync.Mutex // guards conns, listeners and closed
+	conns      map[*conn]struct{}
+	listeners  []net.Listener
+	closed     bool
+	nextConnID atomic.Uint64
+	loops      []*ioLoop // event loops that serve connections (Options.IOLoops); none: goroutines
 
-	schedWake chan struct{}
-	done      chan struct{} // closed by Close
-	wg        sync.WaitGroup
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
 }
 
-// New validates opts and returns a server that is not yet listening.
+// New validates opts and returns a server that is not yet listening. With a store, it replays the
+// stored jobs first.
 func New(opts Options) (*Server, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		functions: make(map[string]*function),
-		jobs:      make(map[uint64]*job),
-		prefix:    opts.HandlePrefix + ":",
-		acks:      make(map[*job][]ack),
-		conns:     make(map[*conn]struct{}),
-		schedWake: make(chan struct{}, 1),
-		done:      make(chan struct{}),
+	c, err := core.New(opts.coreOptions(), directTx{})
+	if err != nil {
+		return nil, err
 	}
-	s.epochs.less = func(a, b *job) bool { return a.x.when.Before(b.x.when) }
-	s.timeouts.less = func(a, b *job) bool { return a.x.deadline.Before(b.x.deadline) }
-	if st := opts.Store; st != nil {
-		s.mu.Lock()
-		err := st.Replay(func(r *store.Job) error { s.restore(r); return nil })
-		s.handleSeq = max(s.handleSeq, st.NextSeq()-1) // handles stay unique across restarts
-		s.reservedSeq = s.handleSeq
-		s.mu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("replaying stored jobs: %w", err)
-		}
-		if n := len(s.jobs); n > 0 {
-			s.log.Info("replayed stored background jobs", "jobs", n)
-		}
+	s := &Server{
+		opts:  opts,
+		log:   opts.Logger,
+		core:  c,
+		conns: make(map[*conn]struct{}),
+		done:  make(chan struct{}),
 	}
 	for i := 0; i < opts.IOLoops && eventLoops; i++ {
 		l, err := newIOLoop(s)
@@ -109,12 +79,16 @@ func New(opts Options) (*Server, error) {
 		s.loops = append(s.loops, l)
 	}
 	s.wg.Add(1 + len(s.loops))
-	go s.scheduleLoop()
+	go s.tickLoop()
 	for _, l := range s.loops {
 		go l.run()
 	}
 	return s, nil
 }
+
+// Core is the server's rules and state: its typed views (Status, Workers, Jobs, ...) are what the
+// admin protocol renders.
+func (s *Server) Core() *core.Core { return s.core }
 
 // Start listens on every address in Options.Listen and serves each in the background.
 func (s *Server) Start() error {
@@ -136,7 +110,7 @@ func (s *Server) Start() error {
 // Serve accepts connections from ln in the background until the server closes.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed || s.draining {
+	if s.closed || s.core.Draining() {
 		s.mu.Unlock()
 		return errors.New("server is shutting down")
 	}
@@ -214,6 +188,7 @@ func (s *Server) startConn(nc net.Conn) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.core.Connect(c.peer) // before the first packet can arrive
 	if l != nil {
 		s.wg.Add(1) // done when the loop closes the socket
 		l.add(c)
@@ -228,86 +203,40 @@ func (s *Server) startConn(nc net.Conn) {
 	go c.writeLoop()
 }
 
-// dropConn forgets a closed connection: its running jobs go back to the queue, its waiting
-// foreground jobs lose their client, its abilities are withdrawn.
+// dropConn forgets a closed connection: the core requeues its running jobs, detaches it from the
+// jobs it waits for and withdraws its functions; what that sends to others goes with c's batch.
 func (s *Server) dropConn(c *conn) {
+	s.core.Disconnect(c.batch, c.peer)
 	s.mu.Lock()
-	s.batch = c.batch
-	defer func() {
-		s.batch = nil
-		s.mu.Unlock()
-	}()
-	if c.gone {
-		return
-	}
-	c.gone = true
+	_, known := s.conns[c]
 	delete(s.conns, c)
-	for j := range c.running {
-		s.requeueLost(j)
+	s.mu.Unlock()
+	if known {
+		c.log.Debug("disconnected")
 	}
-	c.running = nil
-	for j := range c.waiting {
-		s.detachClient(j, c)
-	}
-	c.waiting = nil
-	s.resetAbilities(c)
-	c.log.Debug("disconnected")
-	s.checkDrained()
 }
 
-// newSeq numbers a new job; its handle is HandlePrefix:seq. Server.mu must be held.
-func (s *Server) newSeq() uint64 {
-	s.handleSeq++
-	if s.opts.Store != nil && s.handleSeq > s.reservedSeq {
-		// Foreground jobs are not stored: reserve their numbers in blocks, so a handle given out
-		// before a restart is never given to another job after it.
-		s.reservedSeq = s.handleSeq + handleReserveBlock
-		s.opts.Store.ReserveSeq(s.reservedSeq + 1)
-	}
-	return s.handleSeq
-}
-
-// A job's handle is not kept as a string: it is HandlePrefix:seq, written out when sent (which
-// saves an allocation and 40 bytes per job), except for replayed jobs stored under another prefix.
-
-// appendHandle appends j's handle to dst. Server.mu must be held.
-func (s *Server) appendHandle(dst []byte, j *job) []byte {
-	if j.x != nil && j.x.handle != "" {
-		return append(dst, j.x.handle...)
-	}
-	return strconv.AppendUint(append(dst, s.prefix...), j.seq, 10)
-}
-
-// handleOf is j's handle as a string, for logs and listings. Server.mu must be held.
-func (s *Server) handleOf(j *job) string {
-	var buf [64]byte
-	return string(s.appendHandle(buf[:0], j))
-}
-
-// jobByHandle finds an unfinished job by its handle; nil if there is none. Server.mu must be held.
-func (s *Server) jobByHandle(h []byte) *job {
-	if seq, ok := s.parseHandle(h); ok {
-		if j := s.jobs[seq]; j != nil && (j.x == nil || j.x.handle == "") {
-			return j
+// tickLoop runs the core's Tick when it falls due (epoch jobs, timeouts, wake checks, idle
+// functions), and gives memory back when the core dropped a large index.
+func (s *Server) tickLoop() {
+	defer s.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := s.opts.Now()
+		next := s.core.Tick(directTx{}, now)
+		if s.core.FreeMemory() {
+			debug.FreeOSMemory()
+		}
+		timer.Reset(max(next.Sub(now), time.Millisecond))
+		select {
+		case <-timer.C:
+		case <-s.core.TickWake():
+		case <-s.done:
+			return
 		}
 	}
-	return s.foreignJobs[string(h)]
 }
-
-// parseHandle returns the seq of a handle of the form HandlePrefix:seq, written as appendHandle
-// writes it: decimal, no sign (ParseUint takes none), no leading zeros.
-func (s *Server) parseHandle(h []byte) (uint64, bool) {
-	if len(h) <= len(s.prefix) || string(h[:len(s.prefix)]) != s.prefix || h[len(s.prefix)] == '0' {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(string(h[len(s.prefix):]), 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return seq, true
-}
-
-const handleReserveBlock = 10000
 
 // Shutdown stops accepting connections and new jobs, lets running jobs finish (or ctx expire), lets
 // every connection send what is queued to it (the results of those last jobs), then closes
@@ -318,9 +247,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	s.startDrain()
-	drained := s.drainedCh
+	s.closeListeners()
 	s.mu.Unlock()
+	drained := s.core.Drain()
 	var err error
 	select {
 	case <-drained:
@@ -333,19 +262,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// startDrain begins a graceful shutdown: the listeners close and from now on no job is accepted or
-// handed out. Server.mu must be held.
-func (s *Server) startDrain() {
-	if s.draining {
-		return
-	}
-	s.draining = true
-	s.drainedCh = make(chan struct{})
+// closeListeners stops accepting connections. Server.mu is held.
+func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	s.log.Info("graceful shutdown: waiting for running jobs", "running", s.runningCount())
-	s.checkDrained()
 }
 
 // flushConns has every connection send what is queued to it and close, and waits for that (each
@@ -369,26 +290,6 @@ func (s *Server) flushConns(ctx context.Context) error {
 	return nil
 }
 
-// runningCount counts jobs assigned to workers. Server.mu must be held.
-func (s *Server) runningCount() int {
-	n := 0
-	for _, f := range s.functions {
-		n += f.running
-	}
-	return n
-}
-
-// checkDrained ends a graceful shutdown once nothing runs. Server.mu must be held.
-func (s *Server) checkDrained() {
-	if s.draining && s.drainedCh != nil && s.runningCount() == 0 {
-		select {
-		case <-s.drainedCh:
-		default:
-			close(s.drainedCh)
-		}
-	}
-}
-
 // Close stops the server at once: listeners and connections close, goroutines end.
 func (s *Server) Close() error {
 	s.mu.Lock()
@@ -399,9 +300,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
+	s.closeListeners()
 	for c := range s.conns {
 		c.closeSocket()
 	}
@@ -415,6 +314,3 @@ func (s *Server) Close() error {
 
 // Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).
 func (s *Server) Done() <-chan struct{} { return s.done }
-
-// pid is reported by the admin `getpid`.
-var pid = os.Getpid()

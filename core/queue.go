@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"strings"
@@ -29,15 +29,15 @@ const (
 	jobPersisting                 // background job being written to the store; not runnable yet
 )
 
-// job is one unit of work. All fields are guarded by Server.mu.
+// job is one unit of work. All fields are guarded by the core lock.
 //
 // A server may hold millions of queued jobs, so a job keeps only what every job needs (112 bytes);
 // the fields few jobs use live in jobExtra, allocated on first use.
 type job struct {
 	data      []byte
 	fn        *function
-	clients   []*conn // foreground clients waiting for WORK_* packets
-	worker    *conn
+	clients   []*Peer // foreground clients waiting for WORK_* packets
+	worker    *Peer
 	uniqueKey string // key in fn.uniques ("" = not coalescable); see unique()
 	seq       uint64 // submission order; the handle is HandlePrefix:seq (see Server.appendHandle)
 	created   int64  // Unix nanoseconds; kept for stored jobs only (0 otherwise)
@@ -58,7 +58,9 @@ type jobExtra struct {
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
 	reducer   string
-	num, den  string // last WORK_STATUS numerator/denominator
+	num, den  string    // last WORK_STATUS numerator/denominator
+	submitted time.Time // when it was submitted and started: kept only for an Observer
+	started   time.Time
 }
 
 // extra returns j's jobExtra, allocating it on first use.
@@ -165,23 +167,15 @@ func (q *jobQueue) shrink() {
 	}
 }
 
-// each calls f for every job still queued, oldest first.
-func (q *jobQueue) each(f func(*job)) {
-	for i := 0; i < q.n; i++ {
-		if j := q.ring[(q.head+i)%len(q.ring)]; j.state == jobQueued {
-			f(j)
-		}
-	}
-}
-
-// function is a named queue and the workers able to run it. Guarded by Server.mu.
+// function is a named queue and the workers able to run it. Guarded by the core lock.
 type function struct {
 	name        string
 	queues      [numPriorities]jobQueue
 	queued      [numPriorities]int // live jobs per queue (the rings may hold removed ones)
 	running     int
 	scheduled   int // epoch jobs not yet due
-	workers     []*conn
+	persisting  int // background jobs being written to the store: not in total, yet alive
+	workers     []*Peer
 	wakeNext    int // rotating start for NOOP wake-ups
 	maxQueue    [numPriorities]int
 	explicit    bool // created by the admin `create function`: kept until dropped
@@ -199,10 +193,18 @@ func (f *function) queuedTotal() int {
 	return f.queued[prioHigh] + f.queued[prioNormal] + f.queued[prioLow]
 }
 
+// limitCount is what maxqueue limits: every unfinished job, those still being stored included (a
+// pipelined burst of durable submits must not slip past the limit while it is being written).
+func (f *function) limitCount() int { return f.total() + f.persisting }
+
 // idle reports whether nothing keeps the function alive. An idle function stays listed for
 // Options.FunctionIdleTTL (monitoring sees a drained queue as "0 0 0"), then is removed, so `status`
 // does not accumulate ghosts of long-gone workers as gearmand's does.
 func (f *function) idle() bool {
-	return !f.explicit && f.total() == 0 && len(f.workers) == 0 &&
+	return !f.explicit && f.limitCount() == 0 && len(f.workers) == 0 &&
 		f.maxQueue == [numPriorities]int{}
+}
+
+func (st jobState) String() string {
+	return [...]string{"queued", "scheduled", "running", "done", "persisting"}[st]
 }

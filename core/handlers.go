@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"bytes"
@@ -11,18 +11,8 @@ import (
 	"github.com/gearhq/gear/protocol"
 )
 
-// ERROR packet codes: libgearman return names without their GEARMAN_ prefix, as gearmand sends them.
-const (
-	errInvalidMagic      = "INVALID_MAGIC"
-	errInvalidCommand    = "INVALID_COMMAND"
-	errInvalidArgument   = "INVALID_ARGUMENT"
-	errArgumentTooLarge  = "ARGUMENT_TOO_LARGE"
-	errQueueError        = "QUEUE_ERROR"
-	errJobNotFound       = "JOB_NOT_FOUND"
-	errUnknownOption     = "UNKNOWN_OPTION"
-	errServerError       = "SERVER_ERROR"
-	textCommandNotExpect = "Command not expected"
-)
+// textCommandNotExpect is gearmand's text for a packet a server does not take as a request.
+const textCommandNotExpect = "Command not expected"
 
 // submitKind describes one of the SUBMIT_* packet forms.
 type submitKind struct {
@@ -44,95 +34,86 @@ var submitKinds = map[protocol.Type]submitKind{
 	protocol.SubmitReduceJobBackground: {prio: prioNormal, background: true, reduce: true},
 }
 
-// dispatch runs the handler for one request packet. A panic in a handler is logged and answered
-// with ERROR SERVER_ERROR; the server and the connection stay up.
-func (s *Server) dispatch(c *conn, p *protocol.Packet) {
-	if p.Magic != protocol.MagicReq {
-		c.sendError(errInvalidMagic, "Request magic expected")
-		return
-	}
-	if p.Type == protocol.EchoReq { // needs no state: answer without the lock
-		c.reply(protocol.EchoRes, p.Args[0])
-		return
-	}
-	s.mu.Lock()
-	s.batch = c.batch
-	s.handle(c, p)
-	s.batch = nil
-	s.mu.Unlock()
-}
-
-// handle runs the handler for p. Server.mu must be held.
-func (s *Server) handle(c *conn, p *protocol.Packet) {
+// Handle runs the handler for one request packet from p; what it sends goes through tx. A panic
+// in a handler is logged and answered with ERROR SERVER_ERROR; the server and the peer stay up.
+func (s *Core) Handle(tx Tx, p *Peer, pkt *protocol.Packet) {
+	s.lock()
+	defer s.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("handler panic", "type", p.Type, "panic", r, "stack", string(debug.Stack()))
-			c.sendError(errServerError, fmt.Sprintf("internal error handling %s", p.Type))
+			p.Log.Error("handler panic", "type", pkt.Type, "panic", r, "stack", string(debug.Stack()))
+			s.sendError(tx, p, protocol.CodeServerError, fmt.Sprintf("internal error handling %s", pkt.Type))
 		}
 	}()
-	if c.gone {
+	if p.gone {
 		return
 	}
-	if kind, ok := submitKinds[p.Type]; ok {
-		s.submitJob(c, p, kind)
+	if pkt.Magic != protocol.MagicReq {
+		s.sendError(tx, p, protocol.CodeInvalidMagic, "Request magic expected")
 		return
 	}
-	switch p.Type {
+	if kind, ok := submitKinds[pkt.Type]; ok {
+		s.submitJob(tx, p, pkt, kind)
+		return
+	}
+	switch pkt.Type {
+	case protocol.EchoReq:
+		s.send(tx, p, protocol.EchoRes, pkt.Args[0])
 	case protocol.CanDo:
-		s.canDo(c, p.Args[0], 0)
+		s.canDo(tx, p, pkt.Args[0], 0)
 	case protocol.CanDoTimeout:
-		s.canDoTimeout(c, p)
+		s.canDoTimeout(tx, p, pkt)
 	case protocol.CantDo:
-		s.cantDo(c, p.Args[0])
+		s.cantDo(tx, p, pkt.Args[0])
 	case protocol.ResetAbilities:
-		s.resetAbilities(c)
+		s.resetAbilities(tx, p)
 	case protocol.PreSleep:
-		s.preSleep(c)
+		s.preSleep(tx, p)
 	case protocol.GrabJob, protocol.GrabJobUniq, protocol.GrabJobAll:
-		s.grabJob(c, p.Type)
+		s.grabJob(tx, p, pkt.Type)
 	case protocol.WorkData, protocol.WorkWarning, protocol.WorkStatus,
 		protocol.WorkComplete, protocol.WorkFail, protocol.WorkException:
-		s.workResult(c, p)
+		s.workResult(tx, p, pkt)
 	case protocol.GetStatus:
-		s.getStatus(c, p.Args[0])
+		s.getStatus(tx, p, pkt.Args[0])
 	case protocol.GetStatusUnique:
-		s.getStatusUnique(c, p.Args[0])
+		s.getStatusUnique(tx, p, pkt.Args[0])
 	case protocol.OptionReq:
-		s.optionReq(c, p.Args[0])
+		s.optionReq(tx, p, pkt.Args[0])
 	case protocol.SetClientID:
-		s.setClientID(c, p.Args[0])
+		s.setClientID(p, pkt.Args[0])
 	default:
 		// Response types, ALL_YOURS and SUBMIT_JOB_SCHED: what gearmand answers.
-		c.sendError(errInvalidCommand, textCommandNotExpect)
+		s.sendError(tx, p, protocol.CodeInvalidCommand, textCommandNotExpect)
 	}
 }
 
 // submitJob handles the SUBMIT_JOB family: "FUNCTION\0UNIQUE\0DATA", with "WHEN\0" before DATA for
 // SUBMIT_JOB_EPOCH and "REDUCER\0AGGREGATOR\0" before DATA for SUBMIT_REDUCE_JOB*.
-func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
+func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 	name, unique := p.Args[0], p.Args[1]
 	data := p.Args[len(p.Args)-1]
 	if len(unique) > protocol.MaxUniqueSize {
-		c.sendError(errArgumentTooLarge, "Unique value too large")
+		s.sendError(tx, c, protocol.CodeArgumentTooLarge, "Unique value too large")
 		return
 	}
 	if len(name) > protocol.MaxFunctionSize {
-		c.sendError(errArgumentTooLarge, "Function name too large")
+		s.sendError(tx, c, protocol.CodeArgumentTooLarge, "Function name too large")
 		return
 	}
 	if hasLineBreak(name) || hasLineBreak(unique) {
-		c.sendError(errInvalidArgument, "Function name or unique contains a line break")
+		s.sendError(tx, c, protocol.CodeInvalidArgument, "Function name or unique contains a line break")
 		return
 	}
 	if s.draining {
-		c.sendError(errQueueError, "Server is shutting down")
+		s.sendError(tx, c, protocol.CodeQueueError, "Server is shutting down")
 		return
 	}
 	var when time.Time
 	if kind.epoch {
 		sec, err := strconv.ParseInt(string(bytes.TrimSpace(p.Args[2])), 10, 64)
 		if err != nil || sec < 0 {
-			c.sendError(errInvalidArgument, "Epoch time is not a number of seconds")
+			s.sendError(tx, c, protocol.CodeInvalidArgument, "Epoch time is not a number of seconds")
 			return
 		}
 		when = time.Unix(sec, 0)
@@ -142,12 +123,12 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	key := uniqueKey(unique, data)
 	if key != "" {
 		if j := f.uniques[key]; j != nil {
-			s.coalesce(c, j, kind)
+			s.coalesce(tx, c, j, kind)
 			return
 		}
 	}
-	if limit := f.maxQueue[kind.prio]; limit > 0 && f.total() >= limit {
-		c.sendError(errQueueError, "Job queue is full")
+	if limit := f.maxQueue[kind.prio]; limit > 0 && f.limitCount() >= limit {
+		s.sendError(tx, c, protocol.CodeQueueError, "Job queue is full")
 		s.collect(f)
 		return
 	}
@@ -168,6 +149,7 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 	}
 	copy(j.data, data)
 	s.jobs[j.seq] = j
+	s.emitJob(EventSubmitted, j, "")
 	if key != "" {
 		f.uniques[key] = j
 	}
@@ -175,12 +157,11 @@ func (s *Server) submitJob(c *conn, p *protocol.Packet, kind submitKind) {
 		s.attachClient(j, c)
 	}
 	if kind.background && s.opts.Store != nil {
-		s.persist(c, j) // JOB_CREATED once it is on stable storage
+		s.persist(tx, c, j) // JOB_CREATED once it is on stable storage
 		return
 	}
-	var hb [64]byte
-	s.send(c, protocol.JobCreated, s.appendHandle(hb[:0], j))
-	s.makeRunnable(j)
+	s.send(tx, c, protocol.JobCreated, s.handleArg(j))
+	s.makeRunnable(tx, j)
 }
 
 // dataKeyPrefix starts the coalescing key of a submit with unique "-": a NUL, which no unique sent
@@ -201,7 +182,7 @@ func uniqueKey(unique, data []byte) string {
 // coalesce attaches a submit to an existing job with the same function and unique key: the client
 // gets the same handle and every WORK_* packet; its payload is ignored. A background submit onto a
 // foreground job makes the job background, so it runs even if the foreground client leaves.
-func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
+func (s *Core) coalesce(tx Tx, c *Peer, j *job, kind submitKind) {
 	if kind.background {
 		j.background = true
 	} else {
@@ -210,25 +191,24 @@ func (s *Server) coalesce(c *conn, j *job, kind submitKind) {
 	switch {
 	case j.state == jobPersisting:
 		// Acknowledge together with the job it joins, once that is durable.
-		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
+		s.acks[j] = append(s.acks[j], ack{c, c.Link.Hold()})
 	case kind.background && s.opts.Store != nil && !j.stored:
 		// A background submit joining an in-memory foreground job: the job must now survive a
 		// crash too. It stays where it is (queued or running) while it is written.
 		j.stored = true
 		j.pooledData = false // the store may read it after the job ends
 		j.created = s.opts.Now().UnixNano()
-		s.acks[j] = append(s.acks[j], ack{c, c.hold()})
+		s.acks[j] = append(s.acks[j], ack{c, c.Link.Hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 	default:
-		var hb [64]byte
-		s.send(c, protocol.JobCreated, s.appendHandle(hb[:0], j))
+		s.send(tx, c, protocol.JobCreated, s.handleArg(j))
 	}
 }
 
 // attachClient adds c to j's listeners once per submit: a client that submits the same unique twice
 // on one connection gets two JOB_CREATED and two of every WORK_* packet, as with gearmand (Perl task
 // sets count on it).
-func (s *Server) attachClient(j *job, c *conn) {
+func (s *Core) attachClient(j *job, c *Peer) {
 	j.clients = append(j.clients, c)
 	if c.waiting == nil {
 		c.waiting = make(map[*job]struct{})
@@ -237,11 +217,11 @@ func (s *Server) attachClient(j *job, c *conn) {
 }
 
 // canDo registers a function for worker c: "FUNCTION".
-func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
+func (s *Core) canDo(tx Tx, c *Peer, name []byte, timeout time.Duration) {
 	c.isWorker = true
 	if hasLineBreak(name) {
 		// Silently ignored, as a CAN_DO has no reply: a name like "x\n.\n" would forge admin lines.
-		c.log.Warn("ignoring CAN_DO for a function name with a line break", "function", string(name))
+		c.Log.Warn("ignoring CAN_DO for a function name with a line break", "function", string(name))
 		return
 	}
 	for i, a := range c.abilities {
@@ -253,40 +233,42 @@ func (s *Server) canDo(c *conn, name []byte, timeout time.Duration) {
 	f := s.function(name, true)
 	c.abilities = append(c.abilities, ability{fn: f, timeout: timeout})
 	f.workers = append(f.workers, c)
+	s.emitPeer(EventRegistered, c, f.name)
 	// A worker that registers while asleep can have work at once.
 	if c.sleeping && !c.noopSent && f.queuedTotal() > 0 {
-		s.sendNoop(c)
+		s.sendNoop(tx, c)
 	}
 }
 
 // canDoTimeout registers "FUNCTION\0TIMEOUT". As in gearmand the timeout is in milliseconds and at
 // least one second (values below are raised to it); unlike gearmand, a job that outruns it fails
 // (see expire). Zero or an unparsable value means no timeout.
-func (s *Server) canDoTimeout(c *conn, p *protocol.Packet) {
+func (s *Core) canDoTimeout(tx Tx, c *Peer, p *protocol.Packet) {
 	ms, err := strconv.ParseInt(string(bytes.TrimSpace(p.Args[1])), 10, 64)
 	var timeout time.Duration
 	if err == nil && ms > 0 {
 		timeout = max(time.Duration(ms)*time.Millisecond, time.Second)
 	}
-	s.canDo(c, p.Args[0], timeout)
+	s.canDo(tx, c, p.Args[0], timeout)
 }
 
 // cantDo withdraws one function: "FUNCTION".
-func (s *Server) cantDo(c *conn, name []byte) {
+func (s *Core) cantDo(tx Tx, c *Peer, name []byte) {
 	for i, a := range c.abilities {
 		if a.fn.name == string(name) {
 			c.abilities = append(c.abilities[:i], c.abilities[i+1:]...)
 			if c.grabNext >= len(c.abilities) {
 				c.grabNext = 0
 			}
-			s.removeWorker(a.fn, c)
+			s.removeWorker(tx, a.fn, c)
+			s.emitPeer(EventUnregistered, c, a.fn.name)
 			return
 		}
 	}
 }
 
 // preSleep: the worker will wait for a NOOP. If it has work already, it gets the NOOP at once.
-func (s *Server) preSleep(c *conn) {
+func (s *Core) preSleep(tx Tx, c *Peer) {
 	c.isWorker = true
 	c.sleeping = true
 	c.noopSent = false
@@ -295,7 +277,7 @@ func (s *Server) preSleep(c *conn) {
 	}
 	for _, a := range c.abilities {
 		if a.fn.queuedTotal() > 0 {
-			s.sendNoop(c)
+			s.sendNoop(tx, c)
 			return
 		}
 	}
@@ -304,7 +286,7 @@ func (s *Server) preSleep(c *conn) {
 // grabJob answers GRAB_JOB (JOB_ASSIGN "HANDLE\0FUNCTION\0DATA"), GRAB_JOB_UNIQ (JOB_ASSIGN_UNIQ, with
 // the unique) and GRAB_JOB_ALL (JOB_ASSIGN_ALL with the reducer for reduce jobs, else
 // JOB_ASSIGN_UNIQ, as gearmand does), or NO_JOB.
-func (s *Server) grabJob(c *conn, t protocol.Type) {
+func (s *Core) grabJob(tx Tx, c *Peer, t protocol.Type) {
 	c.isWorker = true
 	c.sleeping = false
 	c.noopSent = false
@@ -314,25 +296,24 @@ func (s *Server) grabJob(c *conn, t protocol.Type) {
 		j = s.nextJob(c)
 	}
 	if j == nil {
-		s.send(c, protocol.NoJob)
+		s.send(tx, c, protocol.NoJob)
 		return
 	}
 	s.assign(j, c)
-	var hb [64]byte
-	h, fn := s.appendHandle(hb[:0], j), []byte(j.fn.name)
+	h, fn := s.handleArg(j), s.strArg(j.fn.name)
 	switch {
 	case t == protocol.GrabJob:
-		s.send(c, protocol.JobAssign, h, fn, j.data)
+		s.send(tx, c, protocol.JobAssign, h, fn, j.data)
 	case t == protocol.GrabJobAll && j.reducer() != "":
-		s.send(c, protocol.JobAssignAll, h, fn, []byte(j.unique()), []byte(j.reducer()), j.data)
+		s.send(tx, c, protocol.JobAssignAll, h, fn, s.strArg(j.unique()), s.strArg(j.reducer()), j.data)
 	default:
-		s.send(c, protocol.JobAssignUniq, h, fn, []byte(j.unique()), j.data)
+		s.send(tx, c, protocol.JobAssignUniq, h, fn, s.strArg(j.unique()), j.data)
 	}
 }
 
 // workResult handles WORK_DATA, WORK_WARNING, WORK_STATUS ("HANDLE\0NUM\0DEN"), WORK_COMPLETE,
 // WORK_FAIL and WORK_EXCEPTION from the worker running the job.
-func (s *Server) workResult(c *conn, p *protocol.Packet) {
+func (s *Core) workResult(tx Tx, c *Peer, p *protocol.Packet) {
 	handle := p.Args[0]
 	if p.Type == protocol.WorkFail {
 		// Some peers end the single argument with a NUL, as gearmand 1.1 itself does.
@@ -340,34 +321,42 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 	}
 	j := s.jobByHandle(handle)
 	if j == nil || j.worker != c {
-		if c.recentlyEnded(handle) {
+		if s.recentlyEnded(c, handle) {
 			// A late packet for a job that already ended here (WORK_FAIL after WORK_EXCEPTION, as
 			// Perl's Gearman::Worker sends, or a result after a timeout or cancel): nothing to do.
-			c.log.Debug("ignoring late packet for an ended job", "type", p.Type, "handle", string(handle))
+			c.Log.Debug("ignoring late packet for an ended job", "type", p.Type, "handle", string(handle))
 			return
 		}
-		c.sendError(errJobNotFound, "Job given in work result not found")
+		s.sendError(tx, c, protocol.CodeJobNotFound, "Job given in work result not found")
 		return
 	}
 	switch p.Type {
-	case protocol.WorkData, protocol.WorkWarning:
-		s.forward(j, p.Type, handle, p.Args[1])
+	case protocol.WorkData:
+		s.forward(tx, j, p.Type, handle, p.Args[1])
+		s.emitJob(EventData, j, "")
+	case protocol.WorkWarning:
+		s.forward(tx, j, p.Type, handle, p.Args[1])
+		s.emitJob(EventWarning, j, "")
 	case protocol.WorkStatus:
 		x := j.extra()
 		x.num, x.den = string(p.Args[1]), string(p.Args[2])
-		s.forward(j, p.Type, handle, p.Args[1], p.Args[2])
+		s.forward(tx, j, p.Type, handle, p.Args[1], p.Args[2])
+		s.emitJob(EventStatus, j, "")
 	case protocol.WorkComplete:
-		s.forward(j, p.Type, handle, p.Args[1])
+		s.forward(tx, j, p.Type, handle, p.Args[1])
+		s.emitJob(EventCompleted, j, "")
 		s.finish(j)
 	case protocol.WorkFail:
-		s.forward(j, p.Type, handle)
+		s.forward(tx, j, p.Type, handle)
+		s.emitJob(EventFailed, j, "")
 		s.finish(j)
 	case protocol.WorkException:
+		s.emitJob(EventException, j, "")
 		for _, cl := range j.clients {
 			if cl.exceptions {
-				s.send(cl, protocol.WorkException, handle, p.Args[1])
+				s.send(tx, cl, protocol.WorkException, handle, p.Args[1])
 			} else {
-				s.send(cl, protocol.WorkFail, handle)
+				s.send(tx, cl, protocol.WorkFail, handle)
 			}
 		}
 		s.finish(j)
@@ -375,19 +364,19 @@ func (s *Server) workResult(c *conn, p *protocol.Packet) {
 }
 
 // getStatus answers GET_STATUS "HANDLE" with STATUS_RES "HANDLE\0KNOWN\0RUNNING\0NUM\0DEN".
-func (s *Server) getStatus(c *conn, handle []byte) {
+func (s *Core) getStatus(tx Tx, c *Peer, handle []byte) {
 	j := s.jobByHandle(handle)
 	if j == nil {
-		s.send(c, protocol.StatusRes, handle, zero, zero, zero, zero)
+		s.send(tx, c, protocol.StatusRes, handle, zero, zero, zero, zero)
 		return
 	}
 	num, den := j.status()
-	s.send(c, protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), numArg(num), numArg(den))
+	s.send(tx, c, protocol.StatusRes, handle, one, boolArg(j.state == jobRunning), s.numArg(num), s.numArg(den))
 }
 
 // getStatusUnique answers GET_STATUS_UNIQUE "UNIQUE" with STATUS_RES_UNIQUE
 // "UNIQUE\0KNOWN\0RUNNING\0NUM\0DEN\0CLIENTS", looking in every function.
-func (s *Server) getStatusUnique(c *conn, unique []byte) {
+func (s *Core) getStatusUnique(tx Tx, c *Peer, unique []byte) {
 	var j *job
 	if len(unique) > 0 {
 		for _, f := range s.functions {
@@ -397,27 +386,27 @@ func (s *Server) getStatusUnique(c *conn, unique []byte) {
 		}
 	}
 	if j == nil {
-		s.send(c, protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
+		s.send(tx, c, protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
 		return
 	}
 	num, den := j.status()
-	s.send(c, protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
-		numArg(num), numArg(den), []byte(strconv.Itoa(len(j.clients))))
+	s.send(tx, c, protocol.StatusResUnique, unique, one, boolArg(j.state == jobRunning),
+		s.numArg(num), s.numArg(den), s.intArg(len(j.clients)))
 }
 
 // optionReq handles OPTION_REQ "NAME": only "exceptions" exists.
-func (s *Server) optionReq(c *conn, name []byte) {
+func (s *Core) optionReq(tx Tx, c *Peer, name []byte) {
 	if !bytes.EqualFold(name, []byte("exceptions")) {
-		c.sendError(errUnknownOption, "Server does not recognize given option")
+		s.sendError(tx, c, protocol.CodeUnknownOption, "Server does not recognize given option")
 		return
 	}
 	c.exceptions = true
-	s.send(c, protocol.OptionRes, name)
+	s.send(tx, c, protocol.OptionRes, name)
 }
 
 // setClientID handles SET_CLIENT_ID "ID", shown by the admin `workers`. Truncated as in gearmand;
 // spaces and control bytes would break the `workers` line format, so they become '_'.
-func (s *Server) setClientID(c *conn, id []byte) {
+func (s *Core) setClientID(c *Peer, id []byte) {
 	if len(id) > protocol.MaxClientIDSize {
 		id = id[:protocol.MaxClientIDSize]
 	}
@@ -450,15 +439,10 @@ func boolArg(b bool) []byte {
 	return zero
 }
 
-func numArg(s string) []byte {
-	if s == "" {
+// numArg is a WORK_STATUS number as kept ("" before any: 0).
+func (s *Core) numArg(v string) []byte {
+	if v == "" {
 		return zero
 	}
-	return []byte(s)
-}
-
-// send queues a packet to c from a handler. Server.mu must be held. When the lock holder is a
-// connection's reader, the packet goes out with its batch.
-func (s *Server) send(c *conn, t protocol.Type, args ...[]byte) {
-	c.sendVia(s.batch, t, args...)
+	return s.strArg(v)
 }

@@ -1,9 +1,8 @@
-package server
+package core
 
 import (
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gearhq/gear/protocol"
@@ -12,29 +11,30 @@ import (
 
 // Durable background jobs. With Options.Store set, a background job is written to the store before
 // its JOB_CREATED goes out: the job waits in state jobPersisting, the connection's replies from that
-// point are held in order (conn.hold), and the store's callback makes the job runnable and releases
+// point are held in order (Link.Hold), and the store's callback makes the job runnable and releases
 // the reply — or, if the write failed, drops the job and answers ERROR QUEUE_ERROR. The connection's
 // reader never waits for the disk, so one client's pipelined submits share an fsync too.
 
 // ack is a JOB_CREATED waiting for its job to be durable.
 type ack struct {
-	c *conn
-	h *heldReply
+	c *Peer
+	h Held
 }
 
-// persist starts writing background job j. Server.mu must be held.
-func (s *Server) persist(c *conn, j *job) {
+// persist starts writing background job j. the core lock must be held.
+func (s *Core) persist(tx Tx, c *Peer, j *job) {
 	j.state = jobPersisting
+	j.fn.persisting++
 	j.stored = true
 	j.pooledData = false // the store may read it after the job ends
 	j.created = s.opts.Now().UnixNano()
-	s.acks[j] = append(s.acks[j], ack{c, c.hold()})
+	s.acks[j] = append(s.acks[j], ack{c, c.Link.Hold()})
 	s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 }
 
 // persisted is the store's answer for j.
-func (s *Server) persisted(j *job, err error) {
-	s.mu.Lock()
+func (s *Core) persisted(j *job, err error) {
+	s.lock()
 	defer s.mu.Unlock()
 	acks := s.acks[j]
 	delete(s.acks, j)
@@ -46,38 +46,38 @@ func (s *Server) persisted(j *job, err error) {
 		} else if j.state != jobDone {
 			j.stored = false // a foreground job a background submit tried to join: it goes on in memory
 		}
-		msg := []byte("Cannot store job: " + err.Error())
+		msg := s.strArg("Cannot store job: " + err.Error())
 		for _, a := range acks {
-			a.c.release(a.h, protocol.Error, []byte(errQueueError), msg)
+			s.release(a.h, protocol.Error, s.strArg(protocol.CodeQueueError), msg)
 		}
 		return
 	}
 	if j.state == jobPersisting {
-		s.makeRunnable(j)
+		j.fn.persisting--
+		s.makeRunnable(s.async, j)
 	}
-	var hb [64]byte
-	h := s.appendHandle(hb[:0], j)
+	h := s.handleArg(j)
 	for _, a := range acks {
-		a.c.release(a.h, protocol.JobCreated, h)
+		s.release(a.h, protocol.JobCreated, h)
 	}
 }
 
-// makeRunnable queues j, or schedules it if it is an epoch job not yet due. Server.mu must be held.
-func (s *Server) makeRunnable(j *job) {
+// makeRunnable queues j, or schedules it if it is an epoch job not yet due. the core lock must be held.
+func (s *Core) makeRunnable(tx Tx, j *job) {
 	if when := j.when(); !when.IsZero() && when.After(s.opts.Now()) {
 		j.state = jobScheduled
 		j.fn.scheduled++
 		if s.epochs.peek() == nil || when.Before(s.epochs.peek().when()) {
-			s.kickScheduler()
+			s.kickTick()
 		}
 		s.epochs.add(j)
 		return
 	}
-	s.enqueue(j, false)
+	s.enqueue(tx, j, false)
 }
 
 // record is j as the store keeps it.
-func (s *Server) record(j *job) *store.Job {
+func (s *Core) record(j *job) *store.Job {
 	r := &store.Job{
 		Seq: j.seq, Handle: s.handleOf(j), Function: j.fn.name, Unique: j.unique(), Reducer: j.reducer(),
 		Data: j.data, Priority: uint8(j.prio), Retries: uint32(j.retries), Created: j.created,
@@ -89,8 +89,8 @@ func (s *Server) record(j *job) *store.Job {
 }
 
 // restore rebuilds a stored job at start, in its original priority and order, with its unique key,
-// due time and retry count. Server.mu must be held.
-func (s *Server) restore(r *store.Job) {
+// due time and retry count. the core lock must be held.
+func (s *Core) restore(tx Tx, r *store.Job) {
 	f := s.function([]byte(r.Function), true)
 	j := &job{
 		seq: r.Seq, fn: f, uniqueKey: uniqueKey([]byte(r.Unique), r.Data),
@@ -114,24 +114,5 @@ func (s *Server) restore(r *store.Job) {
 	if j.uniqueKey != "" {
 		f.uniques[j.uniqueKey] = j
 	}
-	s.makeRunnable(j)
-}
-
-// writeStoreStats answers the admin `store` command (a Gear extension): "KEY\tVALUE" lines.
-func (s *Server) writeStoreStats(b *strings.Builder) {
-	if s.opts.Store == nil {
-		b.WriteString("engine\tmemory\n.\n")
-		return
-	}
-	st := s.opts.Store.Stats()
-	last := "-"
-	if !st.LastSync.IsZero() {
-		last = st.LastSync.UTC().Format(time.RFC3339Nano)
-	}
-	lastErr := "-"
-	if st.LastError != "" {
-		lastErr = strings.Join(strings.Fields(st.LastError), " ")
-	}
-	b.WriteString("engine\t" + st.Engine + "\npath\t" + st.Path + "\nsync\t" + st.Sync.String() +
-		"\njobs\t" + itoa64(st.Jobs) + "\nlast_sync\t" + last + "\nlast_error\t" + lastErr + "\n.\n")
+	s.makeRunnable(tx, j)
 }

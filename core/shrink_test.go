@@ -1,4 +1,4 @@
-package server
+package core
 
 import "testing"
 
@@ -9,7 +9,7 @@ func TestShrunk(t *testing.T) {
 	peak := 0
 	for i := range shrinkMinPeak {
 		m[i] = i
-		m = shrunk(m, &peak)
+		m, _ = shrunk(m, &peak)
 	}
 	if peak != shrinkMinPeak {
 		t.Fatalf("peak %d, want %d", peak, shrinkMinPeak)
@@ -17,7 +17,7 @@ func TestShrunk(t *testing.T) {
 	orig := m
 	for i := range shrinkMinPeak - shrinkMinPeak/8 {
 		delete(m, i)
-		m = shrunk(m, &peak)
+		m, _ = shrunk(m, &peak)
 		if len(m) > shrinkMinPeak/8 && len(m) != len(orig) {
 			t.Fatalf("map replaced at %d entries", len(m))
 		}
@@ -31,10 +31,10 @@ func TestShrunk(t *testing.T) {
 		}
 	}
 	small, p := map[int]int{1: 1, 2: 2}, 0
-	small = shrunk(small, &p)
+	small, _ = shrunk(small, &p)
 	delete(small, 1)
 	delete(small, 2)
-	if shrunk(small, &p); p != 2 {
+	if _, shrank := shrunk(small, &p); shrank || p != 2 {
 		t.Fatalf("a small map was rebuilt (peak reset to %d)", p)
 	}
 }

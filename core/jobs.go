@@ -1,8 +1,7 @@
-package server
+package core
 
 import (
 	"math"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -11,7 +10,7 @@ import (
 	"github.com/gearhq/gear/protocol"
 )
 
-// This file holds the job lifecycle. Every function here expects Server.mu to be held.
+// This file holds the job lifecycle. Every function here expects the core lock to be held.
 //
 //	submit ──► queued ──grab──► running ──WORK_COMPLETE/FAIL/EXCEPTION──► done
 //	   │          ▲                │
@@ -21,7 +20,7 @@ import (
 // A queued foreground job whose last client leaves, and any job cancelled by the admin, go to done.
 
 // function returns the named function, creating it when create is set.
-func (s *Server) function(name []byte, create bool) *function {
+func (s *Core) function(name []byte, create bool) *function {
 	if f, ok := s.functions[string(name)]; ok {
 		return f
 	}
@@ -35,7 +34,7 @@ func (s *Server) function(name []byte, create bool) *function {
 
 // collect notes that f may have become idle; the schedule loop removes it once it stayed idle for
 // Options.FunctionIdleTTL (at once when that is zero).
-func (s *Server) collect(f *function) {
+func (s *Core) collect(f *function) {
 	if !f.idle() || s.functions[f.name] != f {
 		return
 	}
@@ -47,7 +46,7 @@ func (s *Server) collect(f *function) {
 }
 
 // sweepIdleFunctions removes functions idle for longer than Options.FunctionIdleTTL.
-func (s *Server) sweepIdleFunctions(now time.Time) {
+func (s *Core) sweepIdleFunctions(now time.Time) {
 	for name, f := range s.functions {
 		if f.idle() && !f.idleSince.IsZero() && now.Sub(f.idleSince) >= s.opts.FunctionIdleTTL {
 			delete(s.functions, name)
@@ -56,7 +55,7 @@ func (s *Server) sweepIdleFunctions(now time.Time) {
 }
 
 // enqueue makes j runnable and wakes workers for it. front puts it ahead of younger jobs (requeue).
-func (s *Server) enqueue(j *job, front bool) {
+func (s *Core) enqueue(tx Tx, j *job, front bool) {
 	j.state = jobQueued
 	f := j.fn
 	if front {
@@ -65,13 +64,13 @@ func (s *Server) enqueue(j *job, front bool) {
 		f.queues[j.prio].pushBack(j)
 	}
 	f.queued[j.prio]++
-	s.wake(f)
+	s.wake(tx, f)
 }
 
 // wake sends NOOP to sleeping workers of f that have not been woken yet, rotating through them so
 // wake-ups spread over the fleet. How many depends on Options.WorkerWakeup. A worker that was
 // passed over (woken before and never grabbed, see checkWakes) is woken only when no other will do.
-func (s *Server) wake(f *function) {
+func (s *Core) wake(tx Tx, f *function) {
 	limit := s.opts.WorkerWakeup
 	switch {
 	case limit == WakeOnePerJob:
@@ -84,7 +83,7 @@ func (s *Server) wake(f *function) {
 		for i := 0; i < n && limit > 0; i++ {
 			w := f.workers[(start+i)%n]
 			if w.sleeping && !w.noopSent && w.passedOver == (pass == 1) {
-				s.sendNoop(w)
+				s.sendNoop(tx, w)
 				limit--
 				f.wakeNext = (start + i + 1) % n
 			}
@@ -94,19 +93,19 @@ func (s *Server) wake(f *function) {
 
 // sendNoop wakes sleeping worker w and notes when, so that checkWakes can tell if it never acts on
 // the NOOP.
-func (s *Server) sendNoop(w *conn) {
+func (s *Core) sendNoop(tx Tx, w *Peer) {
 	w.noopSent = true
 	w.wokenAt = s.opts.Now()
-	s.send(w, protocol.Noop)
+	s.send(tx, w, protocol.Noop)
 	if len(s.wakeChecks) == 0 {
-		s.kickScheduler()
+		s.kickTick()
 	}
 	s.wakeChecks = append(s.wakeChecks, wakeCheck{w, w.wokenAt})
 }
 
 // wakeCheck is a NOOP sent at a time, to be checked once Options.WakeTimeout has passed.
 type wakeCheck struct {
-	w  *conn
+	w  *Peer
 	at time.Time
 }
 
@@ -115,7 +114,7 @@ type wakeCheck struct {
 // holds the socket open — and wakes another sleeper for each of its functions that has jobs
 // waiting. Without it one unresponsive sleeper would stall a function under wake-one. It returns
 // when the next check falls due (zero: none pending).
-func (s *Server) checkWakes(now time.Time) time.Time {
+func (s *Core) checkWakes(tx Tx, now time.Time) time.Time {
 	i := 0
 	for ; i < len(s.wakeChecks); i++ {
 		wc := s.wakeChecks[i]
@@ -130,11 +129,11 @@ func (s *Server) checkWakes(now time.Time) time.Time {
 		}
 		if !w.passedOver {
 			w.passedOver = true
-			w.log.Info("woken worker has not asked for a job; waking another", "after", s.opts.WakeTimeout)
+			w.Log.Info("woken worker has not asked for a job; waking another", "after", s.opts.WakeTimeout)
 		}
 		for _, a := range w.abilities {
 			if a.fn.queuedTotal() > 0 {
-				s.wake(a.fn)
+				s.wake(tx, a.fn)
 			}
 		}
 	}
@@ -148,7 +147,7 @@ func (s *Server) checkWakes(now time.Time) time.Time {
 
 // nextJob takes the best runnable job for worker c: the highest priority across all its functions
 // (as gearmand 2.0), rotating among its functions so none starves at equal priority.
-func (s *Server) nextJob(c *conn) *job {
+func (s *Core) nextJob(c *Peer) *job {
 	n := len(c.abilities)
 	for p := prioHigh; p < numPriorities; p++ {
 		for i := 0; i < n; i++ {
@@ -168,7 +167,7 @@ func (s *Server) nextJob(c *conn) *job {
 }
 
 // assign hands j to worker c.
-func (s *Server) assign(j *job, c *conn) {
+func (s *Core) assign(j *job, c *Peer) {
 	j.state = jobRunning
 	j.worker = c
 	j.fn.running++
@@ -176,12 +175,13 @@ func (s *Server) assign(j *job, c *conn) {
 		c.running = make(map[*job]struct{})
 	}
 	c.running[j] = struct{}{}
+	s.emitJob(EventStarted, j, "")
 	for _, a := range c.abilities {
 		if a.fn == j.fn && a.timeout > 0 {
 			x := j.extra()
 			x.deadline = s.opts.Now().Add(a.timeout)
 			if s.timeouts.peek() == nil || x.deadline.Before(s.timeouts.peek().x.deadline) {
-				s.kickScheduler()
+				s.kickTick()
 			}
 			s.timeouts.add(j)
 			break
@@ -190,7 +190,7 @@ func (s *Server) assign(j *job, c *conn) {
 }
 
 // finish removes j from every index: it completed, failed, was cancelled or dropped.
-func (s *Server) finish(j *job) {
+func (s *Core) finish(j *job) {
 	f := j.fn
 	switch j.state {
 	case jobRunning:
@@ -200,6 +200,8 @@ func (s *Server) finish(j *job) {
 	case jobScheduled:
 		f.scheduled--
 		s.epochs.remove(j)
+	case jobPersisting:
+		f.persisting--
 	case jobDone:
 		return
 	}
@@ -213,10 +215,15 @@ func (s *Server) finish(j *job) {
 	if j.x != nil && j.x.handle != "" {
 		delete(s.foreignJobs, j.x.handle)
 	}
-	s.jobs = shrunk(s.jobs, &s.jobsPeak)
+	var shrank bool
+	if s.jobs, shrank = shrunk(s.jobs, &s.jobsPeak); shrank {
+		s.freeMemory()
+	}
 	if j.uniqueKey != "" && f.uniques[j.uniqueKey] == j {
 		delete(f.uniques, j.uniqueKey)
-		f.uniques = shrunk(f.uniques, &f.uniquesPeak)
+		if f.uniques, shrank = shrunk(f.uniques, &f.uniquesPeak); shrank {
+			s.freeMemory()
+		}
 	}
 	for _, c := range j.clients {
 		delete(c.waiting, j)
@@ -231,9 +238,9 @@ func (s *Server) finish(j *job) {
 }
 
 // forward sends a WORK_* packet about j to every client waiting on it.
-func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
+func (s *Core) forward(tx Tx, j *job, t protocol.Type, args ...[]byte) {
 	for _, c := range j.clients {
-		s.send(c, t, args...)
+		s.send(tx, c, t, args...)
 	}
 }
 
@@ -241,19 +248,18 @@ func (s *Server) forward(j *job, t protocol.Type, args ...[]byte) {
 // timed out, retries exhausted), so it is a plain failure whatever the client's options: gearmand
 // does the same, and libgearman clients (PHP, the gearman CLI), which always ask for exceptions,
 // report GEARMAN_WORK_FAIL for it. The reason goes to the log.
-func (s *Server) failClients(j *job, reason string) {
+func (s *Core) failClients(tx Tx, j *job, reason string) {
 	if len(j.clients) > 0 {
 		s.log.Info("job failed by the server", "handle", s.handleOf(j), "function", j.fn.name, "reason", reason)
 	}
-	var hb [64]byte
-	h := s.appendHandle(hb[:0], j)
+	h := s.handleArg(j)
 	for _, c := range j.clients {
-		s.send(c, protocol.WorkFail, h)
+		s.send(tx, c, protocol.WorkFail, h)
 	}
 }
 
 // requeueLost puts back a job whose worker went away, or fails it after Options.JobRetries attempts.
-func (s *Server) requeueLost(j *job) {
+func (s *Core) requeueLost(tx Tx, j *job) {
 	if j.retries < math.MaxUint16 {
 		j.retries++
 	}
@@ -265,11 +271,14 @@ func (s *Server) requeueLost(j *job) {
 	case s.opts.JobRetries > 0 && int(j.retries) >= s.opts.JobRetries:
 		s.log.Warn("job dropped: its worker was lost too many times", "handle", s.handleOf(j),
 			"function", j.fn.name, "attempts", j.retries)
-		s.failClients(j, "job failed: worker lost "+strconv.FormatUint(uint64(j.retries), 10)+" times")
+		reason := "job failed: worker lost " + strconv.FormatUint(uint64(j.retries), 10) + " times"
+		s.failClients(tx, j, reason)
+		s.emitJob(EventFailed, j, reason)
 		s.finish(j)
 		return
 	}
 	s.log.Info("worker lost; job requeued", "handle", s.handleOf(j), "function", j.fn.name, "retries", j.retries)
+	s.emitJob(EventRequeued, j, "worker lost")
 	s.unassign(j)
 	if j.x != nil {
 		j.x.num, j.x.den = "", ""
@@ -277,11 +286,11 @@ func (s *Server) requeueLost(j *job) {
 	if j.stored {
 		s.opts.Store.SetRetries(s.record(j))
 	}
-	s.enqueue(j, true)
+	s.enqueue(tx, j, true)
 }
 
 // unassign takes running job j away from its worker.
-func (s *Server) unassign(j *job) {
+func (s *Core) unassign(j *job) {
 	j.fn.running--
 	s.timeouts.remove(j)
 	if w := j.worker; w != nil {
@@ -293,8 +302,8 @@ func (s *Server) unassign(j *job) {
 
 // detachClient removes client c from j. A queued foreground job nobody waits for any more is dropped:
 // running it would be work for nobody. A running one finishes, its result discarded.
-func (s *Server) detachClient(j *job, c *conn) {
-	j.clients = slices.DeleteFunc(j.clients, func(x *conn) bool { return x == c })
+func (s *Core) detachClient(j *job, c *Peer) {
+	j.clients = slices.DeleteFunc(j.clients, func(x *Peer) bool { return x == c })
 	if len(j.clients) == 0 && !j.background && j.state == jobQueued {
 		s.finish(j)
 	}
@@ -303,23 +312,25 @@ func (s *Server) detachClient(j *job, c *conn) {
 // expire handles a CAN_DO_TIMEOUT: the job failed. Gear tells the clients (WORK_FAIL) rather than
 // requeueing silently as gearmand does, because a job that outran its limit once is likely to again and a silent requeue
 // loops forever. The worker's late result is ignored.
-func (s *Server) expire(j *job) {
+func (s *Core) expire(tx Tx, j *job) {
 	j.x.heapIndex = -1
 	s.log.Warn("job timed out", "handle", s.handleOf(j), "function", j.fn.name)
-	s.failClients(j, "job timed out")
+	s.failClients(tx, j, "job timed out")
+	s.emitJob(EventTimedOut, j, "job timed out")
 	s.finish(j)
 }
 
 // resetAbilities withdraws every function c registered.
-func (s *Server) resetAbilities(c *conn) {
+func (s *Core) resetAbilities(tx Tx, c *Peer) {
 	for _, a := range c.abilities {
-		s.removeWorker(a.fn, c)
+		s.removeWorker(tx, a.fn, c)
+		s.emitPeer(EventUnregistered, c, a.fn.name)
 	}
 	c.abilities = nil
 	c.grabNext = 0
 }
 
-func (s *Server) removeWorker(f *function, c *conn) {
+func (s *Core) removeWorker(tx Tx, f *function, c *Peer) {
 	for i, w := range f.workers {
 		if w == c {
 			f.workers = append(f.workers[:i], f.workers[i+1:]...)
@@ -331,7 +342,7 @@ func (s *Server) removeWorker(f *function, c *conn) {
 	}
 	// If c was woken for a job it will now never take, wake someone else.
 	if c.sleeping && c.noopSent && f.queuedTotal() > 0 {
-		s.wake(f)
+		s.wake(tx, f)
 	}
 	s.collect(f)
 }
@@ -339,20 +350,37 @@ func (s *Server) removeWorker(f *function, c *conn) {
 // shrunk returns m, or a right-sized copy of it once it has fallen to an eighth of the largest size
 // it had: Go maps never give back their buckets, so after a queue of a million jobs drains the
 // indexes would keep their peak memory for the life of the server. *peak tracks that size. When a
-// large map is dropped, the memory goes back to the operating system at once, off the lock.
-func shrunk[K comparable, V any](m map[K]V, peak *int) map[K]V {
+// large map is dropped (shrank true), the caller has the memory go back to the operating system at
+// once (see freeMemory).
+func shrunk[K comparable, V any](m map[K]V, peak *int) (_ map[K]V, shrank bool) {
 	n := len(m)
 	*peak = max(*peak, n)
 	if *peak < shrinkMinPeak || n > *peak/8 {
-		return m
+		return m, false
 	}
 	c := make(map[K]V, n)
 	for k, v := range m {
 		c[k] = v
 	}
 	*peak = n
-	go debug.FreeOSMemory()
-	return c
+	return c, true
+}
+
+// freeMemory asks for the memory of a dropped index to go back to the operating system. That takes
+// a garbage collection, far too long for the lock: Tick's caller does it (see FreeMemory).
+func (s *Core) freeMemory() {
+	s.memoryToFree = true
+	s.kickTick()
+}
+
+// FreeMemory reports, once, that a large index was dropped since it was last asked: the caller
+// then runs debug.FreeOSMemory, off the lock.
+func (s *Core) FreeMemory() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	free := s.memoryToFree
+	s.memoryToFree = false
+	return free
 }
 
 // shrinkMinPeak keeps small maps, which cost little, from being copied at all.

@@ -1,0 +1,151 @@
+package core
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/gearhq/gear/protocol"
+)
+
+// AdminAction is what the transport must do after sending an admin reply.
+type AdminAction int
+
+const (
+	AdminNone AdminAction = iota
+	// AdminShutdown: close the server at once, once the reply has reached the admin.
+	AdminShutdown
+	// AdminShutdownGraceful: the core is draining already (nothing new is accepted from the
+	// moment the reply is queued); stop listening and shut down once running jobs are done.
+	AdminShutdownGraceful
+)
+
+// Admin answers one line of the text admin protocol from p, byte-compatible with gearmand 1.1 where
+// admin clients parse it: lists end with ".\n", "OK value" lines with "\n", bare OK/ERR with
+// "\r\n", and error words join with '+'. Packets the command causes (WORK_FAIL for a cancelled
+// job) go through tx. A blank line has no reply.
+func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
+	cmd := protocol.ParseAdmin(line)
+	if cmd.Name == "" && cmd.Word == "" {
+		return nil, AdminNone // blank line: gearmand ignores it too
+	}
+	if cmd.Name == protocol.AdminStore {
+		return protocol.AppendStore(nil, s.Store()), AdminNone // the store answers without the lock
+	}
+	s.lock()
+	defer s.mu.Unlock()
+	return s.adminCommand(tx, cmd)
+}
+
+func (s *Core) adminCommand(tx Tx, cmd protocol.AdminCommand) ([]byte, AdminAction) {
+	switch cmd.Name {
+	case protocol.AdminStatus:
+		return protocol.AppendStatus(nil, s.status()), AdminNone
+	case protocol.AdminPriorityStatus:
+		return protocol.AppendPriorityStatus(nil, s.priorityStatus()), AdminNone
+	case protocol.AdminWorkers:
+		return protocol.AppendWorkers(nil, s.workers()), AdminNone
+	case protocol.AdminVersion:
+		return []byte("OK " + s.opts.Version + "\n"), AdminNone
+	case protocol.AdminVerbose:
+		return []byte("OK " + s.levelName() + "\n"), AdminNone
+	case protocol.AdminGetPID:
+		return []byte("OK " + strconv.Itoa(pid) + "\n"), AdminNone
+	case protocol.AdminMaxQueue:
+		return []byte(s.adminMaxQueue(cmd.Args)), AdminNone
+	case protocol.AdminShowJobs:
+		return protocol.AppendJobs(nil, s.jobList()), AdminNone
+	case protocol.AdminShowUniqueJobs:
+		return protocol.AppendUniqueJobs(nil, s.uniqueJobs()), AdminNone
+	case protocol.AdminCancelJob:
+		return []byte(s.adminCancel(tx, cmd.Args)), AdminNone
+	case protocol.AdminCreateFunction:
+		if len(cmd.Args) != 1 {
+			return []byte("ERR INVALID_ARGUMENTS Usage:+create+function+NAME\r\n"), AdminNone
+		}
+		s.function([]byte(cmd.Args[0]), true).explicit = true
+		return []byte("OK\r\n"), AdminNone
+	case protocol.AdminDropFunction:
+		return []byte(s.adminDrop(cmd.Args)), AdminNone
+	case protocol.AdminShutdown:
+		graceful := len(cmd.Args) > 0 && strings.EqualFold(cmd.Args[0], "graceful")
+		s.log.Info("shutdown requested by admin", "graceful", graceful)
+		if graceful {
+			// Drain now: once the admin reads OK nothing new is accepted. The connection stays
+			// open (the admin may watch `status`); the transport flushes it at the end.
+			s.startDrain()
+			return []byte("OK\r\n"), AdminShutdownGraceful
+		}
+		return []byte("OK\r\n"), AdminShutdown
+	default:
+		return []byte("ERR UNKNOWN_COMMAND Unknown+server+command:+" +
+			strings.ReplaceAll(cmd.Word, " ", "+") + "\r\n"), AdminNone
+	}
+}
+
+// adminMaxQueue handles "maxqueue FUNCTION [MAX | HIGH NORMAL LOW]"; 0 or less means unlimited. The
+// function is created if it does not exist, so the limit is in force for its first job (gearmand
+// silently ignores it).
+func (s *Core) adminMaxQueue(args []string) string {
+	if len(args) == 0 {
+		return "ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+maxqueue\r\n"
+	}
+	var limits [numPriorities]int
+	switch len(args) {
+	case 1:
+	case 2, 4:
+		for i := range limits {
+			v := args[1]
+			if len(args) == 4 {
+				v = args[1+i]
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return "ERR INVALID_ARGUMENTS Queue+size+is+not+a+number\r\n"
+			}
+			limits[i] = max(n, 0)
+		}
+	default:
+		return "ERR INVALID_ARGUMENTS Usage:+maxqueue+FUNCTION+[MAX|HIGH+NORMAL+LOW]\r\n"
+	}
+	f := s.function([]byte(args[0]), true)
+	f.maxQueue = limits
+	s.collect(f)
+	return "OK\r\n"
+}
+
+// adminCancel handles "cancel job HANDLE": the job's clients get WORK_FAIL, a queued job never runs,
+// a running one is forgotten and its worker's result ignored.
+func (s *Core) adminCancel(tx Tx, args []string) string {
+	if len(args) != 1 {
+		return "ERR INVALID_ARGUMENTS Usage:+cancel+job+HANDLE\r\n"
+	}
+	j := s.jobByHandle([]byte(args[0]))
+	if j == nil {
+		return "ERR UNKNOWN_JOB\r\n"
+	}
+	s.log.Info("job cancelled by admin", "handle", args[0], "function", j.fn.name)
+	s.failClients(tx, j, "job cancelled")
+	s.emitJob(EventCancelled, j, "cancelled by admin")
+	s.finish(j)
+	return "OK\r\n"
+}
+
+// adminDrop handles "drop function NAME". It refuses while workers are registered, jobs run, or jobs
+// wait, or are being stored (gearmand drops the function and orphans its queued jobs).
+func (s *Core) adminDrop(args []string) string {
+	if len(args) != 1 {
+		return "ERR INVALID_ARGUMENTS Usage:+drop+function+NAME\r\n"
+	}
+	f := s.functions[args[0]]
+	switch {
+	case f == nil:
+		return "ERR function not found\r\n"
+	case len(f.workers) > 0 || f.running > 0:
+		return "ERR there are still connected workers or executing clients\r\n"
+	case f.limitCount() > 0:
+		return "ERR there are still queued jobs\r\n"
+	default:
+		delete(s.functions, f.name)
+		return "OK\r\n"
+	}
+}

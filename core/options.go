@@ -1,0 +1,76 @@
+package core
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/gearhq/gear/store"
+)
+
+// Wake-up policies for Options.WorkerWakeup.
+const (
+	// WakeAll sends NOOP to every sleeping worker of the function (gearmand's `-w 0`).
+	WakeAll = 0
+	// WakeOnePerJob wakes one sleeping worker per runnable job: enough to run it, without waking a herd.
+	WakeOnePerJob = -1
+)
+
+// Options configure the rules. The transport's options (server.Options) carry them.
+type Options struct {
+	// JobRetries is the number of attempts after which a job whose worker keeps disconnecting is
+	// failed (WORK_FAIL to its clients); 0 retries forever, as gearmand 1.1.
+	JobRetries int
+	// HandlePrefix starts every job handle.
+	HandlePrefix string
+	// Exceptions turns the `exceptions` option on for every peer.
+	Exceptions bool
+	// WorkerWakeup is how many sleeping workers a new job wakes: WakeOnePerJob, WakeAll, or a
+	// positive limit.
+	WorkerWakeup int
+	// WakeTimeout is how long a woken worker may take to ask for a job before it is passed over:
+	// another sleeping worker is woken for the jobs waiting, and the unresponsive one is woken
+	// only when no other will do until it grabs again.
+	WakeTimeout time.Duration
+	// FunctionIdleTTL is how long a function with no workers, no jobs and no settings stays listed
+	// by `status` before it is forgotten (0: at once).
+	FunctionIdleTTL time.Duration
+	// Store keeps background jobs on stable storage (nil: memory only). New replays it; its owner
+	// closes it after the core is done with it.
+	Store store.Store
+	// Logger receives the log; Level (optional) is the level the admin `verbose` reports.
+	Logger *slog.Logger
+	Level  *slog.LevelVar
+	// Now is the clock for epoch jobs, timeouts and wake checks (tests inject one).
+	Now func() time.Time
+	// Version is what the admin `version` reports.
+	Version string
+	// Observer, when set, is told of every job's and peer's lifecycle events (see Event).
+	Observer Observer
+}
+
+func (o *Options) validate() error {
+	if o.JobRetries < 0 {
+		return fmt.Errorf("job retries must be 0 (unlimited) or more, got %d", o.JobRetries)
+	}
+	if len(o.HandlePrefix) > 40 {
+		return fmt.Errorf("job handle prefix %q is too long (40 bytes at most, handles are limited to 63)", o.HandlePrefix)
+	}
+	if o.FunctionIdleTTL < 0 {
+		return fmt.Errorf("function idle TTL must not be negative, got %v", o.FunctionIdleTTL)
+	}
+	if o.WorkerWakeup < WakeOnePerJob {
+		return fmt.Errorf("worker wakeup must be -1 (one per job), 0 (all) or a positive limit, got %d", o.WorkerWakeup)
+	}
+	if o.WakeTimeout <= 0 {
+		return fmt.Errorf("wake timeout must be positive, got %v", o.WakeTimeout)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
