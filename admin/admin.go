@@ -15,58 +15,24 @@
 package admin
 
 import (
-	"encoding/json"
 	"fmt"
+
+	"github.com/gearhq/gear/protocol"
 )
 
-// FunctionStatus is one line of `status`: a function's unfinished jobs (queued and running), its
-// running jobs, and the workers that can run it.
-type FunctionStatus struct {
-	Name    string `json:"function"`
-	Total   int    `json:"total"`
-	Running int    `json:"running"`
-	Workers int    `json:"available_workers"`
-}
-
-// PriorityStatus is one line of `prioritystatus`: a function's queued (not running) jobs per
-// priority and the workers that can run it.
-type PriorityStatus struct {
-	Name    string `json:"function"`
-	High    int    `json:"high"`
-	Normal  int    `json:"normal"`
-	Low     int    `json:"low"`
-	Workers int    `json:"available_workers"`
-}
-
-// WorkerInfo is one line of `workers`: a connection's descriptor (gearmand: the file descriptor;
-// Gear: a connection number), peer IP, client ID ("-" when the peer never sent SET_CLIENT_ID) and
-// the functions it registered. gearmand lists clients and admin connections too, with no functions.
-type WorkerInfo struct {
-	FD        string   `json:"fd"`
-	IP        string   `json:"ip"`
-	ID        string   `json:"client_id"`
-	Functions []string `json:"functions"`
-}
-
-// MarshalJSON writes Functions as [] rather than null when there are none.
-func (w WorkerInfo) MarshalJSON() ([]byte, error) {
-	type plain WorkerInfo // no methods: no recursion
-	if w.Functions == nil {
-		w.Functions = []string{}
-	}
-	return json.Marshal(plain(w))
-}
-
-// JobInfo is one line of `show jobs`: an unfinished job's handle, how often its worker was lost,
-// whether it was cancelled (gearmand keeps a cancelled job listed until it is dequeued) and the
-// JOB_QUEUED flag. Gear sets Queued for a job waiting in a queue, not for a running one; gearmand
-// 1.1 sets it for running jobs too and clears it only on cancel.
-type JobInfo struct {
-	Handle  string `json:"handle"`
-	Retries int    `json:"retries"`
-	Ignored bool   `json:"ignored"`
-	Queued  bool   `json:"queued"`
-}
+// The views are the protocol package's: a Gear server renders the same structs these parse into.
+type (
+	// FunctionStatus is one line of `status`.
+	FunctionStatus = protocol.FunctionStatus
+	// PriorityStatus is one line of `prioritystatus`.
+	PriorityStatus = protocol.PriorityStatus
+	// WorkerInfo is one line of `workers`.
+	WorkerInfo = protocol.WorkerInfo
+	// JobInfo is one line of `show jobs`.
+	JobInfo = protocol.JobInfo
+	// StoreInfo is the reply to `store`, a Gear extension.
+	StoreInfo = protocol.StoreInfo
+)
 
 // ServerError is an "ERR CODE text" reply. Code is the server's error word (UNKNOWN_JOB,
 // INVALID_ARGUMENTS, UNKNOWN_COMMAND…) and Text its message with '+' turned back into spaces.

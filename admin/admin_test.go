@@ -73,40 +73,40 @@ func TestConn_Replies(t *testing.T) {
 	}{
 		{"status empty", status, ".\n", "status\r\n", []FunctionStatus{}, nil},
 		{"status gearmand", status, "fn\t3\t1\t1\nother\t0\t0\t1\n.\n", "status\r\n",
-			[]FunctionStatus{{"fn", 3, 1, 1}, {"other", 0, 0, 1}}, nil},
+			[]FunctionStatus{{Name: "fn", Total: 3, Running: 1, Workers: 1}, {Name: "other", Total: 0, Running: 0, Workers: 1}}, nil},
 		{"status mixed line endings", status, "a\t1\t0\t0\r\nb\t2\t1\t1\n.\r\n", "status\r\n",
-			[]FunctionStatus{{"a", 1, 0, 0}, {"b", 2, 1, 1}}, nil},
+			[]FunctionStatus{{Name: "a", Total: 1, Running: 0, Workers: 0}, {Name: "b", Total: 2, Running: 1, Workers: 1}}, nil},
 		{"status tab in name (Perl prefix)", status, "prefix_a\techo_sleep\t1\t0\t0\n.\n", "status\r\n",
-			[]FunctionStatus{{"prefix_a\techo_sleep", 1, 0, 0}}, nil},
+			[]FunctionStatus{{Name: "prefix_a\techo_sleep", Total: 1, Running: 0, Workers: 0}}, nil},
 		{"status empty name (gearmand create function ab)", status, "\t0\t0\t0\n.\n", "status\r\n",
-			[]FunctionStatus{{"", 0, 0, 0}}, nil},
+			[]FunctionStatus{{Name: "", Total: 0, Running: 0, Workers: 0}}, nil},
 		{"status function named ERR", status, "ERR x\t1\t0\t0\n.\n", "status\r\n",
-			[]FunctionStatus{{"ERR x", 1, 0, 0}}, nil},
+			[]FunctionStatus{{Name: "ERR x", Total: 1, Running: 0, Workers: 0}}, nil},
 		{"status unknown command", status, "ERR UNKNOWN_COMMAND Unknown+server+commandstatus\r\n", "status\r\n",
 			nil, serverErr("UNKNOWN_COMMAND", "Unknown server commandstatus")},
 		{"status too few columns", status, "fn\t1\t0\n.\n", "status\r\n", nil, errMalformed},
 		{"status not a number", status, "fn\tx\t0\t0\n.\n", "status\r\n", nil, errMalformed},
 
 		{"prioritystatus", priority, "fn\t0\t1\t1\t1\nother\t0\t0\t0\t1\n.\n", "prioritystatus\r\n",
-			[]PriorityStatus{{"fn", 0, 1, 1, 1}, {"other", 0, 0, 0, 1}}, nil},
+			[]PriorityStatus{{Name: "fn", High: 0, Normal: 1, Low: 1, Workers: 1}, {Name: "other", High: 0, Normal: 0, Low: 0, Workers: 1}}, nil},
 		{"prioritystatus crlf", priority, "fn\t5\t4\t3\t2\r\n.\r\n", "prioritystatus\r\n",
-			[]PriorityStatus{{"fn", 5, 4, 3, 2}}, nil},
+			[]PriorityStatus{{Name: "fn", High: 5, Normal: 4, Low: 3, Workers: 2}}, nil},
 		{"prioritystatus old gearmand", priority, "ERR UNKNOWN_COMMAND Unknown+server+commandprioritystatus\r\n",
 			"prioritystatus\r\n", nil, serverErr("UNKNOWN_COMMAND", "Unknown server commandprioritystatus")},
 		{"prioritystatus status columns", priority, "fn\t1\t0\t0\n.\n", "prioritystatus\r\n", nil, errMalformed},
 
 		{"workers gearmand", workers, "17 127.0.0.1 - :\n16 127.0.0.1 worker-1 : other fn\n.\n", "workers\r\n",
-			[]WorkerInfo{{"17", "127.0.0.1", "-", []string{}}, {"16", "127.0.0.1", "worker-1", []string{"other", "fn"}}}, nil},
+			[]WorkerInfo{{FD: "17", IP: "127.0.0.1", ID: "-", Functions: []string{}}, {FD: "16", IP: "127.0.0.1", ID: "worker-1", Functions: []string{"other", "fn"}}}, nil},
 		{"workers Perl trailing space", workers, "5 127.0.0.1 - : \n6 127.0.0.1 w : a b \n.\n", "workers\r\n",
-			[]WorkerInfo{{"5", "127.0.0.1", "-", []string{}}, {"6", "127.0.0.1", "w", []string{"a", "b"}}}, nil},
+			[]WorkerInfo{{FD: "5", IP: "127.0.0.1", ID: "-", Functions: []string{}}, {FD: "6", IP: "127.0.0.1", ID: "w", Functions: []string{"a", "b"}}}, nil},
 		{"workers IPv6 and crlf", workers, "7 ::1 id : f\r\n.\r\n", "workers\r\n",
-			[]WorkerInfo{{"7", "::1", "id", []string{"f"}}}, nil},
+			[]WorkerInfo{{FD: "7", IP: "::1", ID: "id", Functions: []string{"f"}}}, nil},
 		{"workers empty", workers, ".\n", "workers\r\n", []WorkerInfo{}, nil},
 		{"workers no colon", workers, "1 127.0.0.1 id f\n.\n", "workers\r\n", nil, errMalformed},
 		{"workers one word", workers, "garbage\n.\n", "workers\r\n", nil, errMalformed},
 
 		{"show jobs", jobs, "H:vm:1\t0\t0\t1\nH:vm:2\t3\t1\t0\n.\n", "show jobs\r\n",
-			[]JobInfo{{"H:vm:1", 0, false, true}, {"H:vm:2", 3, true, false}}, nil},
+			[]JobInfo{{Handle: "H:vm:1", Retries: 0, Ignored: false, Queued: true}, {Handle: "H:vm:2", Retries: 3, Ignored: true, Queued: false}}, nil},
 		{"show jobs empty", jobs, ".\n", "show jobs\r\n", []JobInfo{}, nil},
 		{"show jobs flag out of range", jobs, "H:1\t0\t2\t0\n.\n", "show jobs\r\n", nil, errMalformed},
 		{"show jobs no handle", jobs, "\t0\t0\t0\n.\n", "show jobs\r\n", nil, errMalformed},
@@ -285,7 +285,7 @@ func TestWrite_Tables(t *testing.T) {
 		want  string
 	}{
 		{"status sorted and aligned", func(w io.Writer) error {
-			return WriteStatus(w, []FunctionStatus{{"resize_image", 12, 3, 4}, {"email", 0, 0, 1}, {"a\tb", 1, 0, 0}})
+			return WriteStatus(w, []FunctionStatus{{Name: "resize_image", Total: 12, Running: 3, Workers: 4}, {Name: "email", Total: 0, Running: 0, Workers: 1}, {Name: "a\tb", Total: 1, Running: 0, Workers: 0}})
 		}, "" +
 			"FUNCTION      TOTAL  RUNNING  WORKERS\n" +
 			"\"a\\tb\"        1      0        0\n" +
@@ -294,16 +294,16 @@ func TestWrite_Tables(t *testing.T) {
 		{"status empty", func(w io.Writer) error { return WriteStatus(w, nil) },
 			"FUNCTION  TOTAL  RUNNING  WORKERS\n"},
 		{"priority", func(w io.Writer) error {
-			return WritePriorityStatus(w, []PriorityStatus{{"z", 1, 2, 3, 4}, {"", 0, 0, 0, 0}})
+			return WritePriorityStatus(w, []PriorityStatus{{Name: "z", High: 1, Normal: 2, Low: 3, Workers: 4}, {Name: "", High: 0, Normal: 0, Low: 0, Workers: 0}})
 		}, "" +
 			"FUNCTION  HIGH  NORMAL  LOW  WORKERS\n" +
 			"\"\"        0     0       0    0\n" +
 			"z         1     2       3    4\n"},
 		{"workers", func(w io.Writer) error {
 			return WriteWorkers(w, []WorkerInfo{
-				{"16", "127.0.0.1", "worker-1", []string{"other", "fn"}},
-				{"17", "127.0.0.1", "-", nil},
-				{"9", "127.0.0.1", "-", []string{}},
+				{FD: "16", IP: "127.0.0.1", ID: "worker-1", Functions: []string{"other", "fn"}},
+				{FD: "17", IP: "127.0.0.1", ID: "-"},
+				{FD: "9", IP: "127.0.0.1", ID: "-", Functions: []string{}},
 			})
 		}, "" +
 			"ID        IP         FD  FUNCTIONS\n" +
@@ -311,7 +311,7 @@ func TestWrite_Tables(t *testing.T) {
 			"-         127.0.0.1  17\n" +
 			"worker-1  127.0.0.1  16  fn other\n"},
 		{"jobs in handle order", func(w io.Writer) error {
-			return WriteJobs(w, []JobInfo{{"H:h:10", 0, false, true}, {"H:h:9", 2, true, false}, {"H:g:11", 0, false, false}})
+			return WriteJobs(w, []JobInfo{{Handle: "H:h:10", Retries: 0, Ignored: false, Queued: true}, {Handle: "H:h:9", Retries: 2, Ignored: true, Queued: false}, {Handle: "H:g:11", Retries: 0, Ignored: false, Queued: false}})
 		}, "" +
 			"HANDLE  RETRIES  IGNORED  QUEUED\n" +
 			"H:g:11  0        no       no\n" +
@@ -349,7 +349,7 @@ func TestWriteJSON(t *testing.T) {
 		want string
 	}{
 		{"nil slice is []", []FunctionStatus(nil), "[]\n"},
-		{"status", []FunctionStatus{{"fn", 3, 1, 2}},
+		{"status", []FunctionStatus{{Name: "fn", Total: 3, Running: 1, Workers: 2}},
 			"[\n  {\n    \"function\": \"fn\",\n    \"total\": 3,\n    \"running\": 1,\n    \"available_workers\": 2\n  }\n]\n"},
 		{"worker without functions", []WorkerInfo{{FD: "1", IP: "::1", ID: "-"}},
 			"[\n  {\n    \"fd\": \"1\",\n    \"ip\": \"::1\",\n    \"client_id\": \"-\",\n    \"functions\": []\n  }\n]\n"},

@@ -236,14 +236,14 @@ func testLive(t *testing.T, addr string, fl flavor) {
 
 	t.Run("status", func(t *testing.T) {
 		s, err := c.Status(ctx)
-		want := []FunctionStatus{{"fn", 3, 1, 1}, {"other", 0, 0, 1}}
+		want := []FunctionStatus{{Name: "fn", Total: 3, Running: 1, Workers: 1}, {Name: "other", Total: 0, Running: 0, Workers: 1}}
 		if err != nil || !reflect.DeepEqual(sortedStatus(s), want) {
 			t.Errorf("Status: %v %v, want %v", s, err, want)
 		}
 	})
 	t.Run("prioritystatus", func(t *testing.T) {
 		s, err := c.PriorityStatus(ctx)
-		want := []PriorityStatus{{"fn", 0, 1, 1, 1}, {"other", 0, 0, 0, 1}}
+		want := []PriorityStatus{{Name: "fn", High: 0, Normal: 1, Low: 1, Workers: 1}, {Name: "other", High: 0, Normal: 0, Low: 0, Workers: 1}}
 		if err != nil || !reflect.DeepEqual(sortedPriority(s), want) {
 			t.Errorf("PriorityStatus: %v %v, want %v", s, err, want)
 		}
@@ -269,7 +269,7 @@ func testLive(t *testing.T, addr string, fl flavor) {
 	})
 	t.Run("show jobs", func(t *testing.T) {
 		js, err := c.Jobs(ctx)
-		want := []JobInfo{{h1, 0, false, true}, {h2, 0, false, fl.runningQueued}, {h3, 0, false, true}}
+		want := []JobInfo{{Handle: h1, Retries: 0, Ignored: false, Queued: true}, {Handle: h2, Retries: 0, Ignored: false, Queued: fl.runningQueued}, {Handle: h3, Retries: 0, Ignored: false, Queued: true}}
 		if err != nil || !reflect.DeepEqual(sortedJobs(js), want) {
 			t.Errorf("Jobs: %v %v, want %v", js, err, want)
 		}

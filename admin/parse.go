@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/gearhq/gear/protocol"
 )
 
 // maxLineSize bounds one reply line. Gearman function names, client IDs, handles and unique keys are
@@ -155,120 +157,31 @@ func parsePID(line string) (int, error) {
 	return pid, nil
 }
 
-// splitRow splits a tab-separated row whose last n columns are integers. Whatever precedes them is
-// the name, tabs included: the Perl client's function prefixes put a tab inside the name
-// ("prefix\tfunc\t1\t0\t0").
-func splitRow(line string, n int) (string, []int, bool) {
-	nums := make([]int, n)
-	rest := line
-	for i := n - 1; i >= 0; i-- {
-		tab := strings.LastIndexByte(rest, '\t')
-		if tab < 0 {
-			return "", nil, false
-		}
-		v, err := strconv.Atoi(strings.TrimSpace(rest[tab+1:]))
-		if err != nil {
-			return "", nil, false
-		}
-		nums[i] = v
-		rest = rest[:tab]
-	}
-	return rest, nums, true
-}
+// The parsers are the protocol package's; errors here say they come from the admin client.
 
-// parseStatus parses `status` rows "FUNCTION\tTOTAL\tRUNNING\tAVAILABLE_WORKERS".
 func parseStatus(lines []string) ([]FunctionStatus, error) {
-	out := make([]FunctionStatus, 0, len(lines))
-	for _, line := range lines {
-		name, v, ok := splitRow(line, 3)
-		if !ok {
-			return nil, fmt.Errorf("admin: malformed status line %q", line)
-		}
-		out = append(out, FunctionStatus{Name: name, Total: v[0], Running: v[1], Workers: v[2]})
-	}
-	return out, nil
+	return adminErr(protocol.ParseStatus(lines))
 }
 
-// parsePriorityStatus parses `prioritystatus` rows "FUNCTION\tHIGH\tNORMAL\tLOW\tAVAILABLE_WORKERS".
 func parsePriorityStatus(lines []string) ([]PriorityStatus, error) {
-	out := make([]PriorityStatus, 0, len(lines))
-	for _, line := range lines {
-		name, v, ok := splitRow(line, 4)
-		if !ok {
-			return nil, fmt.Errorf("admin: malformed prioritystatus line %q", line)
-		}
-		out = append(out, PriorityStatus{Name: name, High: v[0], Normal: v[1], Low: v[2], Workers: v[3]})
-	}
-	return out, nil
+	return adminErr(protocol.ParsePriorityStatus(lines))
 }
 
-// parseWorkers parses `workers` rows "FD IP CLIENT-ID : FUNCTION ...". A connection without
-// functions ends in ":" (gearmand) or ": " (Perl server).
 func parseWorkers(lines []string) ([]WorkerInfo, error) {
-	out := make([]WorkerInfo, 0, len(lines))
-	for _, line := range lines {
-		w, ok := parseWorker(line)
-		if !ok {
-			return nil, fmt.Errorf("admin: malformed workers line %q", line)
-		}
-		out = append(out, w)
-	}
-	return out, nil
+	return adminErr(protocol.ParseWorkers(lines))
 }
 
-func parseWorker(line string) (WorkerInfo, bool) {
-	fd, rest, ok := strings.Cut(line, " ")
-	if !ok || fd == "" {
-		return WorkerInfo{}, false
-	}
-	ip, rest, ok := strings.Cut(rest, " ")
-	if !ok || ip == "" {
-		return WorkerInfo{}, false
-	}
-	// The client ID is a single word for gearmand and Gear (both replace spaces), so the first " :"
-	// that ends a word is the separator.
-	var id, fns string
-	switch i := strings.Index(rest, " : "); {
-	case i >= 0:
-		id, fns = rest[:i], rest[i+3:]
-	case strings.HasSuffix(rest, " :"):
-		id = rest[:len(rest)-2]
-	default:
-		return WorkerInfo{}, false
-	}
-	if id == "" {
-		return WorkerInfo{}, false
-	}
-	functions := strings.Fields(fns)
-	if functions == nil {
-		functions = []string{}
-	}
-	return WorkerInfo{FD: fd, IP: ip, ID: id, Functions: functions}, true
-}
-
-// parseJobs parses `show jobs` rows "HANDLE\tRETRIES\tIGNORE_JOB\tJOB_QUEUED".
 func parseJobs(lines []string) ([]JobInfo, error) {
-	out := make([]JobInfo, 0, len(lines))
-	for _, line := range lines {
-		handle, v, ok := splitRow(line, 3)
-		if !ok || handle == "" || !isFlag(v[1]) || !isFlag(v[2]) {
-			return nil, fmt.Errorf("admin: malformed show jobs line %q", line)
-		}
-		out = append(out, JobInfo{Handle: handle, Retries: v[0], Ignored: v[1] == 1, Queued: v[2] == 1})
-	}
-	return out, nil
+	return adminErr(protocol.ParseJobs(lines))
 }
 
-func isFlag(v int) bool { return v == 0 || v == 1 }
+func parseUnique(lines []string) []string { return protocol.ParseUniqueJobs(lines) }
 
-// parseUnique parses `show unique jobs`: one unique key per line. gearmand prints an empty line for a
-// job submitted without a unique key; those are left out, as they name nothing.
-func parseUnique(lines []string) []string {
-	out := make([]string, 0, len(lines))
-	for _, line := range lines {
-		if line != "" {
-			out = append(out, line)
-		}
+func parseStore(lines []string) (StoreInfo, error) { return adminErr(protocol.ParseStore(lines)) }
+
+func adminErr[T any](v T, err error) (T, error) {
+	if err != nil {
+		return v, fmt.Errorf("admin: %w", err)
 	}
-	return out
+	return v, nil
 }
