@@ -35,9 +35,10 @@ type conn struct {
 	ownBatch flushBatch
 	raw      *rawio.Conn // raw reads and non-blocking writes; nil under a loop or without a descriptor
 
-	// Under an event loop (see ioLoop) the loop owns the socket: there is no reader or writer
-	// goroutine. fd is -1 once the loop has closed it; others read it only under outMu.
-	loop *ioLoop
+	// drv serves the socket: the connection's own goroutines, or an event loop (see ioLoop), which
+	// owns the socket: then there is no reader or writer goroutine, and the loop's fields are in
+	// loopConn (fd is -1 once the loop has closed it; others read it only under outMu).
+	drv driver
 	loopConn
 
 	outMu      sync.Mutex
@@ -70,7 +71,61 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	}
 	c.peer = core.NewPeer(id, remote, c.log, c)
 	c.batch = &c.ownBatch
+	c.drv = goroutines{}
 	return c
+}
+
+// driver serves connections' sockets: the connection's own reader and writer goroutines
+// (goroutines), or an event loop (ioLoop) that serves many from one. Only a connection's driver
+// reads, closes and, but for a non-blocking write that it allows, writes its socket.
+type driver interface {
+	// wake has the driver write out c's queued output, or finish closing it. Any goroutine.
+	wake(c *conn)
+	// batchable reports whether whoever holds a batch may write c's output (tryWrite).
+	batchable(c *conn) bool
+	// flushFrom writes out c's output when caller (the calling event loop; nil for a reader
+	// goroutine) may touch c's socket, and hands it to c's driver otherwise.
+	flushFrom(c *conn, caller driver)
+	// tryWrite writes as much of b as the socket takes without waiting.
+	tryWrite(c *conn, b []byte) (int, error)
+	// writesClosing reports whether flushNow writes a closing connection's last replies; if not,
+	// the driver's own writer does.
+	writesClosing() bool
+	// blocked: the socket took only part of a write; the rest is the driver's to write when the
+	// socket takes more.
+	blocked(c *conn)
+	// writeFailed ends a connection whose write failed; closeFlushed: flushNow left a closing
+	// connection with nothing queued.
+	writeFailed(c *conn)
+	closeFlushed(c *conn)
+	// shutdown makes the socket fail from any goroutine: pending I/O ends and c is dropped.
+	shutdown(c *conn)
+	// closeWithin bounds the time c may take to send its last replies.
+	closeWithin(c *conn, d time.Duration)
+}
+
+// goroutines is the driver of a connection served by its own goroutines: readLoop reads and
+// answers, and whoever holds output writes it without blocking; writeLoop takes what the socket
+// does not accept at once, and the last replies of a closing connection.
+type goroutines struct{}
+
+func (goroutines) wake(c *conn) {
+	select {
+	case c.outSignal <- struct{}{}:
+	default:
+	}
+}
+
+func (goroutines) batchable(c *conn) bool                  { return c.raw != nil }
+func (goroutines) flushFrom(c *conn, _ driver)             { c.flushNow() }
+func (goroutines) tryWrite(c *conn, b []byte) (int, error) { return c.raw.TryWrite(b) }
+func (goroutines) writesClosing() bool                     { return false }
+func (g goroutines) blocked(c *conn)                       { g.wake(c) }
+func (g goroutines) writeFailed(c *conn)                   { c.nc.Close(); g.wake(c) }
+func (g goroutines) closeFlushed(c *conn)                  { g.wake(c) } // the writer closes the socket
+func (goroutines) shutdown(c *conn)                        { c.nc.Close() }
+func (goroutines) closeWithin(c *conn, d time.Duration) {
+	c.nc.SetWriteDeadline(time.Now().Add(d))
 }
 
 // directTx is the core's Tx for output outside any batch (store acknowledgements, the tick loop):
@@ -175,7 +230,7 @@ func (c *conn) queued(b *flushBatch) {
 		c.outMu.Unlock()
 		return
 	}
-	if b != nil && (c.raw != nil || c.loop != nil) {
+	if b != nil && c.drv.batchable(c) {
 		c.pending = true
 		c.outMu.Unlock()
 		b.conns = append(b.conns, c)
@@ -185,16 +240,7 @@ func (c *conn) queued(b *flushBatch) {
 	c.wakeWriter()
 }
 
-func (c *conn) wakeWriter() {
-	if c.loop != nil {
-		c.loop.wake(c)
-		return
-	}
-	select {
-	case c.outSignal <- struct{}{}:
-	default:
-	}
-}
+func (c *conn) wakeWriter() { c.drv.wake(c) }
 
 // flushBatch is the set of connections one goroutine queued output to and will write out itself,
 // so that a reply or a push costs no hand-off to another goroutine: a reader answering a burst of
@@ -218,28 +264,13 @@ func (b *flushBatch) flush(owner *conn) {
 		if c == owner {
 			own = true
 		} else {
-			c.flushFrom(nil)
+			c.drv.flushFrom(c, nil)
 		}
 		b.conns[i] = nil
 	}
 	b.conns = b.conns[:0]
 	if own {
 		owner.flushNow()
-	}
-}
-
-// flushFrom writes out c's queued output from l, the calling event loop, or from a connection's
-// reader goroutine (l nil). Only a connection's own loop touches its socket: what is queued to
-// another loop's connection goes to that loop. A goroutine-served connection can be written from
-// anywhere (flushNow takes turns through c.writing).
-func (c *conn) flushFrom(l *ioLoop) {
-	switch c.loop {
-	case nil:
-		c.flushNow()
-	case l:
-		l.service(c)
-	default:
-		c.loop.wake(c)
 	}
 }
 
@@ -250,22 +281,19 @@ func (c *conn) flushNow() {
 	c.outMu.Lock()
 	c.pending = false
 	// A closing connection's last replies are the writer goroutine's to send, or the loop's.
-	for !c.writing && (!c.closing || c.loop != nil) && len(c.out) > 0 {
+	for !c.writing && (!c.closing || c.drv.writesClosing()) && len(c.out) > 0 {
 		buf := c.out
 		c.out, c.spare = c.spare[:0], nil
 		c.writing = true
 		c.outMu.Unlock()
-		n, err := c.writeNow(buf)
+		n, err := c.drv.tryWrite(c, buf)
 		c.outMu.Lock()
 		c.writing = false
 		if err != nil {
 			c.closing = true
 			c.out = nil
 			c.outMu.Unlock()
-			if c.loop == nil { // a loop ends the connection once it sees closing with nothing queued
-				c.nc.Close()
-				c.wakeWriter() // so does the writer goroutine
-			}
+			c.drv.writeFailed(c)
 			return
 		}
 		if n < len(buf) {
@@ -275,39 +303,21 @@ func (c *conn) flushNow() {
 			c.spare = c.out[:0]
 			c.out = append(buf[:rest], c.out...)
 			c.outMu.Unlock()
-			if c.loop != nil {
-				c.loop.wantWrite(c)
-			} else {
-				c.wakeWriter()
-			}
+			c.drv.blocked(c)
 			return
 		}
 		c.keepSpare(buf)
 	}
 	closing := c.closing
 	c.outMu.Unlock()
-	if closing && c.loop == nil {
-		c.wakeWriter() // the writer closes the socket once everything is out
+	if closing {
+		c.drv.closeFlushed(c)
 	}
-}
-
-// writeNow writes as much of buf as the socket takes without waiting.
-func (c *conn) writeNow(buf []byte) (int, error) {
-	if c.loop != nil {
-		return c.loop.write(c, buf)
-	}
-	return c.raw.TryWrite(buf)
 }
 
 // closeSocket makes the connection fail: its pending I/O ends with an error and it is dropped.
 // Any goroutine may call it.
-func (c *conn) closeSocket() {
-	if c.loop != nil {
-		c.loop.shutdown(c)
-		return
-	}
-	c.nc.Close()
-}
+func (c *conn) closeSocket() { c.drv.shutdown(c) }
 
 // keepSpare keeps a written buffer for reuse, unless it is large. outMu must be held.
 func (c *conn) keepSpare(buf []byte) {
@@ -327,11 +337,7 @@ func (c *conn) closeAfterFlush() {
 // flushAndClose is closeAfterFlush for the server's own shutdown: it also bounds a write already in
 // progress, and returns a channel closed once the writer has sent everything and closed the socket.
 func (c *conn) flushAndClose() <-chan struct{} {
-	if c.loop != nil {
-		c.loop.closeWithin(c, closeFlushTimeout)
-	} else {
-		c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-	}
+	c.drv.closeWithin(c, closeFlushTimeout)
 	c.closeAfterFlush()
 	return c.writerDone
 }

@@ -72,7 +72,7 @@ type loopConn struct {
 // full cannot starve the others; level-triggered epoll brings the loop back to it.
 const readsPerEvent = 4
 
-func newIOLoop(s *Server) (*ioLoop, error) {
+func newIOLoop(s *Server) (eventLoop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -136,7 +136,7 @@ func (l *ioLoop) adopt(c *conn) error {
 		return err
 	}
 	c.nc.Close()
-	c.loop = l
+	c.drv = l
 	c.fd = fd
 	c.batch = &l.batch
 	c.dec = protocol.NewDecoder(loopReader{c}, l.s.opts.MaxPacketSize)
@@ -339,8 +339,29 @@ func (l *ioLoop) watch(c *conn, events uint32) {
 	}
 }
 
-// wantWrite has epoll report when c's socket takes more output. Called by the loop from flushNow.
-func (l *ioLoop) wantWrite(c *conn) {
+// The loop as the driver of its connections (see driver).
+
+func (l *ioLoop) batchable(*conn) bool { return true }
+
+// flushFrom writes c out when the caller is c's own loop; another loop hands it over.
+func (l *ioLoop) flushFrom(c *conn, caller driver) {
+	if caller == driver(l) {
+		l.service(c)
+	} else {
+		l.wake(c)
+	}
+}
+
+func (l *ioLoop) tryWrite(c *conn, b []byte) (int, error) { return l.write(c, b) }
+
+// writesClosing: the loop writes a closing connection's last replies itself, and ends the
+// connection once it sees it closing with nothing queued (writeFailed and closeFlushed need nothing).
+func (l *ioLoop) writesClosing() bool { return true }
+func (l *ioLoop) writeFailed(*conn)   {}
+func (l *ioLoop) closeFlushed(*conn)  {}
+
+// blocked has epoll report when c's socket takes more output. Called by the loop from flushNow.
+func (l *ioLoop) blocked(c *conn) {
 	if !c.wantOut && !c.readClosed {
 		l.watch(c, syscall.EPOLLIN|syscall.EPOLLOUT)
 	}
@@ -376,7 +397,7 @@ func (l *ioLoop) flush() {
 	for i := 0; i < len(l.batch.conns); i++ {
 		c := l.batch.conns[i]
 		l.batch.conns[i] = nil
-		c.flushFrom(l)
+		c.drv.flushFrom(c, l)
 	}
 	l.batch.conns = l.batch.conns[:0]
 }

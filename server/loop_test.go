@@ -154,7 +154,7 @@ func testMixedServing(t *testing.T, wrap func(net.Listener) net.Listener) {
 	s.mu.Lock()
 	var looped, own int
 	for c := range s.conns {
-		if c.loop != nil {
+		if _, ownGoroutines := c.drv.(goroutines); !ownGoroutines {
 			looped++
 		} else {
 			own++

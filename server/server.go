@@ -47,7 +47,7 @@ type Server struct {
 	listeners  []net.Listener
 	closed     bool
 	nextConnID atomic.Uint64
-	loops      []*ioLoop // event loops that serve connections (Options.IOLoops); none: goroutines
+	loops      []eventLoop // event loops that serve connections (Options.IOLoops); none: goroutines
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -84,6 +84,19 @@ func New(opts Options) (*Server, error) {
 		go l.run()
 	}
 	return s, nil
+}
+
+// eventLoop is a driver that serves many connections from one goroutine (ioLoop, on Linux).
+type eventLoop interface {
+	driver
+	// adopt takes c's socket from its net.Conn; add then hands c to the loop (Server.mu held).
+	adopt(c *conn) error
+	add(c *conn)
+	// discard closes an adopted connection the loop never saw.
+	discard(c *conn)
+	// run serves until stop, once the loop's connections are gone.
+	run()
+	stop()
 }
 
 // Core is the server's rules and state: its typed views (Status, Workers, Jobs, ...) are what the
@@ -166,7 +179,7 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 	}
 	c := newConn(s, nc, s.nextConnID.Add(1))
-	var l *ioLoop
+	var l eventLoop
 	if len(s.loops) > 0 {
 		l = s.loops[c.id%uint64(len(s.loops))]
 		if err := l.adopt(c); err != nil {
