@@ -22,12 +22,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/serveraddr"
 )
 
 // Func runs one job. Its context ends when the function's timeout passes or the connection to the
@@ -46,7 +45,9 @@ var (
 
 // Options configure a Worker.
 type Options struct {
-	// Servers lists job servers as "host:port"; empty: GEARMAN_SERVERS, else 127.0.0.1:4730.
+	// Servers lists job servers, each an address or a comma-separated list of them, read as
+	// client.ParseServers reads them ("host", "host:port", "[v6]:port"...; port 4730 if omitted);
+	// empty: GEARMAN_SERVERS, else 127.0.0.1:4730. A malformed address makes New fail.
 	Servers []string
 	// ID is sent with SET_CLIENT_ID, shown by the admin `workers` command.
 	ID string
@@ -85,13 +86,11 @@ type Worker struct {
 
 // New returns a worker for opts.
 func New(opts Options) (*Worker, error) {
-	if len(opts.Servers) == 0 {
-		opts.Servers = client.ServersFromEnv()
+	servers, err := serveraddr.Servers(opts.Servers, os.Getenv(serveraddr.EnvVar))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
-	opts.Servers = slices.Clone(opts.Servers) // the caller's slice is not ours to rewrite
-	for i, s := range opts.Servers {
-		opts.Servers[i] = client.WithDefaultPort(s)
-	}
+	opts.Servers = servers // a new slice: the caller's is not ours to rewrite
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}

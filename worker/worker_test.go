@@ -66,6 +66,17 @@ func TestWorker_RegisterAndRunMisuse(t *testing.T) {
 		t.Errorf("New rewrote the caller's server list to %q (%v)", servers, err)
 	}
 
+	// A malformed address fails New, from Options.Servers or GEARMAN_SERVERS.
+	for _, bad := range [][]string{{addr, "h:0"}, {":4730"}, {","}} {
+		if _, err := worker.New(worker.Options{Servers: bad}); err == nil {
+			t.Errorf("New with servers %q: no error", bad)
+		}
+	}
+	t.Setenv("GEARMAN_SERVERS", "a:b")
+	if _, err := worker.New(worker.Options{}); err == nil || !strings.Contains(err.Error(), "GEARMAN_SERVERS") {
+		t.Errorf("New with a bad GEARMAN_SERVERS: %v", err)
+	}
+
 	if _, err := worker.New(worker.Options{Servers: []string{addr}, Guard: worker.Guard{WarnBytes: 2, MaxBytes: 1}}); err == nil {
 		t.Error("a warning threshold above the cap was accepted")
 	}

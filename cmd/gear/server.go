@@ -26,7 +26,7 @@ import (
 type serverFlags struct {
 	fs            *flag.FlagSet
 	port          string
-	listen        multiFlag
+	listen        addrFlag
 	logFile       string
 	verbose       string
 	moreVerbose   bool
@@ -51,13 +51,8 @@ type serverFlags struct {
 	minFree       byteSize
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 func newServerFlags(name string) *serverFlags {
-	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), listen: addrFlag{listen: true}}
 	fs := f.fs
 	str := func(p *string, long, short, def, help string) {
 		fs.StringVar(p, long, def, help)
@@ -181,19 +176,10 @@ func (f *serverFlags) listenAddrs() ([]string, error) {
 	if _, err := strconv.ParseUint(f.port, 10, 16); err != nil {
 		return nil, fmt.Errorf("invalid port %q", f.port)
 	}
-	hosts := f.listen
-	if len(hosts) == 0 {
-		hosts = []string{"127.0.0.1"}
+	if !f.listen.given() {
+		return []string{net.JoinHostPort("127.0.0.1", f.port)}, nil
 	}
-	var addrs []string
-	for _, h := range hosts {
-		if _, _, err := net.SplitHostPort(h); err == nil {
-			addrs = append(addrs, h)
-			continue
-		}
-		addrs = append(addrs, net.JoinHostPort(strings.Trim(h, "[]"), f.port))
-	}
-	return addrs, nil
+	return f.listen.withPort(f.port), nil
 }
 
 func parseLevel(name string) (slog.Level, error) {
