@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/server"
 	"github.com/gearhq/gear/store"
 )
@@ -66,26 +67,29 @@ func newServerFlags(name string) *serverFlags {
 			fs.IntVar(p, short, def, "short for --"+long)
 		}
 	}
-	str(&f.port, "port", "p", "4730", "TCP port to listen on (env GEARMAND_PORT)")
-	fs.Var(&f.listen, "listen", "address to listen on, HOST or HOST:PORT (repeatable; default 127.0.0.1; 0.0.0.0 for all)")
+	// The defaults are the server's own (server.DefaultOptions), stated here once for the flags.
+	d := server.DefaultOptions()
+	defHosts, defPort := splitListen(d.Listen)
+	str(&f.port, "port", "p", defPort, "TCP port to listen on (env GEARMAND_PORT)")
+	fs.Var(&f.listen, "listen", "address to listen on, HOST or HOST:PORT (repeatable; default "+strings.Join(defHosts, ",")+"; 0.0.0.0 for all)")
 	fs.Var(&f.listen, "L", "short for --listen")
 	str(&f.logFile, "log-file", "l", "stderr", "log destination: a file path, stderr or none")
 	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG")
 	fs.BoolVar(&f.moreVerbose, "v", false, "log at DEBUG level (deprecated in gearmand; use --verbose)")
 	str(&f.pidFile, "pid-file", "P", "", "write the process ID to this file")
-	num(&f.jobRetries, "job-retries", "j", 0, "fail a job after its worker was lost this many times (0 = retry forever)")
-	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", "job handle prefix (default H:HOSTNAME)")
-	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
-	num(&f.workerWakeup, "worker-wakeup", "w", server.WakeOnePerJob, "sleeping workers to wake per new job: -1 one per job, 0 all")
-	fs.BoolVar(&f.keepalive, "keepalive", false, "enable TCP keepalive on connections")
-	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", 60, "seconds of idleness before keepalive probes")
+	num(&f.jobRetries, "job-retries", "j", d.JobRetries, "fail a job after its worker was lost this many times (0 = retry forever)")
+	fs.StringVar(&f.handlePrefix, "job-handle-prefix", d.HandlePrefix, "job handle prefix (default: H: and the host name)")
+	fs.BoolVar(&f.exceptions, "exceptions", d.Exceptions, "turn the exceptions option on for every connection")
+	num(&f.workerWakeup, "worker-wakeup", "w", d.WorkerWakeup, "sleeping workers to wake per new job: -1 one per job, 0 all")
+	fs.BoolVar(&f.keepalive, "keepalive", d.Keepalive, "enable TCP keepalive on connections")
+	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", int(d.KeepaliveIdle/time.Second), "seconds of idleness before keepalive probes")
 	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; see --io-loops")
-	fs.IntVar(&f.ioLoops, "io-loops", server.DefaultOptions().IOLoops, "epoll event loops serving connections (Linux; 0: a goroutine per connection)")
+	fs.IntVar(&f.ioLoops, "io-loops", d.IOLoops, "epoll event loops serving connections (Linux; 0: a goroutine per connection)")
 	fs.BoolVar(&f.roundRobin, "round-robin", false, "accepted for gearmand compatibility; Gear always rotates among a worker's functions")
 	fs.BoolVar(&f.roundRobin, "R", false, "short for --round-robin")
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
-	fs.IntVar(&f.maxPacket, "max-packet-size", 64<<20, "largest packet accepted, in bytes")
-	fs.DurationVar(&f.functionTTL, "function-idle-ttl", 5*time.Minute, "how long `status` keeps listing a function with no workers and no jobs")
+	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
+	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
@@ -176,10 +180,33 @@ func (f *serverFlags) listenAddrs() ([]string, error) {
 	if _, err := strconv.ParseUint(f.port, 10, 16); err != nil {
 		return nil, fmt.Errorf("invalid port %q", f.port)
 	}
-	if !f.listen.given() {
-		return []string{net.JoinHostPort("127.0.0.1", f.port)}, nil
+	listen := f.listen
+	if !listen.given() {
+		hosts, _ := splitListen(server.DefaultOptions().Listen)
+		for _, h := range hosts {
+			listen.Set(h)
+		}
 	}
-	return f.listen.withPort(f.port), nil
+	return listen.withPort(f.port), nil
+}
+
+// splitListen returns the hosts of the server's default listening addresses and the port of the
+// first, the defaults of --listen and --port.
+func splitListen(addrs []string) (hosts []string, port string) {
+	for _, a := range addrs {
+		h, p, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		hosts = append(hosts, h)
+		if port == "" {
+			port = p
+		}
+	}
+	if port == "" {
+		port = serveraddr.DefaultPort
+	}
+	return hosts, port
 }
 
 func parseLevel(name string) (slog.Level, error) {
@@ -259,25 +286,25 @@ func runServer(name string, args []string) int {
 	return 0
 }
 
-func serve(f *serverFlags) error {
-	level := new(slog.LevelVar)
+// level returns the log level --verbose and -v ask for.
+func (f *serverFlags) level() (slog.Level, error) {
 	lv, err := parseLevel(f.verbose)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if f.moreVerbose {
 		lv = slog.LevelDebug
 	}
-	level.Set(lv)
-	sink, err := openLog(f.logFile)
-	if err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+	return lv, nil
+}
 
+// options returns the server's options as the flags set them, starting from server.DefaultOptions
+// (the flags' defaults are its values). Logger, Level and Store are left to the caller.
+func (f *serverFlags) options() (server.Options, error) {
 	opts := server.DefaultOptions()
+	var err error
 	if opts.Listen, err = f.listenAddrs(); err != nil {
-		return err
+		return opts, err
 	}
 	opts.JobRetries = f.jobRetries
 	if f.handlePrefix != "" {
@@ -290,6 +317,25 @@ func serve(f *serverFlags) error {
 	opts.MaxPacketSize = f.maxPacket
 	opts.FunctionIdleTTL = f.functionTTL
 	opts.IOLoops = f.ioLoops
+	return opts, nil
+}
+
+func serve(f *serverFlags) error {
+	level := new(slog.LevelVar)
+	lv, err := f.level()
+	if err != nil {
+		return err
+	}
+	level.Set(lv)
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	sink, err := openLog(f.logFile)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 	opts.Logger = logger
 	opts.Level = level
 
