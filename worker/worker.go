@@ -59,7 +59,9 @@ type Options struct {
 	MaxBackoff  time.Duration
 	// Guard limits the worker's memory, jobs and lifetime (optional).
 	Guard Guard
-	// Logger receives the worker's log (default: discarded).
+	// Logger receives all of the worker's log: connections, job errors, guard warnings and the
+	// stack of a panicking job function. Nil discards it all (the library never writes to the
+	// process's stderr on its own); pass slog.Default() to use the program's default logger.
 	Logger *slog.Logger
 }
 
@@ -226,7 +228,7 @@ func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
 		ctx, cancel = context.WithCancel(cn.ctx)
 	}
 	defer cancel()
-	out, err := safeCall(ctx, reg.fn, j)
+	out, err := w.safeCall(ctx, reg.fn, j)
 	switch {
 	case err == nil:
 		cn.send(workComplete(j.Handle, out))
@@ -238,11 +240,12 @@ func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
 	}
 }
 
-// safeCall runs fn, turning a panic into an error.
-func safeCall(ctx context.Context, fn Func, j *Job) (out []byte, err error) {
+// safeCall runs fn, turning a panic into an error; the panic and its stack are logged.
+func (w *Worker) safeCall(ctx context.Context, fn Func, j *Job) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "worker: panic in %s: %v\n%s", j.Function, r, debug.Stack())
+			w.log.Error("panic in job function", "function", j.Function, "handle", j.Handle, "panic", fmt.Sprint(r),
+				"stack", string(debug.Stack()))
 			out, err = nil, fmt.Errorf("panic: %v", r)
 		}
 	}()

@@ -133,9 +133,9 @@ func runWorker(args []string) int {
 		MaxLifetime: maxLifetime, Splay: splay}
 	switch {
 	case alertCmd != "":
-		guard.OnWarn = worker.AlertCommand(strings.Fields(alertCmd))
+		guard.OnMemoryWarning = alertCommandHook(strings.Fields(alertCmd), logger)
 	case alertURL != "":
-		guard.OnWarn = worker.AlertURL(alertURL)
+		guard.OnMemoryWarning = alertURLHook(alertURL, logger)
 	}
 	srv, err := servers.servers(os.Getenv("GEARMAN_SERVERS"))
 	if err != nil {
