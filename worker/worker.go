@@ -203,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // runJob runs one job on its own goroutine, holding a concurrency slot, and reports the outcome.
-func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
+func (w *Worker) runJob(cn *workerConn, j *Job) {
 	defer func() {
 		w.running.Add(-1)
 		n := w.completed.Add(1)
