@@ -4,9 +4,12 @@
 // unique key go to the server chosen by hashing the key (so coalescing works across a fleet); the
 // others are spread round-robin. A server that is down is skipped, and retried after a backoff.
 //
-//	c, _ := client.New(client.Options{Servers: []string{"127.0.0.1:4730"}})
+//	c, err := client.New(client.Options{Servers: []string{"127.0.0.1:4730"}})
+//	if err != nil { ... }
 //	defer c.Close()
-//	out, err := c.Do(ctx, "reverse", []byte("hello"))
+//	out, err := c.Do(ctx, "reverse", []byte("hello"), client.Submission{})
+//
+// The examples (example_test.go) are compiled with the tests.
 package client
 
 import (
