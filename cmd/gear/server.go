@@ -1,22 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/server"
@@ -42,6 +45,7 @@ type serverFlags struct {
 	ioLoops       int
 	roundRobin    bool
 	configFile    string
+	checkConfig   bool
 	maxPacket     int
 	backlog       int
 	functionTTL   time.Duration
@@ -88,6 +92,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.BoolVar(&f.roundRobin, "round-robin", false, "accepted for gearmand compatibility; Gear always rotates among a worker's functions")
 	fs.BoolVar(&f.roundRobin, "R", false, "short for --round-robin")
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
 	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
@@ -138,40 +143,94 @@ func (f *serverFlags) parse(args []string) error {
 }
 
 func (f *serverFlags) loadConfig(path string, set map[string]bool) error {
-	file, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	defer file.Close()
-	sc := bufio.NewScanner(file)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimLeft(line, "-")
-		name, value, ok := strings.Cut(line, "=")
-		if !ok {
-			name, value, _ = strings.Cut(line, " ")
-		}
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		fl := f.fs.Lookup(name)
+	return f.applyConfig(path, data, set)
+}
+
+// applyConfig sets the options of a config file's contents (read from path) that set does not hold.
+func (f *serverFlags) applyConfig(path string, data []byte, set map[string]bool) error {
+	settings, err := parseConfig(data)
+	if err != nil {
+		return fmt.Errorf("config file %s%w", path, err)
+	}
+	for _, st := range settings {
+		fl := f.fs.Lookup(st.name)
 		if fl == nil {
-			return fmt.Errorf("config file %s:%d: unknown option %q", path, n, name)
+			return fmt.Errorf("config file %s:%d: unknown option %q", path, st.line, st.name)
 		}
-		if set[name] {
+		if st.name == "config-file" || st.name == "check-config" {
+			return fmt.Errorf("config file %s:%d: %s is a command-line option only", path, st.line, st.name)
+		}
+		if set[st.name] {
 			continue
 		}
+		value := st.value
 		if value == "" {
-			if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
+			if b, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool && b.IsBoolFlag() {
 				value = "true"
 			}
 		}
 		if err := fl.Value.Set(value); err != nil {
-			return fmt.Errorf("config file %s:%d: %s: %w", path, n, name, err)
+			return fmt.Errorf("config file %s:%d: %s: %w", path, st.line, st.name, err)
 		}
 	}
-	return sc.Err()
+	return nil
+}
+
+// configSetting is one option of a config file.
+type configSetting struct {
+	line        int // 1-based
+	name, value string
+}
+
+// maxConfigLine bounds a config file's line, as the line scanner that read them used to.
+const maxConfigLine = 64 << 10
+
+// parseConfig reads a config file's contents: one option per line, as "name=value", "name value"
+// or a bare "name" (a boolean option turned on), each optionally written "--name" as on the
+// command line; spaces around names and values, blank lines and lines starting with # are ignored.
+// It checks the syntax only: whether an option exists and takes the value is for the caller. Its
+// errors start with ":LINE: ", to follow the file's name.
+func parseConfig(data []byte) ([]configSetting, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf(": not UTF-8 text")
+	}
+	var out []configSetting
+	for n, line := range strings.Split(string(data), "\n") {
+		bad := func(format string, a ...any) ([]configSetting, error) {
+			return nil, fmt.Errorf(":%d: %s", n+1, fmt.Sprintf(format, a...))
+		}
+		if len(line) > maxConfigLine {
+			return bad("line longer than %d bytes", maxConfigLine)
+		}
+		line = strings.TrimSpace(line) // and the \r of a CRLF file
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.ContainsFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) {
+			return bad("control character in line")
+		}
+		name, value, ok := strings.Cut(strings.TrimLeft(line, "-"), "=")
+		if !ok {
+			if i := strings.IndexAny(name, " \t"); i >= 0 {
+				name, value = name[:i], name[i+1:]
+			}
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if name == "" {
+			return bad("no option name in %q", line)
+		}
+		if strings.ContainsFunc(name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) {
+			return bad("invalid option name %q", name)
+		}
+		out = append(out, configSetting{line: n + 1, name: name, value: value})
+	}
+	return out, nil
 }
 
 // listenAddrs combines --listen and --port: "--listen 0.0.0.0 --port 4731" and
@@ -270,20 +329,89 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func runServer(name string, args []string) int {
+func runServer(name string, args []string) int { return serverMain(name, args, os.Stdout, os.Stderr) }
+
+func serverMain(name string, args []string, stdout, stderr io.Writer) int {
 	f := newServerFlags(name)
+	f.fs.SetOutput(stderr)
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
+	if f.checkConfig {
+		lines, err := f.effective()
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		fmt.Fprint(stdout, lines)
+		return 0
+	}
 	if err := serve(f); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	return 0
+}
+
+// effective checks the options as serve would before it opens anything, and returns them as
+// --check-config prints them: one "name = value" line per long option, sorted by name, with the
+// values the server would use (listen with ports, the data directory resolved, verbose raised by
+// -v). It neither listens, nor opens the log file, the pid file or the data directory.
+func (f *serverFlags) effective() (string, error) {
+	lv, err := f.level()
+	if err != nil {
+		return "", err
+	}
+	opts, err := f.options()
+	if err != nil {
+		return "", err
+	}
+	if _, err := store.ParseSyncMode(f.syncMode); err != nil {
+		return "", err
+	}
+	dataDir := f.dataDir
+	switch f.storeKind {
+	case "memory":
+	case "pebble":
+		if dataDir == "" {
+			if dataDir, err = defaultDataDir(); err != nil {
+				return "", err
+			}
+		}
+	default:
+		return "", fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+	}
+	// The server's own checks: New validates the options; with no Listen and no Store it opens
+	// nothing, and Close stops what it started.
+	check := opts
+	check.Listen, check.Store = nil, nil
+	srv, err := server.New(check)
+	if err != nil {
+		return "", err
+	}
+	srv.Close()
+
+	values := map[string]string{}
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if strings.HasPrefix(fl.Usage, "short for --") || fl.Name == "v" || fl.Name == "check-config" {
+			return
+		}
+		values[fl.Name] = fl.Value.String()
+	})
+	values["listen"] = strings.Join(opts.Listen, ",")
+	values["job-handle-prefix"] = opts.HandlePrefix
+	values["verbose"] = strings.ToUpper(lv.String())
+	values["data-dir"] = dataDir
+	names := slices.Sorted(maps.Keys(values))
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s = %s\n", n, values[n])
+	}
+	return b.String(), nil
 }
 
 // level returns the log level --verbose and -v ask for.
