@@ -4,33 +4,39 @@
 // unique key go to the server chosen by hashing the key (so coalescing works across a fleet); the
 // others are spread round-robin. A server that is down is skipped, and retried after a backoff.
 //
-//	c, _ := client.New(client.Options{Servers: []string{"127.0.0.1:4730"}})
+//	c, err := client.New(client.Options{Servers: []string{"127.0.0.1:4730"}})
+//	if err != nil { ... }
 //	defer c.Close()
-//	out, err := c.Do(ctx, "reverse", []byte("hello"))
+//	out, err := c.Do(ctx, "reverse", []byte("hello"), client.Submission{})
+//
+// The examples (example_test.go) are compiled with the tests.
 package client
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/protocol"
 )
 
 // DefaultServer is used when neither Options.Servers nor GEARMAN_SERVERS names one.
-const DefaultServer = "127.0.0.1:4730"
+const DefaultServer = serveraddr.Default
 
 // Options configure a Client.
 type Options struct {
-	// Servers lists job servers as "host:port" (port 4730 if omitted). Empty: GEARMAN_SERVERS
-	// (comma-separated, as libgearman reads it), else DefaultServer.
+	// Servers lists job servers, each an address or a comma-separated list of them, in any form
+	// ParseServers reads ("host", "host:port", "[v6]:port"...; port 4730 if omitted; duplicates
+	// dropped). Empty: GEARMAN_SERVERS (comma-separated, as libgearman reads it), else
+	// DefaultServer.
 	Servers []string
 	// DialTimeout bounds each connection attempt (default 5 s).
 	DialTimeout time.Duration
@@ -41,40 +47,23 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// ServersFromEnv returns the servers named by GEARMAN_SERVERS, or DefaultServer.
-func ServersFromEnv() []string {
-	if s := ParseServers(os.Getenv("GEARMAN_SERVERS")); len(s) > 0 {
-		return s
-	}
-	return []string{DefaultServer}
+// ServersFromEnv returns the servers named by GEARMAN_SERVERS, or DefaultServer when it names none.
+// A malformed entry is an error naming the variable.
+func ServersFromEnv() ([]string, error) {
+	return serveraddr.Servers(nil, os.Getenv(serveraddr.EnvVar))
 }
 
-// ParseServers splits a comma-separated server list, adding the default port where missing.
-func ParseServers(list string) []string {
-	var out []string
-	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, WithDefaultPort(s))
-		}
-	}
-	return out
+// ParseServers reads a comma-separated server list, as GEARMAN_SERVERS holds it, and returns each
+// server as "host:port", without duplicates. An entry is "host", "host:port", "[v6]", "[v6]:port"
+// or a bare IPv6 address (port 4730 where none is given); spaces around entries and empty entries
+// are ignored; an entry with no host or a port that is not a number from 1 to 65535 is an error.
+func ParseServers(list string) ([]string, error) {
+	return serveraddr.ParseList(list)
 }
 
-// WithDefaultPort adds ":4730" to an address without a port.
-func WithDefaultPort(addr string) string {
-	if strings.HasPrefix(addr, "[") {
-		if strings.Contains(addr, "]:") {
-			return addr
-		}
-		return addr + ":4730"
-	}
-	if strings.Count(addr, ":") == 1 {
-		return addr
-	}
-	if strings.Count(addr, ":") > 1 { // a bare IPv6 address
-		return "[" + addr + "]:4730"
-	}
-	return addr + ":4730"
+// ParseServer reads one server address as ParseServers does and returns it as "host:port".
+func ParseServer(addr string) (string, error) {
+	return serveraddr.Parse(addr)
 }
 
 // Client submits jobs. It is safe for concurrent use.
@@ -86,11 +75,13 @@ type Client struct {
 }
 
 // New returns a client for opts.Servers. It does not connect until the first request, so a server
-// that is down at start is not an error.
+// that is down at start is not an error; a malformed address is.
 func New(opts Options) (*Client, error) {
-	if len(opts.Servers) == 0 {
-		opts.Servers = ServersFromEnv()
+	servers, err := serveraddr.Servers(opts.Servers, os.Getenv(serveraddr.EnvVar))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
+	opts.Servers = servers
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
@@ -102,7 +93,7 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts}
 	for _, addr := range opts.Servers {
-		c.servers = append(c.servers, &server{addr: WithDefaultPort(addr), c: c})
+		c.servers = append(c.servers, &server{addr: addr, c: c})
 	}
 	return c, nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/gearhq/gear/worker"
 )
 
+// The address forms themselves are tested in internal/serveraddr; these are the client's entry
+// points to it.
 func TestParseServers(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
@@ -19,22 +21,52 @@ func TestParseServers(t *testing.T) {
 	}{
 		{"", nil},
 		{"host", []string{"host:4730"}},
-		{" a:1 , b ,, [::1]:9,[::1], ::1 ", []string{"a:1", "b:4730", "[::1]:9", "[::1]:4730", "[::1]:4730"}},
+		{" a:1 , b ,, [::1]:9,[::1], ::1 ", []string{"a:1", "b:4730", "[::1]:9", "[::1]:4730"}},
 	} {
-		if got := client.ParseServers(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("ParseServers(%q) = %q, want %q", tc.in, got, tc.want)
+		if got, err := client.ParseServers(tc.in); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseServers(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+	for _, bad := range []string{"a,:1", "h:x", "h:0", "h:70000", "[h]"} {
+		if got, err := client.ParseServers(bad); err == nil {
+			t.Errorf("ParseServers(%q) = %q; want an error", bad, got)
+		}
+	}
+	if got, err := client.ParseServer("::1"); err != nil || got != "[::1]:4730" {
+		t.Errorf("ParseServer(::1) = %q, %v", got, err)
 	}
 }
 
 func TestServersFromEnv(t *testing.T) {
 	t.Setenv("GEARMAN_SERVERS", "x:1,y")
-	if got := client.ServersFromEnv(); !slices.Equal(got, []string{"x:1", "y:4730"}) {
-		t.Errorf("ServersFromEnv = %q", got)
+	if got, err := client.ServersFromEnv(); err != nil || !slices.Equal(got, []string{"x:1", "y:4730"}) {
+		t.Errorf("ServersFromEnv = %q, %v", got, err)
 	}
 	t.Setenv("GEARMAN_SERVERS", "")
-	if got := client.ServersFromEnv(); !slices.Equal(got, []string{client.DefaultServer}) {
-		t.Errorf("ServersFromEnv without the variable = %q", got)
+	if got, err := client.ServersFromEnv(); err != nil || !slices.Equal(got, []string{client.DefaultServer}) {
+		t.Errorf("ServersFromEnv without the variable = %q, %v", got, err)
+	}
+	t.Setenv("GEARMAN_SERVERS", "x:1,y:port")
+	if got, err := client.ServersFromEnv(); err == nil || !strings.Contains(err.Error(), "GEARMAN_SERVERS") {
+		t.Errorf("ServersFromEnv with a bad port = %q, %v; want an error naming GEARMAN_SERVERS", got, err)
+	}
+}
+
+// New refuses a malformed address, from Options.Servers or from GEARMAN_SERVERS, before any
+// connection is tried.
+func TestNew_BadServers(t *testing.T) {
+	for _, servers := range [][]string{{"h:0"}, {"ok", ":4730"}, {""}, {"a b"}} {
+		if c, err := client.New(client.Options{Servers: servers}); err == nil {
+			c.Close()
+			t.Errorf("New with servers %q: no error", servers)
+		}
+	}
+	t.Setenv("GEARMAN_SERVERS", "[::1")
+	if c, err := client.New(client.Options{}); err == nil || !strings.Contains(err.Error(), "GEARMAN_SERVERS") {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("New with a bad GEARMAN_SERVERS: %v", err)
 	}
 }
 

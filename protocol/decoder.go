@@ -88,8 +88,11 @@ func NewDecoder(r io.Reader, maxPacket int) *Decoder {
 	return &Decoder{r: r, MaxPacket: maxPacket, MaxLine: DefaultMaxLine}
 }
 
-// Buffered reports how many bytes are read from the stream but not yet decoded. A server flushes its
-// replies when this is zero, so a pipelined burst of requests gets one write.
+// Buffered reports how many bytes the decoder has read from its reader that no frame returned by
+// Next has covered yet: the beginning of the following frames, possibly an incomplete one. It does
+// not read. Zero means the next call to Next reads from the reader, and may block there; a caller
+// that batches its writes flushes them first (gear bench's peers do). Non-zero does not promise a
+// whole frame.
 func (d *Decoder) Buffered() int { return d.end - d.start }
 
 // fill ensures at least n unread bytes are buffered.

@@ -32,8 +32,13 @@ type Pebble struct {
 	adds    int  // Adds in queue
 	gather  int  // while the committer gathers Adds for one fsync, how many it waits for
 	closing bool
+	closed  bool // Close has waited for callbacks: later ones are not tracked
 	wake    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when the committer (commitLoop) has returned
+
+	// callbacks tracks the goroutines that report refused operations (store closing, disk full);
+	// Close waits for them. Add is called under mu, and only while !closed.
+	callbacks sync.WaitGroup
 
 	// The committer's own: the moving average of its fsyncs (how long it gathers at most), and the
 	// first fsync error, after which it writes nothing more.
@@ -72,11 +77,6 @@ type op struct {
 }
 
 var metaNextSeq = []byte("m:nextseq")
-
-func jobKey(seq uint64) []byte {
-	k := make([]byte, 9)
-	return putJobKey(k, seq)
-}
 
 // putJobKey writes seq's key into k (9 bytes) and returns it.
 func putJobKey(k []byte, seq uint64) []byte {
@@ -203,12 +203,10 @@ func (p *Pebble) NextSeq() uint64 { return p.nextSeq.Load() }
 func (p *Pebble) push(o op) {
 	p.mu.Lock()
 	if p.closing {
-		p.mu.Unlock()
 		if o.done != nil {
-			// Never on the caller's goroutine: the server calls Add holding the lock its callback
-			// takes.
-			go o.done(errors.New("store is closed"))
+			p.callbackLocked(o.done, errors.New("store is closed"))
 		}
+		p.mu.Unlock()
 		return
 	}
 	p.queue = append(p.queue, o)
@@ -221,6 +219,17 @@ func (p *Pebble) push(o op) {
 	if wake {
 		p.signal()
 	}
+}
+
+// callbackLocked runs done(err) on a goroutine of its own, never the caller's: the server calls Add
+// holding the lock its callback takes. The goroutine is one Close waits for, unless Close has
+// already finished waiting (p.closed), when there is nothing left to wait for it. p.mu is held.
+func (p *Pebble) callbackLocked(done func(error), err error) {
+	if p.closed {
+		go done(err)
+		return
+	}
+	p.callbacks.Go(func() { done(err) })
 }
 
 func (p *Pebble) signal() {
@@ -236,7 +245,9 @@ func (p *Pebble) Add(j *Job, done func(error)) {
 	if p.diskFull() {
 		msg := fmt.Sprintf("%v (%d bytes free in %s, minimum %d)", ErrDiskFull, p.freeBytes.Load(), p.path, p.minFree.Load())
 		p.lastErr.Store(&msg)
-		go done(fmt.Errorf("%w: %d bytes free, minimum %d", ErrDiskFull, p.freeBytes.Load(), p.minFree.Load()))
+		p.mu.Lock()
+		p.callbackLocked(done, fmt.Errorf("%w: %d bytes free, minimum %d", ErrDiskFull, p.freeBytes.Load(), p.minFree.Load()))
+		p.mu.Unlock()
 		return
 	}
 	p.push(op{kind: opAdd, seq: j.Seq, value: encode(nil, j), done: done})
@@ -450,8 +461,8 @@ func (p *Pebble) Stats() Stats {
 	return st
 }
 
-// Close applies what is queued, syncs, and closes the engine. Later calls wait for the first one
-// and return its result.
+// Close applies what is queued, syncs, closes the engine, and waits for the callbacks of the
+// operations it refused meanwhile. Later calls wait for the first one and return its result.
 func (p *Pebble) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -464,6 +475,11 @@ func (p *Pebble) Close() error {
 			err = p.wal.syncWAL()
 		}
 		p.closeErr = errors.Join(err, p.db.Close())
+		// No callback is tracked once closed is set, so none is added while Wait runs.
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.callbacks.Wait()
 	})
 	return p.closeErr
 }

@@ -387,7 +387,7 @@ func TestPebble_GroupCommit(t *testing.T) {
 func TestPebble_CorruptRecordFailsReplay(t *testing.T) {
 	p := mustOpen(t, t.TempDir(), SyncAlways)
 	mustAdd(t, p, job(1, 1))
-	if err := p.db.Set(jobKey(2), []byte{recordVersion, 9}, nil); err != nil {
+	if err := p.db.Set(putJobKey(make([]byte, 9), 2), []byte{recordVersion, 9}, nil); err != nil {
 		t.Fatal(err)
 	}
 	err := p.Replay(func(*Job) error { return nil })
@@ -459,6 +459,40 @@ func TestPebble_MinFreeRefusesAdds(t *testing.T) {
 	p.Add(&Job{Seq: 2, Function: "f"}, func(err error) { errc <- err })
 	if err := <-errc; err != nil {
 		t.Fatalf("Add with the check off: %v", err)
+	}
+}
+
+// The callbacks of refused operations run on goroutines of their own, and Close waits for them; one
+// refused after Close still runs.
+func TestPebble_CloseWaitsForRefusalCallbacks(t *testing.T) {
+	p := mustOpen(t, t.TempDir(), SyncAlways)
+	p.SetMinFree(1 << 62)
+	release := make(chan struct{})
+	var finished atomic.Bool
+	p.Add(&Job{Seq: 1, Function: "f"}, func(err error) {
+		<-release
+		finished.Store(true)
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a callback was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if !finished.Load() {
+		t.Error("Close returned before the callback finished")
+	}
+	errc := make(chan error, 1)
+	p.SetMinFree(0)
+	p.Remove(1) // no callback: nothing to run
+	p.Add(&Job{Seq: 2, Function: "f"}, func(err error) { errc <- err })
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Add after Close: %v, want an error saying the store is closed", err)
 	}
 }
 

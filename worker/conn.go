@@ -204,7 +204,7 @@ func (cn *workerConn) serve() {
 			w.running.Add(1)
 			w.jobs.Add(1)
 			connJobs.Add(1)
-			go func() { defer connJobs.Done(); w.runJob(cn.sc, cn, job) }()
+			go func() { defer connJobs.Done(); w.runJob(cn, job) }()
 			continue
 		}
 		<-w.slots

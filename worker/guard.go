@@ -1,14 +1,9 @@
 package worker
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -16,7 +11,7 @@ import (
 )
 
 // Guard keeps a long-running worker from growing without bound. Every Interval it samples the
-// process's memory: past WarnBytes it logs a warning and calls OnWarn (once per crossing); at
+// process's memory: past WarnBytes it logs a warning and calls OnMemoryWarning (once per crossing); at
 // MaxBytes it stops taking jobs, lets the jobs in hand finish, disconnects, and Run returns
 // ErrMemoryCap, so the caller can exit or re-execute itself. MaxJobs and MaxLifetime recycle the
 // worker the same way; Splay adds a random part of MaxLifetime (0..Splay×MaxLifetime) so a fleet
@@ -28,8 +23,11 @@ type Guard struct {
 	MaxJobs     uint64
 	MaxLifetime time.Duration
 	Splay       float64 // 0..1
-	// OnWarn is the alert hook, called with the sampled size when it crosses WarnBytes.
-	OnWarn func(bytes uint64)
+	// OnMemoryWarning (optional) is the alert hook: it is called with the sampled size each time
+	// memory crosses WarnBytes upwards, on a goroutine of its own so a slow hook does not delay the
+	// guard. Running a command or posting to a URL is the program's business: gear worker's
+	// --alert-command and --alert-url are such hooks.
+	OnMemoryWarning func(bytes uint64)
 	// Sample returns the memory to compare (default: MemoryInUse).
 	Sample func() uint64
 }
@@ -88,8 +86,8 @@ func (w *Worker) guardLoop(done <-chan struct{}) {
 				if !warned {
 					warned = true
 					w.log.Warn("worker memory above its warning threshold", "bytes", used, "threshold", g.WarnBytes)
-					if g.OnWarn != nil {
-						go g.OnWarn(used)
+					if g.OnMemoryWarning != nil {
+						go g.OnMemoryWarning(used)
 					}
 				}
 			default:
@@ -112,45 +110,4 @@ func MemoryInUse() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64() - s[1].Value.Uint64()
-}
-
-// AlertCommand returns an OnWarn hook that runs argv (no shell) with GEAR_WORKER_MEMORY and
-// GEAR_WORKER_PID in its environment.
-func AlertCommand(argv []string) func(uint64) {
-	return func(used uint64) {
-		if len(argv) == 0 {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = append(os.Environ(), "GEAR_WORKER_MEMORY="+strconv.FormatUint(used, 10),
-			"GEAR_WORKER_PID="+strconv.Itoa(os.Getpid()))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "worker: alert command %q: %v\n", argv[0], err)
-		}
-	}
-}
-
-// AlertURL returns an OnWarn hook that POSTs a small JSON document to url.
-func AlertURL(url string) func(uint64) {
-	return func(used uint64) {
-		host, _ := os.Hostname()
-		body := fmt.Sprintf(`{"event":"worker_memory_warning","bytes":%d,"pid":%d,"host":%q}`, used, os.Getpid(), host)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewBufferString(body))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "worker: alert URL: %v\n", err)
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "worker: alert URL: %v\n", err)
-			return
-		}
-		resp.Body.Close()
-	}
 }

@@ -2,15 +2,9 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -54,7 +48,7 @@ func TestGuard_WarnOncePerCrossing(t *testing.T) {
 	warns := make(chan uint64, 10)
 	r := startWorkerOpts(t, worker.Options{Servers: []string{addr}, Guard: worker.Guard{
 		WarnBytes: 100, MaxBytes: 1000, Interval: 2 * time.Millisecond,
-		Sample: mem.sample, OnWarn: func(b uint64) { warns <- b },
+		Sample: mem.sample, OnMemoryWarning: func(b uint64) { warns <- b },
 	}}, map[string]worker.Func{"gw.fn": reverseFunc}, nil)
 	count := func() int { return len(warns) }
 
@@ -77,7 +71,7 @@ func TestGuard_WarnOncePerCrossing(t *testing.T) {
 		t.Fatalf("%d warnings for two crossings", n)
 	}
 	if a, b := <-warns, <-warns; a != 150 || b != 200 {
-		t.Errorf("OnWarn got %d and %d, want the sampled 150 and 200", a, b)
+		t.Errorf("OnMemoryWarning got %d and %d, want the sampled 150 and 200", a, b)
 	}
 	select {
 	case <-r.Done():
@@ -205,79 +199,6 @@ func TestGuard_MaxLifetime(t *testing.T) {
 	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMaxLifetime) {
 		t.Errorf("Run = %v, want ErrMaxLifetime", err)
 	}
-}
-
-// AlertURL posts a JSON document describing the warning.
-func TestGuard_AlertURL(t *testing.T) {
-	t.Parallel()
-	type alert struct {
-		Event string `json:"event"`
-		Bytes uint64 `json:"bytes"`
-		PID   int    `json:"pid"`
-		Host  string `json:"host"`
-	}
-	got := make(chan alert, 10)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var a alert
-		body, _ := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("alert request %s with Content-Type %q", r.Method, r.Header.Get("Content-Type"))
-		}
-		if err := json.Unmarshal(body, &a); err != nil {
-			t.Errorf("alert body %q: %v", body, err)
-		}
-		got <- a
-	}))
-	defer hs.Close()
-	host, _ := os.Hostname()
-	check := func(a alert, bytes uint64) {
-		t.Helper()
-		if a.Event != "worker_memory_warning" || a.Bytes != bytes || a.PID != os.Getpid() || a.Host != host {
-			t.Errorf("alert %+v; want worker_memory_warning, %d bytes, pid %d, host %q", a, bytes, os.Getpid(), host)
-		}
-	}
-
-	worker.AlertURL(hs.URL)(12345)
-	check(<-got, 12345)
-
-	// Through the guard: crossing the warning threshold posts once.
-	addr, _ := mustStartGear(t)
-	mem := &fakeMemory{}
-	mem.value.Store(700)
-	startWorkerOpts(t, worker.Options{Servers: []string{addr}, Guard: worker.Guard{
-		WarnBytes: 500, Interval: 2 * time.Millisecond, Sample: mem.sample, OnWarn: worker.AlertURL(hs.URL),
-	}}, map[string]worker.Func{"au.fn": reverseFunc}, nil)
-	select {
-	case a := <-got:
-		check(a, 700)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no alert posted")
-	}
-	mem.waitSamples(t, 10)
-	if n := len(got); n != 0 {
-		t.Errorf("%d more alerts for one crossing", n)
-	}
-
-	// An unreachable URL is reported, not fatal.
-	worker.AlertURL("http://127.0.0.1:1/alert")(1)
-}
-
-// AlertCommand runs a command (no shell of its own) with the size and PID in its environment.
-func TestGuard_AlertCommand(t *testing.T) {
-	t.Parallel()
-	out := filepath.Join(t.TempDir(), "alert")
-	hook := worker.AlertCommand([]string{"sh", "-c", `printf '%s %s' "$GEAR_WORKER_MEMORY" "$GEAR_WORKER_PID" > "$0"`, out})
-	hook(4242)
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := fmt.Sprintf("4242 %d", os.Getpid()); string(b) != want {
-		t.Errorf("the alert command saw %q, want %q", b, want)
-	}
-	worker.AlertCommand(nil)(1)                            // nothing to run
-	worker.AlertCommand([]string{"sh", "-c", "exit 3"})(1) // a failing command is reported, not fatal
-	worker.AlertCommand([]string{filepath.Join(t.TempDir(), "missing")})(1)
 }
 
 // MemoryInUse reports the process's resident memory, which grows when memory is touched.

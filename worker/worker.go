@@ -22,12 +22,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/serveraddr"
 )
 
 // Func runs one job. Its context ends when the function's timeout passes or the connection to the
@@ -46,7 +45,9 @@ var (
 
 // Options configure a Worker.
 type Options struct {
-	// Servers lists job servers as "host:port"; empty: GEARMAN_SERVERS, else 127.0.0.1:4730.
+	// Servers lists job servers, each an address or a comma-separated list of them, read as
+	// client.ParseServers reads them ("host", "host:port", "[v6]:port"...; port 4730 if omitted);
+	// empty: GEARMAN_SERVERS, else 127.0.0.1:4730. A malformed address makes New fail.
 	Servers []string
 	// ID is sent with SET_CLIENT_ID, shown by the admin `workers` command.
 	ID string
@@ -58,7 +59,9 @@ type Options struct {
 	MaxBackoff  time.Duration
 	// Guard limits the worker's memory, jobs and lifetime (optional).
 	Guard Guard
-	// Logger receives the worker's log (default: discarded).
+	// Logger receives all of the worker's log: connections, job errors, guard warnings and the
+	// stack of a panicking job function. Nil discards it all (the library never writes to the
+	// process's stderr on its own); pass slog.Default() to use the program's default logger.
 	Logger *slog.Logger
 }
 
@@ -85,13 +88,11 @@ type Worker struct {
 
 // New returns a worker for opts.
 func New(opts Options) (*Worker, error) {
-	if len(opts.Servers) == 0 {
-		opts.Servers = client.ServersFromEnv()
+	servers, err := serveraddr.Servers(opts.Servers, os.Getenv(serveraddr.EnvVar))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
-	opts.Servers = slices.Clone(opts.Servers) // the caller's slice is not ours to rewrite
-	for i, s := range opts.Servers {
-		opts.Servers[i] = client.WithDefaultPort(s)
-	}
+	opts.Servers = servers // a new slice: the caller's is not ours to rewrite
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}
@@ -202,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // runJob runs one job on its own goroutine, holding a concurrency slot, and reports the outcome.
-func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
+func (w *Worker) runJob(cn *workerConn, j *Job) {
 	defer func() {
 		w.running.Add(-1)
 		n := w.completed.Add(1)
@@ -227,7 +228,7 @@ func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
 		ctx, cancel = context.WithCancel(cn.ctx)
 	}
 	defer cancel()
-	out, err := safeCall(ctx, reg.fn, j)
+	out, err := w.safeCall(ctx, reg.fn, j)
 	switch {
 	case err == nil:
 		cn.send(workComplete(j.Handle, out))
@@ -239,11 +240,12 @@ func (w *Worker) runJob(sc *serverConn, cn *workerConn, j *Job) {
 	}
 }
 
-// safeCall runs fn, turning a panic into an error.
-func safeCall(ctx context.Context, fn Func, j *Job) (out []byte, err error) {
+// safeCall runs fn, turning a panic into an error; the panic and its stack are logged.
+func (w *Worker) safeCall(ctx context.Context, fn Func, j *Job) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "worker: panic in %s: %v\n%s", j.Function, r, debug.Stack())
+			w.log.Error("panic in job function", "function", j.Function, "handle", j.Handle, "panic", fmt.Sprint(r),
+				"stack", string(debug.Stack()))
 			out, err = nil, fmt.Errorf("panic: %v", r)
 		}
 	}()

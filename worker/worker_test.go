@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/gearhq/gear/internal/testenv"
 	"net"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -64,6 +65,17 @@ func TestWorker_RegisterAndRunMisuse(t *testing.T) {
 	servers := []string{"127.0.0.1", addr}
 	if _, err := worker.New(worker.Options{Servers: servers}); err != nil || servers[0] != "127.0.0.1" {
 		t.Errorf("New rewrote the caller's server list to %q (%v)", servers, err)
+	}
+
+	// A malformed address fails New, from Options.Servers or GEARMAN_SERVERS.
+	for _, bad := range [][]string{{addr, "h:0"}, {":4730"}, {","}} {
+		if _, err := worker.New(worker.Options{Servers: bad}); err == nil {
+			t.Errorf("New with servers %q: no error", bad)
+		}
+	}
+	t.Setenv("GEARMAN_SERVERS", "a:b")
+	if _, err := worker.New(worker.Options{}); err == nil || !strings.Contains(err.Error(), "GEARMAN_SERVERS") {
+		t.Errorf("New with a bad GEARMAN_SERVERS: %v", err)
 	}
 
 	if _, err := worker.New(worker.Options{Servers: []string{addr}, Guard: worker.Guard{WarnBytes: 2, MaxBytes: 1}}); err == nil {
@@ -151,13 +163,14 @@ func testTimeout(t *testing.T, addr string) {
 }
 
 func testPanic(t *testing.T, addr string) {
-	startWorker(t, []string{addr}, 1, map[string]worker.Func{"pn.fn": func(_ context.Context, j *worker.Job) ([]byte, error) {
+	var logs syncBuffer
+	startWorkerOpts(t, worker.Options{Servers: []string{addr}, Logger: logTo(&logs)}, map[string]worker.Func{"pn.fn": func(_ context.Context, j *worker.Job) ([]byte, error) {
 		if string(j.Data) == "boom" {
 			var m map[string]int
 			m["nil map"]++ // a runtime panic, not a deliberate one
 		}
 		return j.Data, nil
-	}})
+	}}, nil)
 	c := newClient(t, addr)
 	ctx := ctxTimeout(t, 10*time.Second)
 	for range 2 {
@@ -169,6 +182,11 @@ func testPanic(t *testing.T, addr string) {
 		if out, err := c.Do(ctx, "pn.fn", []byte("fine"), client.Submission{}); err != nil || string(out) != "fine" {
 			t.Fatalf("Do after a panic = %q, %v", out, err)
 		}
+	}
+	// The panic and its stack go to the worker's Logger (the library writes nowhere else).
+	if l := logs.String(); strings.Count(l, `msg="panic in job function" function=pn.fn`) != 2 || !strings.Contains(l, "nil map") ||
+		!strings.Contains(l, "stack=") {
+		t.Errorf("the worker's log lacks the two panics with their stacks:\n%s", l)
 	}
 }
 
@@ -493,5 +511,23 @@ func TestWorker_StopWithJobInHandSeenOnlyByServer(t *testing.T) {
 	}
 	if err := r.Wait(t, 10*time.Second); err != nil {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+// The library neither runs programs nor speaks HTTP: alert hooks that do belong to the program
+// (gear worker's --alert-command and --alert-url live in cmd/gear).
+func TestWorker_Dependencies(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to list the dependencies with")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", "github.com/gearhq/gear/worker").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "net/http" || dep == "os/exec" {
+			t.Errorf("package worker depends on %s", dep)
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -56,18 +55,6 @@ With several servers each one's output follows a line "== HOST:PORT". Exit statu
 1 when a server cannot be reached or answers with an error, 2 for a usage error.
 `
 
-// adminDefaultPort is the IANA Gearman port, added to servers given without one.
-const adminDefaultPort = "4730"
-
-// adminServerFlag collects --server values; each may hold several comma-separated servers.
-type adminServerFlag []string
-
-func (s *adminServerFlag) String() string { return strings.Join(*s, ",") }
-func (s *adminServerFlag) Set(v string) error {
-	*s = append(*s, v)
-	return nil
-}
-
 // adminRequest is a parsed command line.
 type adminRequest struct {
 	servers  []string
@@ -99,7 +86,7 @@ func adminMain(args []string, stdout, stderr io.Writer, getenv func(string) stri
 // parseAdminArgs reads the command line. Options may come before or after the command, so both
 // `gear admin --json status` and `gear admin status --json` work; "--" ends the options.
 func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, error) {
-	var servers adminServerFlag
+	var servers addrFlag
 	req := &adminRequest{}
 	fs := flag.NewFlagSet("gear admin", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -148,7 +135,7 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 		return nil, err
 	}
 	var err error
-	if req.servers, err = adminServers(servers, getenv("GEARMAN_SERVERS")); err != nil {
+	if req.servers, err = servers.servers(getenv("GEARMAN_SERVERS")); err != nil {
 		return nil, err
 	}
 	return req, nil
@@ -210,58 +197,6 @@ func adminCommandSyntax(cmd string) string {
 		return "shutdown [--graceful]"
 	}
 	return cmd + " takes no arguments"
-}
-
-// adminServers returns the servers to ask: from --server, else from GEARMAN_SERVERS, else the local
-// default. Each is "host:port", with port 4730 added where missing; duplicates are dropped.
-func adminServers(flagged []string, env string) ([]string, error) {
-	lists := flagged
-	if len(lists) == 0 {
-		lists = []string{env}
-	}
-	var out []string
-	for _, list := range lists {
-		for _, s := range strings.Split(list, ",") {
-			if s = strings.TrimSpace(s); s == "" {
-				continue
-			}
-			addr, err := adminServerAddr(s)
-			if err != nil {
-				return nil, err
-			}
-			if !slices.Contains(out, addr) {
-				out = append(out, addr)
-			}
-		}
-	}
-	if len(out) == 0 {
-		if len(flagged) > 0 {
-			return nil, fmt.Errorf("--server: no server given")
-		}
-		out = []string{net.JoinHostPort("127.0.0.1", adminDefaultPort)}
-	}
-	return out, nil
-}
-
-// adminServerAddr turns "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address into
-// "host:port".
-func adminServerAddr(s string) (string, error) {
-	host, port, err := net.SplitHostPort(s)
-	switch {
-	case err != nil && strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"):
-		host, port = s[1:len(s)-1], adminDefaultPort
-	case err != nil:
-		host, port = s, adminDefaultPort // "host", or an IPv6 address without brackets
-	case port == "":
-		port = adminDefaultPort
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("server %q: invalid port %q", s, port)
-	}
-	if host == "" {
-		return "", fmt.Errorf("server %q: no host", s)
-	}
-	return net.JoinHostPort(host, port), nil
 }
 
 // adminResult is what one server answered.

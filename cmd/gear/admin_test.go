@@ -440,30 +440,3 @@ func TestAdmin_Help(t *testing.T) {
 		}
 	}
 }
-
-func TestAdminServers(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		flagged []string
-		env     string
-		want    []string
-		wantErr bool
-	}{
-		{"default", nil, "", []string{"127.0.0.1:4730"}, false},
-		{"env with and without ports", nil, "a, b:4731,,[::1],::1,[::1]:7", []string{"a:4730", "b:4731", "[::1]:4730", "[::1]:7"}, false},
-		{"flags win over env", []string{"x", "y:1,z"}, "a", []string{"x:4730", "y:1", "z:4730"}, false},
-		{"empty port", []string{"h:"}, "", []string{"h:4730"}, false},
-		{"duplicates dropped", []string{"h", "h:4730"}, "", []string{"h:4730"}, false},
-		{"bad port", []string{"h:x"}, "", nil, true},
-		{"port out of range", []string{"h:0"}, "", nil, true},
-		{"no host", []string{":4730"}, "", nil, true},
-		{"empty flag", []string{","}, "", nil, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := adminServers(tc.flagged, tc.env)
-			if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
-				t.Errorf("adminServers(%q, %q) = %q, %v; want %q", tc.flagged, tc.env, got, err, tc.want)
-			}
-		})
-	}
-}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,10 +45,11 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	cfg := bench.DefaultConfig()
 	var (
+		server    addrFlag
 		scenarios string
 		jsonOut   bool
 	)
-	fs.StringVar(&cfg.Server, "server", cfg.Server, "job server `host:port` (port 4730 when omitted)")
+	fs.Var(&server, "server", "job server `host:port` (port 4730 when omitted; default "+cfg.Server+")")
 	fs.StringVar(&scenarios, "scenario", cfg.Scenario, "scenarios to run, comma-separated, or all: "+strings.Join(bench.Scenarios, ", "))
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "submitting connections (idle: connections to hold open)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker connections")
@@ -74,8 +74,16 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(2, "unexpected argument %q (see gear bench --help)", fs.Arg(0))
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
-		cfg.Server = net.JoinHostPort(cfg.Server, "4730")
+	if server.given() {
+		// GEARMAN_SERVERS is not read: a benchmark goes where it is told, or to the local default.
+		servers, err := server.servers("")
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+		if len(servers) > 1 {
+			return fail(2, "one --server at a time, got %s", strings.Join(servers, ", "))
+		}
+		cfg.Server = servers[0]
 	}
 	var list []string
 	for _, s := range strings.Split(scenarios, ",") {

@@ -29,7 +29,7 @@ func runClient(args []string) int {
 	fs := flag.NewFlagSet("gear client", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), clientUsage); fs.PrintDefaults() }
 	var (
-		servers    serverList
+		servers    addrFlag
 		background bool
 		priority   string
 		unique     string
@@ -76,7 +76,11 @@ func runClient(args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := client.New(client.Options{Servers: servers.orDefault()})
+	srv, err := servers.servers(os.Getenv("GEARMAN_SERVERS"))
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	c, err := client.New(client.Options{Servers: srv})
 	if err != nil {
 		return fail(1, "%v", err)
 	}

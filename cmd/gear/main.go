@@ -1,5 +1,5 @@
-// Command gear is the Gear Gearman stack in one binary: the job server (a drop-in for gearmand) and,
-// as they land, the client, worker, admin console and benchmark.
+// Command gear is the Gear Gearman stack in one binary: the job server (a drop-in for gearmand), the
+// client, the worker, the admin console and the benchmark.
 //
 // Invoked under the name "gearmand" it acts as "gear server", so it can replace gearmand in existing
 // init scripts and harnesses.

@@ -1,23 +1,27 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/server"
 	"github.com/gearhq/gear/store"
 )
@@ -26,7 +30,7 @@ import (
 type serverFlags struct {
 	fs            *flag.FlagSet
 	port          string
-	listen        multiFlag
+	listen        addrFlag
 	logFile       string
 	verbose       string
 	moreVerbose   bool
@@ -41,6 +45,7 @@ type serverFlags struct {
 	ioLoops       int
 	roundRobin    bool
 	configFile    string
+	checkConfig   bool
 	maxPacket     int
 	backlog       int
 	functionTTL   time.Duration
@@ -51,13 +56,8 @@ type serverFlags struct {
 	minFree       byteSize
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 func newServerFlags(name string) *serverFlags {
-	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), listen: addrFlag{listen: true}}
 	fs := f.fs
 	str := func(p *string, long, short, def, help string) {
 		fs.StringVar(p, long, def, help)
@@ -71,26 +71,30 @@ func newServerFlags(name string) *serverFlags {
 			fs.IntVar(p, short, def, "short for --"+long)
 		}
 	}
-	str(&f.port, "port", "p", "4730", "TCP port to listen on (env GEARMAND_PORT)")
-	fs.Var(&f.listen, "listen", "address to listen on, HOST or HOST:PORT (repeatable; default 127.0.0.1; 0.0.0.0 for all)")
+	// The defaults are the server's own (server.DefaultOptions), stated here once for the flags.
+	d := server.DefaultOptions()
+	defHosts, defPort := splitListen(d.Listen)
+	str(&f.port, "port", "p", defPort, "TCP port to listen on (env GEARMAND_PORT)")
+	fs.Var(&f.listen, "listen", "address to listen on, HOST or HOST:PORT (repeatable; default "+strings.Join(defHosts, ",")+"; 0.0.0.0 for all)")
 	fs.Var(&f.listen, "L", "short for --listen")
 	str(&f.logFile, "log-file", "l", "stderr", "log destination: a file path, stderr or none")
 	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG")
 	fs.BoolVar(&f.moreVerbose, "v", false, "log at DEBUG level (deprecated in gearmand; use --verbose)")
 	str(&f.pidFile, "pid-file", "P", "", "write the process ID to this file")
-	num(&f.jobRetries, "job-retries", "j", 0, "fail a job after its worker was lost this many times (0 = retry forever)")
-	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", "job handle prefix (default H:HOSTNAME)")
-	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
-	num(&f.workerWakeup, "worker-wakeup", "w", server.WakeOnePerJob, "sleeping workers to wake per new job: -1 one per job, 0 all")
-	fs.BoolVar(&f.keepalive, "keepalive", false, "enable TCP keepalive on connections")
-	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", 60, "seconds of idleness before keepalive probes")
+	num(&f.jobRetries, "job-retries", "j", d.JobRetries, "fail a job after its worker was lost this many times (0 = retry forever)")
+	fs.StringVar(&f.handlePrefix, "job-handle-prefix", d.HandlePrefix, "job handle prefix (default: H: and the host name)")
+	fs.BoolVar(&f.exceptions, "exceptions", d.Exceptions, "turn the exceptions option on for every connection")
+	num(&f.workerWakeup, "worker-wakeup", "w", d.WorkerWakeup, "sleeping workers to wake per new job: -1 one per job, 0 all")
+	fs.BoolVar(&f.keepalive, "keepalive", d.Keepalive, "enable TCP keepalive on connections")
+	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", int(d.KeepaliveIdle/time.Second), "seconds of idleness before keepalive probes")
 	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; see --io-loops")
-	fs.IntVar(&f.ioLoops, "io-loops", server.DefaultOptions().IOLoops, "epoll event loops serving connections (Linux; 0: a goroutine per connection)")
+	fs.IntVar(&f.ioLoops, "io-loops", d.IOLoops, "epoll event loops serving connections (Linux; 0: a goroutine per connection)")
 	fs.BoolVar(&f.roundRobin, "round-robin", false, "accepted for gearmand compatibility; Gear always rotates among a worker's functions")
 	fs.BoolVar(&f.roundRobin, "R", false, "short for --round-robin")
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
-	fs.IntVar(&f.maxPacket, "max-packet-size", 64<<20, "largest packet accepted, in bytes")
-	fs.DurationVar(&f.functionTTL, "function-idle-ttl", 5*time.Minute, "how long `status` keeps listing a function with no workers and no jobs")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
+	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
+	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
@@ -139,40 +143,94 @@ func (f *serverFlags) parse(args []string) error {
 }
 
 func (f *serverFlags) loadConfig(path string, set map[string]bool) error {
-	file, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	defer file.Close()
-	sc := bufio.NewScanner(file)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimLeft(line, "-")
-		name, value, ok := strings.Cut(line, "=")
-		if !ok {
-			name, value, _ = strings.Cut(line, " ")
-		}
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		fl := f.fs.Lookup(name)
+	return f.applyConfig(path, data, set)
+}
+
+// applyConfig sets the options of a config file's contents (read from path) that set does not hold.
+func (f *serverFlags) applyConfig(path string, data []byte, set map[string]bool) error {
+	settings, err := parseConfig(data)
+	if err != nil {
+		return fmt.Errorf("config file %s%w", path, err)
+	}
+	for _, st := range settings {
+		fl := f.fs.Lookup(st.name)
 		if fl == nil {
-			return fmt.Errorf("config file %s:%d: unknown option %q", path, n, name)
+			return fmt.Errorf("config file %s:%d: unknown option %q", path, st.line, st.name)
 		}
-		if set[name] {
+		if st.name == "config-file" || st.name == "check-config" {
+			return fmt.Errorf("config file %s:%d: %s is a command-line option only", path, st.line, st.name)
+		}
+		if set[st.name] {
 			continue
 		}
+		value := st.value
 		if value == "" {
-			if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
+			if b, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool && b.IsBoolFlag() {
 				value = "true"
 			}
 		}
 		if err := fl.Value.Set(value); err != nil {
-			return fmt.Errorf("config file %s:%d: %s: %w", path, n, name, err)
+			return fmt.Errorf("config file %s:%d: %s: %w", path, st.line, st.name, err)
 		}
 	}
-	return sc.Err()
+	return nil
+}
+
+// configSetting is one option of a config file.
+type configSetting struct {
+	line        int // 1-based
+	name, value string
+}
+
+// maxConfigLine bounds a config file's line, as the line scanner that read them used to.
+const maxConfigLine = 64 << 10
+
+// parseConfig reads a config file's contents: one option per line, as "name=value", "name value"
+// or a bare "name" (a boolean option turned on), each optionally written "--name" as on the
+// command line; spaces around names and values, blank lines and lines starting with # are ignored.
+// It checks the syntax only: whether an option exists and takes the value is for the caller. Its
+// errors start with ":LINE: ", to follow the file's name.
+func parseConfig(data []byte) ([]configSetting, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf(": not UTF-8 text")
+	}
+	var out []configSetting
+	for n, line := range strings.Split(string(data), "\n") {
+		bad := func(format string, a ...any) ([]configSetting, error) {
+			return nil, fmt.Errorf(":%d: %s", n+1, fmt.Sprintf(format, a...))
+		}
+		if len(line) > maxConfigLine {
+			return bad("line longer than %d bytes", maxConfigLine)
+		}
+		line = strings.TrimSpace(line) // and the \r of a CRLF file
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.ContainsFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) {
+			return bad("control character in line")
+		}
+		name, value, ok := strings.Cut(strings.TrimLeft(line, "-"), "=")
+		if !ok {
+			if i := strings.IndexAny(name, " \t"); i >= 0 {
+				name, value = name[:i], name[i+1:]
+			}
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if name == "" {
+			return bad("no option name in %q", line)
+		}
+		if strings.ContainsFunc(name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) {
+			return bad("invalid option name %q", name)
+		}
+		out = append(out, configSetting{line: n + 1, name: name, value: value})
+	}
+	return out, nil
 }
 
 // listenAddrs combines --listen and --port: "--listen 0.0.0.0 --port 4731" and
@@ -181,19 +239,33 @@ func (f *serverFlags) listenAddrs() ([]string, error) {
 	if _, err := strconv.ParseUint(f.port, 10, 16); err != nil {
 		return nil, fmt.Errorf("invalid port %q", f.port)
 	}
-	hosts := f.listen
-	if len(hosts) == 0 {
-		hosts = []string{"127.0.0.1"}
+	listen := f.listen
+	if !listen.given() {
+		hosts, _ := splitListen(server.DefaultOptions().Listen)
+		for _, h := range hosts {
+			listen.Set(h)
+		}
 	}
-	var addrs []string
-	for _, h := range hosts {
-		if _, _, err := net.SplitHostPort(h); err == nil {
-			addrs = append(addrs, h)
+	return listen.withPort(f.port), nil
+}
+
+// splitListen returns the hosts of the server's default listening addresses and the port of the
+// first, the defaults of --listen and --port.
+func splitListen(addrs []string) (hosts []string, port string) {
+	for _, a := range addrs {
+		h, p, err := net.SplitHostPort(a)
+		if err != nil {
 			continue
 		}
-		addrs = append(addrs, net.JoinHostPort(strings.Trim(h, "[]"), f.port))
+		hosts = append(hosts, h)
+		if port == "" {
+			port = p
+		}
 	}
-	return addrs, nil
+	if port == "" {
+		port = serveraddr.DefaultPort
+	}
+	return hosts, port
 }
 
 func parseLevel(name string) (slog.Level, error) {
@@ -257,41 +329,110 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func runServer(name string, args []string) int {
+func runServer(name string, args []string) int { return serverMain(name, args, os.Stdout, os.Stderr) }
+
+func serverMain(name string, args []string, stdout, stderr io.Writer) int {
 	f := newServerFlags(name)
+	f.fs.SetOutput(stderr)
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
+	if f.checkConfig {
+		lines, err := f.effective()
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		fmt.Fprint(stdout, lines)
+		return 0
+	}
 	if err := serve(f); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	return 0
 }
 
-func serve(f *serverFlags) error {
-	level := new(slog.LevelVar)
+// effective checks the options as serve would before it opens anything, and returns them as
+// --check-config prints them: one "name = value" line per long option, sorted by name, with the
+// values the server would use (listen with ports, the data directory resolved, verbose raised by
+// -v). It neither listens, nor opens the log file, the pid file or the data directory.
+func (f *serverFlags) effective() (string, error) {
+	lv, err := f.level()
+	if err != nil {
+		return "", err
+	}
+	opts, err := f.options()
+	if err != nil {
+		return "", err
+	}
+	if _, err := store.ParseSyncMode(f.syncMode); err != nil {
+		return "", err
+	}
+	dataDir := f.dataDir
+	switch f.storeKind {
+	case "memory":
+	case "pebble":
+		if dataDir == "" {
+			if dataDir, err = defaultDataDir(); err != nil {
+				return "", err
+			}
+		}
+	default:
+		return "", fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+	}
+	// The server's own checks: New validates the options; with no Listen and no Store it opens
+	// nothing, and Close stops what it started.
+	check := opts
+	check.Listen, check.Store = nil, nil
+	srv, err := server.New(check)
+	if err != nil {
+		return "", err
+	}
+	srv.Close()
+
+	values := map[string]string{}
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if strings.HasPrefix(fl.Usage, "short for --") || fl.Name == "v" || fl.Name == "check-config" {
+			return
+		}
+		values[fl.Name] = fl.Value.String()
+	})
+	values["listen"] = strings.Join(opts.Listen, ",")
+	values["job-handle-prefix"] = opts.HandlePrefix
+	values["verbose"] = strings.ToUpper(lv.String())
+	values["data-dir"] = dataDir
+	names := slices.Sorted(maps.Keys(values))
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s = %s\n", n, values[n])
+	}
+	return b.String(), nil
+}
+
+// level returns the log level --verbose and -v ask for.
+func (f *serverFlags) level() (slog.Level, error) {
 	lv, err := parseLevel(f.verbose)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if f.moreVerbose {
 		lv = slog.LevelDebug
 	}
-	level.Set(lv)
-	sink, err := openLog(f.logFile)
-	if err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+	return lv, nil
+}
 
+// options returns the server's options as the flags set them, starting from server.DefaultOptions
+// (the flags' defaults are its values). Logger, Level and Store are left to the caller.
+func (f *serverFlags) options() (server.Options, error) {
 	opts := server.DefaultOptions()
+	var err error
 	if opts.Listen, err = f.listenAddrs(); err != nil {
-		return err
+		return opts, err
 	}
 	opts.JobRetries = f.jobRetries
 	if f.handlePrefix != "" {
@@ -304,6 +445,25 @@ func serve(f *serverFlags) error {
 	opts.MaxPacketSize = f.maxPacket
 	opts.FunctionIdleTTL = f.functionTTL
 	opts.IOLoops = f.ioLoops
+	return opts, nil
+}
+
+func serve(f *serverFlags) error {
+	level := new(slog.LevelVar)
+	lv, err := f.level()
+	if err != nil {
+		return err
+	}
+	level.Set(lv)
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	sink, err := openLog(f.logFile)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 	opts.Logger = logger
 	opts.Level = level
 

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gearhq/gear/client"
 	"github.com/gearhq/gear/worker"
 	"github.com/gearhq/gear/worker/builtin"
 )
@@ -36,22 +35,6 @@ Exit status: 0 after SIGTERM/SIGINT (jobs in hand finish first), 1 on error, 2 o
 
 Options:
 `
-
-// serverList is a repeatable --server flag.
-type serverList []string
-
-func (s *serverList) String() string { return strings.Join(*s, ",") }
-func (s *serverList) Set(v string) error {
-	*s = append(*s, client.ParseServers(v)...)
-	return nil
-}
-
-func (s serverList) orDefault() []string {
-	if len(s) > 0 {
-		return s
-	}
-	return client.ServersFromEnv()
-}
 
 // byteSize is a flag holding a size such as 512MiB, 2G or 1048576.
 type byteSize uint64
@@ -87,7 +70,7 @@ func runWorker(args []string) int {
 	fs := flag.NewFlagSet("gear worker", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), workerUsage); fs.PrintDefaults() }
 	var (
-		servers     serverList
+		servers     addrFlag
 		allow       []string
 		fnName      string
 		concurrency int
@@ -150,11 +133,14 @@ func runWorker(args []string) int {
 		MaxLifetime: maxLifetime, Splay: splay}
 	switch {
 	case alertCmd != "":
-		guard.OnWarn = worker.AlertCommand(strings.Fields(alertCmd))
+		guard.OnMemoryWarning = alertCommandHook(strings.Fields(alertCmd), logger)
 	case alertURL != "":
-		guard.OnWarn = worker.AlertURL(alertURL)
+		guard.OnMemoryWarning = alertURLHook(alertURL, logger)
 	}
-	srv := servers.orDefault()
+	srv, err := servers.servers(os.Getenv("GEARMAN_SERVERS"))
+	if err != nil {
+		return usageErr("%v", err)
+	}
 	w, err := worker.New(worker.Options{Servers: srv, ID: id, Concurrency: concurrency, Guard: guard, Logger: logger})
 	if err != nil {
 		return usageErr("%v", err)

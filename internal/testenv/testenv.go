@@ -122,8 +122,7 @@ func StartGearmandOn(t testing.TB, addr string) (string, error) {
 	}
 }
 
-// serverKind is one job server implementation the shared cases run against.
-// ServerKind is a job server a test can run against.
+// ServerKind is one job server implementation the shared test cases run against.
 type ServerKind struct {
 	Name  string
 	Start func(t testing.TB) string
