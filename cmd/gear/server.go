@@ -39,6 +39,7 @@ type serverFlags struct {
 	handlePrefix  string
 	exceptions    bool
 	workerWakeup  int
+	wakeTimeout   time.Duration
 	keepalive     bool
 	keepaliveIdle int
 	threads       int
@@ -85,6 +86,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", d.HandlePrefix, "job handle prefix (default: H: and the host name)")
 	fs.BoolVar(&f.exceptions, "exceptions", d.Exceptions, "turn the exceptions option on for every connection")
 	num(&f.workerWakeup, "worker-wakeup", "w", d.WorkerWakeup, "sleeping workers to wake per new job: -1 one per job, 0 all")
+	fs.DurationVar(&f.wakeTimeout, "wake-timeout", d.WakeTimeout, "a woken worker that has not asked for a job within this is passed over: the next sleeping worker is woken")
 	fs.BoolVar(&f.keepalive, "keepalive", d.Keepalive, "enable TCP keepalive on connections")
 	fs.IntVar(&f.keepaliveIdle, "keepalive-idle", int(d.KeepaliveIdle/time.Second), "seconds of idleness before keepalive probes")
 	num(&f.threads, "threads", "t", 0, "accepted for gearmand compatibility; see --io-loops")
@@ -440,6 +442,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	}
 	opts.Exceptions = f.exceptions
 	opts.WorkerWakeup = f.workerWakeup
+	opts.WakeTimeout = f.wakeTimeout
 	opts.Keepalive = f.keepalive
 	opts.KeepaliveIdle = time.Duration(f.keepaliveIdle) * time.Second
 	opts.MaxPacketSize = f.maxPacket
