@@ -86,8 +86,16 @@ func (s *Core) Tick(tx Tx, now time.Time) time.Time {
 		s.expire(tx, j)
 	}
 	next := s.lastSweep.Add(sweepEvery)
-	if due := s.checkWakes(tx, now); !due.IsZero() && due.Before(next) {
-		next = due
+	if due := s.checkWakes(tx, now); !due.IsZero() {
+		// Wake checks are coarse: under load a NOOP goes out every few microseconds, and a Tick
+		// per NOOP would cost a goroutine wake-up per job. A hung worker is passed over within
+		// 1.25 WakeTimeout.
+		if earliest := now.Add(s.opts.WakeTimeout / 4); due.Before(earliest) {
+			due = earliest
+		}
+		if due.Before(next) {
+			next = due
+		}
 	}
 	if j := s.epochs.peek(); j != nil && j.x.when.Before(next) {
 		next = j.x.when

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/admin"
+	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/server"
 )
@@ -438,5 +439,72 @@ func TestAdmin_Help(t *testing.T) {
 		if !strings.Contains(out, cmd) {
 			t.Errorf("usage lacks %q", cmd)
 		}
+	}
+}
+
+// admBusy fills the server at addr as admBusyServer does, for any server.
+func admBusy(t *testing.T, addr string) {
+	client := admConnect(t, addr)
+	for range 3 {
+		client.submitBg("resize_image")
+	}
+	client.submitBg("email")
+	worker := admConnect(t, addr)
+	worker.send(protocol.SetClientID, "resizer")
+	worker.send(protocol.CanDo, "resize_image")
+	worker.send(protocol.GrabJob)
+	worker.expect(protocol.JobAssign)
+}
+
+// The same tables and JSON against the real gearmand: gear admin reads its replies into the views
+// Gear's core renders.
+func TestAdmin_AgainstGearmand(t *testing.T) {
+	addr := testenv.StartGearmand(t)
+	admBusy(t, addr)
+	if out := admMustRun(t, addr, "status"); out != admBusyStatus {
+		t.Errorf("gear admin status against gearmand:\n%s\nwant\n%s", out, admBusyStatus)
+	}
+	var s []admin.FunctionStatus
+	if err := json.Unmarshal([]byte(admMustRun(t, addr, "--json", "status")), &s); err != nil {
+		t.Fatal(err)
+	}
+	want := []admin.FunctionStatus{{Name: "email", Total: 1}, {Name: "resize_image", Total: 3, Running: 1, Workers: 1}}
+	if !slices.Equal(s, want) {
+		t.Errorf("status --json: %+v, want %+v", s, want)
+	}
+	if out := admMustRun(t, addr, "priority"); out != ""+
+		"FUNCTION      HIGH  NORMAL  LOW  WORKERS\n"+
+		"email         0     1       0    0\n"+
+		"resize_image  0     2       0    1\n" {
+		t.Errorf("priority:\n%s", out)
+	}
+	// gearmand lists clients and admin connections among its workers, with no functions.
+	var ws []admin.WorkerInfo
+	if err := json.Unmarshal([]byte(admMustRun(t, addr, "--json", "workers")), &ws); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range ws {
+		if w.ID == "resizer" && slices.Equal(w.Functions, []string{"resize_image"}) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("workers --json has no resizer: %+v", ws)
+	}
+	if out := admMustRun(t, addr, "workers"); !strings.Contains(out, "resizer") || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("workers table:\n%s", out)
+	}
+	var js []admin.JobInfo
+	if err := json.Unmarshal([]byte(admMustRun(t, addr, "--json", "jobs")), &js); err != nil || len(js) != 4 {
+		t.Errorf("jobs --json: %v %+v", err, js)
+	}
+	for _, j := range js {
+		if !j.Queued { // gearmand 1.1 sets JOB_QUEUED for a running job too
+			t.Errorf("gearmand job %+v not queued", j)
+		}
+	}
+	if out := admMustRun(t, addr, "jobs"); strings.Count(out, "\n") != 5 || !strings.HasPrefix(out, "HANDLE ") {
+		t.Errorf("jobs table:\n%s", out)
 	}
 }
