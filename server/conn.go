@@ -136,7 +136,7 @@ func (directTx) Send(to *core.Peer, pkt *protocol.Packet) {
 	to.Link.(*conn).sendVia(nil, pkt.Type, pkt.Args...)
 }
 
-// reply queues a packet from c's own reader goroutine, outside Server.mu: it goes out with the
+// reply queues a packet from c's own reader goroutine, outside the core's lock: it goes out with the
 // reader's batch.
 func (c *conn) reply(t protocol.Type, args ...[]byte) { c.sendVia(c.batch, t, args...) }
 
@@ -196,7 +196,7 @@ func (h *heldReply) Release(pkt *protocol.Packet) {
 	c.queued(nil)
 }
 
-// replyText queues raw admin-protocol text from c's own reader goroutine, outside Server.mu.
+// replyText queues raw admin-protocol text from c's own reader goroutine, outside the core's lock.
 func (c *conn) replyText(text []byte) {
 	c.outMu.Lock()
 	if c.closing {
@@ -257,7 +257,7 @@ func (b *flushBatch) Send(to *core.Peer, pkt *protocol.Packet) {
 
 // flush writes out every connection in the batch, last the one whose reader owns it: its own peer's
 // reply (JOB_CREATED, NO_JOB) is less urgent than the packets that let another peer go on (NOOP to
-// a sleeping worker, WORK_COMPLETE to a waiting client). It must be called without Server.mu.
+// a sleeping worker, WORK_COMPLETE to a waiting client). It must be called without the core's lock.
 func (b *flushBatch) flush(owner *conn) {
 	own := false
 	for i, c := range b.conns {
@@ -498,7 +498,7 @@ func (c *conn) handleDecodeError(f *protocol.Frame, err error) bool {
 	return false
 }
 
-// sendError answers with an ERROR packet from c's own reader goroutine, outside Server.mu.
+// sendError answers with an ERROR packet from c's own reader goroutine, outside the core's lock.
 func (c *conn) sendError(code, text string) {
 	c.reply(protocol.Error, []byte(code), []byte(text))
 }

@@ -283,8 +283,8 @@ func (l *ioLoop) woken() {
 	for _, c := range adds {
 		l.register(c)
 	}
-	// A connection is added before anything can be queued to it (both under Server.mu), and its
-	// adds come first: every one woken is registered, or finished (fd -1).
+	// A connection is added before anything can be queued to it (both under Server.mu, where the
+	// core learns of it), and its adds come first: every one woken is registered, or finished (fd -1).
 	for _, c := range wakes {
 		l.service(c)
 	}
