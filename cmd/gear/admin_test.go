@@ -130,16 +130,7 @@ func (p *admPeer) submitBg(fn string) string {
 // one email job.
 func admBusyServer(t *testing.T) string {
 	addr := admStartServer(t, "H:test")
-	client := admConnect(t, addr)
-	for range 3 {
-		client.submitBg("resize_image")
-	}
-	client.submitBg("email")
-	worker := admConnect(t, addr)
-	worker.send(protocol.SetClientID, "resizer")
-	worker.send(protocol.CanDo, "resize_image")
-	worker.send(protocol.GrabJob)
-	worker.expect(protocol.JobAssign)
+	admBusy(t, addr)
 	return addr
 }
 
@@ -442,7 +433,8 @@ func TestAdmin_Help(t *testing.T) {
 	}
 }
 
-// admBusy fills the server at addr as admBusyServer does, for any server.
+// admBusy gives the server at addr three resize_image jobs (one running on worker "resizer") and
+// one email job.
 func admBusy(t *testing.T, addr string) {
 	client := admConnect(t, addr)
 	for range 3 {
