@@ -70,7 +70,10 @@ func (s *Core) emitJob(kind EventKind, j *job, detail string) {
 	}
 	now := s.opts.Now()
 	x := j.extra()
-	e := Event{Kind: kind, Time: now, Handle: s.handleOf(j), Function: j.fn.name, Priority: j.prio.String(),
+	if x.eventHandle == "" {
+		x.eventHandle = s.handleOf(j) // once per job, not per event
+	}
+	e := Event{Kind: kind, Time: now, Handle: x.eventHandle, Function: j.fn.name, Priority: j.prio.String(),
 		Background: j.background, Retries: int(j.retries), Detail: detail}
 	switch kind {
 	case EventSubmitted:
