@@ -42,9 +42,13 @@ type Options struct {
 	// another sleeping worker is woken for the jobs waiting, and the unresponsive one is woken
 	// only when no other will do until it grabs again.
 	WakeTimeout time.Duration
-	// Keepalive enables TCP keepalive on accepted connections, with KeepaliveIdle as its period.
-	Keepalive     bool
-	KeepaliveIdle time.Duration
+	// Keepalive enables TCP keepalive on accepted connections: the first probe after KeepaliveIdle
+	// of silence, then one every KeepaliveInterval, KeepaliveCount unanswered ones ending the
+	// connection (zero: the system's default).
+	Keepalive         bool
+	KeepaliveIdle     time.Duration
+	KeepaliveInterval time.Duration
+	KeepaliveCount    int
 	// MaxPacketSize bounds the data of one binary packet; larger ones get ERROR ARGUMENT_TOO_LARGE and
 	// the connection is closed.
 	MaxPacketSize int

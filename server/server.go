@@ -173,7 +173,8 @@ func (s *Server) startConn(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		if s.opts.Keepalive {
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.opts.KeepaliveIdle})
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.opts.KeepaliveIdle,
+				Interval: s.opts.KeepaliveInterval, Count: s.opts.KeepaliveCount})
 		} else {
 			tc.SetKeepAlive(false)
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -55,10 +56,14 @@ type serverFlags struct {
 	syncMode      string
 	queueType     string
 	minFree       byteSize
+	gearmand      gearmandFlags
+	notes         []string        // how gearmand options were mapped, for the log at start
+	fromConfig    map[string]bool // options the config file gave
 }
 
 func newServerFlags(name string) *serverFlags {
-	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), listen: addrFlag{listen: true}}
+	f := &serverFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), listen: addrFlag{listen: true},
+		fromConfig: map[string]bool{}}
 	fs := f.fs
 	str := func(p *string, long, short, def, help string) {
 		fs.StringVar(p, long, def, help)
@@ -104,6 +109,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
 	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: only builtin (= --store memory) is accepted")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
+	f.gearmand.register(fs)
 	return f
 }
 
@@ -132,15 +138,16 @@ func (f *serverFlags) parse(args []string) error {
 	if v := os.Getenv("GEAR_DATA_DIR"); v != "" && !set["data-dir"] {
 		f.dataDir = v
 	}
-	switch f.queueType {
-	case "":
-	case "builtin":
-		if !set["store"] {
-			f.storeKind = "memory"
-		}
-	default:
-		return fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", f.queueType)
+	if f.queueType == "builtin" && !set["store"] {
+		f.storeKind = "memory"
 	}
+	given := maps.Clone(set)
+	maps.Copy(given, f.fromConfig)
+	notes, err := f.gearmand.check(f.queueType, given)
+	if err != nil {
+		return err
+	}
+	f.notes = append(f.notes, notes...)
 	return nil
 }
 
@@ -166,6 +173,7 @@ func (f *serverFlags) applyConfig(path string, data []byte, set map[string]bool)
 		if st.name == "config-file" || st.name == "check-config" {
 			return fmt.Errorf("config file %s:%d: %s is a command-line option only", path, st.line, st.name)
 		}
+		f.fromConfig[st.name] = true
 		if set[st.name] {
 			continue
 		}
@@ -335,13 +343,25 @@ func runServer(name string, args []string) int { return serverMain(name, args, o
 
 func serverMain(name string, args []string, stdout, stderr io.Writer) int {
 	f := newServerFlags(name)
-	f.fs.SetOutput(stderr)
+	// Errors are reported in one line, never with the whole usage (Go's flag package would print
+	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
+	f.fs.SetOutput(io.Discard)
+	f.fs.Usage = func() {}
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			f.printHelp(stdout)
 			return 0
 		}
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, friendlyFlagError(err))
 		return 2
+	}
+	if f.gearmand.version {
+		if filepath.Base(name) == "gearmand" {
+			fmt.Fprintf(stdout, "gearmand %s (gear %s)\n", gearmandVersionCompat, server.Version)
+		} else {
+			fmt.Fprintf(stdout, "gear %s (gearmand %s compatible)\n", server.Version, gearmandVersionCompat)
+		}
+		return 0
 	}
 	if f.checkConfig {
 		lines, err := f.effective()
@@ -352,8 +372,14 @@ func serverMain(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, lines)
 		return 0
 	}
-	if err := serve(f); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	notify := daemonChild()
+	if f.gearmand.daemon && notify == nil {
+		return daemonize(stderr)
+	}
+	if err := serve(f, notify); err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+		notifyParent(notify, err) // a daemon's stderr is /dev/null: its parent prints it
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
@@ -375,17 +401,15 @@ func (f *serverFlags) effective() (string, error) {
 	if _, err := store.ParseSyncMode(f.syncMode); err != nil {
 		return "", err
 	}
-	dataDir := f.dataDir
-	switch f.storeKind {
-	case "memory":
-	case "pebble":
-		if dataDir == "" {
-			if dataDir, err = defaultDataDir(); err != nil {
-				return "", err
-			}
+	var svc *serviceUser
+	if f.gearmand.user != "" {
+		if svc, err = lookupServiceUser(f.gearmand.user); err != nil {
+			return "", err
 		}
-	default:
-		return "", fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+	}
+	dataDir, err := f.resolvedDataDir(svc)
+	if err != nil {
+		return "", err
 	}
 	// The server's own checks: New validates the options; with no Listen and no Store it opens
 	// nothing, and Close stops what it started.
@@ -445,13 +469,21 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.WakeTimeout = f.wakeTimeout
 	opts.Keepalive = f.keepalive
 	opts.KeepaliveIdle = time.Duration(f.keepaliveIdle) * time.Second
+	// gearmand's -1 is the system's value; a negative duration or count leaves it alone.
+	opts.KeepaliveInterval = time.Duration(f.gearmand.keepaliveInterval) * time.Second
+	opts.KeepaliveCount = f.gearmand.keepaliveCount
 	opts.MaxPacketSize = f.maxPacket
 	opts.FunctionIdleTTL = f.functionTTL
 	opts.IOLoops = f.ioLoops
 	return opts, nil
 }
 
-func serve(f *serverFlags) error {
+// serve runs the server until it stops. notify, when this is a daemon's child, is told once the
+// server is ready (serveMain tells it of an error).
+func serve(f *serverFlags, notify *os.File) error {
+	if err := f.gearmand.applyProcessOptions(); err != nil {
+		return err
+	}
 	level := new(slog.LevelVar)
 	lv, err := f.level()
 	if err != nil {
@@ -462,15 +494,40 @@ func serve(f *serverFlags) error {
 	if err != nil {
 		return err
 	}
+	var svc *serviceUser
+	if f.gearmand.user != "" {
+		if svc, err = lookupServiceUser(f.gearmand.user); err != nil {
+			return err
+		}
+	}
 	sink, err := openLog(f.logFile)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = sink
+	if f.gearmand.syslog {
+		sys, err := openSyslog(filepath.Base(f.fs.Name()))
+		if err != nil {
+			return err
+		}
+		if f.logFile == "none" {
+			out = sys
+		} else {
+			out = io.MultiWriter(sink, sys)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	opts.Logger = logger
 	opts.Level = level
+	for _, n := range f.notes {
+		logger.Info("gearmand option: " + n)
+	}
 
-	st, err := openStore(f, logger)
+	dataDir, err := f.resolvedDataDir(svc)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(f, dataDir, logger)
 	if err != nil {
 		return err
 	}
@@ -500,8 +557,26 @@ func serve(f *serverFlags) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	// The ports are bound and the data directory open and locked: now the service user takes
+	// over, owning what the server goes on writing.
+	if svc != nil {
+		owned := []string{}
+		if st != nil {
+			owned = append(owned, dataDir)
+		}
+		if f.logFile != "stderr" && f.logFile != "none" && f.logFile != "" {
+			owned = append(owned, f.logFile)
+		}
+		if err := svc.own(owned...); err != nil {
+			return err
+		}
+		if err := svc.become(); err != nil {
+			return err
+		}
+	}
 	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
-		"pid", os.Getpid())
+		"pid", os.Getpid(), "user", currentUserName())
+	notifyParent(notify, nil)
 
 	for {
 		select {
@@ -527,7 +602,7 @@ func serve(f *serverFlags) error {
 }
 
 // openStore opens the durable store the flags ask for (nil for --store memory).
-func openStore(f *serverFlags, logger *slog.Logger) (store.Store, error) {
+func openStore(f *serverFlags, dir string, logger *slog.Logger) (store.Store, error) {
 	mode, err := store.ParseSyncMode(f.syncMode)
 	if err != nil {
 		return nil, err
@@ -540,12 +615,6 @@ func openStore(f *serverFlags, logger *slog.Logger) (store.Store, error) {
 	default:
 		return nil, fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
 	}
-	dir := f.dataDir
-	if dir == "" {
-		if dir, err = defaultDataDir(); err != nil {
-			return nil, err
-		}
-	}
 	st, err := store.OpenPebble(dir, mode, logger)
 	if err != nil {
 		return nil, err
@@ -553,6 +622,41 @@ func openStore(f *serverFlags, logger *slog.Logger) (store.Store, error) {
 	st.SetMinFree(uint64(f.minFree))
 	logger.Info("durable store", "engine", "pebble", "data_dir", dir, "sync", mode.String())
 	return st, nil
+}
+
+// resolvedDataDir is the durable store's directory: --data-dir, else the default for the user the
+// server runs as (svc: the one --user switches to); "" for --store memory.
+func (f *serverFlags) resolvedDataDir(svc *serviceUser) (string, error) {
+	switch f.storeKind {
+	case "memory":
+		return "", nil
+	case "pebble":
+	default:
+		return "", fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+	}
+	if f.dataDir != "" {
+		return f.dataDir, nil
+	}
+	if svc != nil {
+		return filepath.Join(svc.home, "gear-data"), nil
+	}
+	// A service account (systemd's User=gearman) keeps its data in its home as the system gives
+	// it, /var/lib/gearman for Debian's gearman, not under a $HOME the service may not have.
+	if uid := os.Getuid(); uid > 0 && uid < 1000 {
+		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.HomeDir != "" && u.HomeDir != "/" {
+			return filepath.Join(u.HomeDir, "gear-data"), nil
+		}
+	}
+	return defaultDataDir()
+}
+
+// currentUserName names the user the process runs as, for the log.
+func currentUserName() string {
+	uid := strconv.Itoa(os.Geteuid())
+	if u, err := user.LookupId(uid); err == nil { // not user.Current: it caches the first answer
+		return u.Username
+	}
+	return uid
 }
 
 // defaultDataDir is gear-data under the user's state directory ($XDG_STATE_HOME, else

@@ -256,7 +256,7 @@ func TestServer_BadOptionsExitWithMessage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown flag", []string{"server", "--no-such-flag"}, "flag provided but not defined"},
+		{"unknown flag", []string{"server", "--no-such-flag"}, "unknown option --no-such-flag (--help lists the options)"},
 		{"bad level", []string{"server", "--verbose", "LOUD"}, "unknown log level"},
 		{"bad port", []string{"server", "--port", "99999"}, "invalid port"},
 		{"missing config", []string{"server", "--config-file", "/nonexistent/gear.conf"}, "config file"},

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// gearmand 1.1's options that Gear has no option of its own for. Each is understood: implemented
+// (Gear does the same thing), mapped (Gear has its own way, and says so in the log at start), or
+// refused with a one-line reason. None is "not defined".
+type gearmandFlags struct {
+	daemon            bool
+	user              string
+	syslog            bool
+	coredump          bool
+	fileDescriptors   int
+	hashtableBuckets  int
+	keepaliveInterval int
+	keepaliveCount    int
+	protocol          string
+	httpPort          int
+	version           bool
+	ssl               bool
+	sslCAFile         string
+	sslCertificate    string
+	sslKey            string
+	// The queue plugins' options (-q libsqlite3, libpq, mysql, redis, libmemcached).
+	plugin map[string]*string
+}
+
+// pluginOptions are the queue plugins' options of gearmand 1.1.20, by plugin.
+var pluginOptions = map[string][]string{
+	"libsqlite3":   {"libsqlite3-db", "libsqlite3-table", "store-queue-on-shutdown"},
+	"libpq":        {"libpq-conninfo", "libpq-table"},
+	"mysql":        {"mysql-host", "mysql-port", "mysql-user", "mysql-password", "mysql-db", "mysql-table"},
+	"redis":        {"redis-server", "redis-port", "redis-password", "redis-prefix"},
+	"libmemcached": {"libmemcached-servers", "libmemcached-prefix"},
+}
+
+func (g *gearmandFlags) register(fs *flag.FlagSet) {
+	boolean := func(p *bool, long, short, help string) {
+		fs.BoolVar(p, long, false, help)
+		if short != "" {
+			fs.BoolVar(p, short, false, "short for --"+long)
+		}
+	}
+	boolean(&g.daemon, "daemon", "d", "detach and run in the background; the parent exits once the server listens and its pid file is written")
+	fs.StringVar(&g.user, "user", "", "switch to this user once the ports are bound and the data directory is open (which it then owns)")
+	fs.StringVar(&g.user, "u", "", "short for --user")
+	boolean(&g.syslog, "syslog", "", "log to the system log (as well as to --log-file unless it is none)")
+	boolean(&g.coredump, "coredump", "", "dump core on a crash (RLIMIT_CORE raised, Go's crash traceback)")
+	fs.IntVar(&g.fileDescriptors, "file-descriptors", 0, "raise the limit of open files to this (0: the hard limit)")
+	fs.IntVar(&g.fileDescriptors, "f", 0, "short for --file-descriptors")
+	fs.IntVar(&g.hashtableBuckets, "hashtable-buckets", 991, "accepted for gearmand compatibility: Gear's indexes size themselves")
+	fs.IntVar(&g.keepaliveInterval, "keepalive-interval", -1, "seconds between keepalive probes (-1: the system's)")
+	fs.IntVar(&g.keepaliveCount, "keepalive-count", -1, "unanswered keepalive probes that end a connection (-1: the system's)")
+	fs.StringVar(&g.protocol, "protocol", "", "gearmand's protocol module: only http is known, and not yet served by Gear")
+	fs.StringVar(&g.protocol, "r", "", "short for --protocol")
+	fs.IntVar(&g.httpPort, "http-port", 8080, "port of --protocol http")
+	boolean(&g.version, "version", "V", "print the version and exit")
+	boolean(&g.ssl, "ssl", "", "gearmand's TLS: not yet in Gear (refused)")
+	fs.StringVar(&g.sslCAFile, "ssl-ca-file", "", "gearmand's TLS CA file: not yet in Gear (refused)")
+	fs.StringVar(&g.sslCertificate, "ssl-certificate", "", "gearmand's TLS certificate: not yet in Gear (refused)")
+	fs.StringVar(&g.sslKey, "ssl-key", "", "gearmand's TLS key: not yet in Gear (refused)")
+	g.plugin = map[string]*string{}
+	for plugin, names := range pluginOptions {
+		for _, name := range names {
+			v := new(string)
+			g.plugin[name] = v
+			if name == "store-queue-on-shutdown" {
+				fs.Var(boolString{v}, name, "gearmand's "+plugin+" queue option: Gear stores every background job when it arrives")
+				continue
+			}
+			fs.StringVar(v, name, "", "gearmand's "+plugin+" queue option (see -q)")
+		}
+	}
+}
+
+// boolString is a boolean flag kept as text, for a plugin option that takes no value.
+type boolString struct{ p *string }
+
+func (b boolString) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolString) Set(v string) error { *b.p = v; return nil }
+func (b boolString) IsBoolFlag() bool   { return true }
+
+// check refuses what Gear cannot do, with the reason, and returns a line for the log for each
+// option Gear maps to its own way. set holds the names given (flags and config file).
+func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []string, err error) {
+	for _, name := range []string{"ssl", "ssl-ca-file", "ssl-certificate", "ssl-key"} {
+		if set[name] {
+			return nil, fmt.Errorf("--%s: TLS is not in Gear yet (it comes with Gear's own --tls options); run without it, or keep gearmand for TLS listeners", name)
+		}
+	}
+	if g.protocol != "" {
+		if g.protocol != "http" {
+			return nil, fmt.Errorf("--protocol %q: gearmand's only protocol module is http", g.protocol)
+		}
+		return nil, fmt.Errorf("--protocol http: gearmand's HTTP protocol is not served by Gear yet; submit through a Gearman client instead")
+	}
+	if set["threads"] || set["t"] {
+		notes = append(notes, "--threads is mapped to --io-loops: Gear sizes its event loops itself (one per 4 CPUs by default)")
+	}
+	if set["round-robin"] || set["R"] {
+		notes = append(notes, "--round-robin is what Gear always does: it rotates among a worker's functions")
+	}
+	if set["backlog"] || set["b"] {
+		notes = append(notes, "--backlog is ignored: Go listens with the kernel's maximum backlog (net.core.somaxconn)")
+	}
+	if set["http-port"] {
+		notes = append(notes, "--http-port is ignored: it applies to --protocol http only")
+	}
+	if set["hashtable-buckets"] {
+		notes = append(notes, "--hashtable-buckets is ignored: Gear's job indexes grow and shrink by themselves")
+	}
+	switch queueType {
+	case "", "builtin":
+	case "libsqlite3", "libpq", "mysql", "redis", "libmemcached":
+		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet; drain the queue with gearmand first (stop new submits, let its workers finish), then start gear with its own durable store (--store pebble, the default)", queueType, queueType)
+	default:
+		return nil, fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", queueType)
+	}
+	var stray []string
+	for name := range g.plugin {
+		if set[name] {
+			stray = append(stray, "--"+name)
+		}
+	}
+	if len(stray) > 0 {
+		sort.Strings(stray)
+		notes = append(notes, strings.Join(stray, ", ")+" ignored: no -q queue plugin uses them")
+	}
+	return notes, nil
+}
+
+// gearmandVersionCompat is the gearmand version whose options and protocol Gear takes; scripts
+// that parse `gearmand --version` find it first.
+const gearmandVersionCompat = "1.1.20"
+
+// friendlyFlagError rewrites the flag package's errors in the words of a GNU-style command line.
+func friendlyFlagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		dashes := "--"
+		if len(name) == 1 {
+			dashes = "-"
+		}
+		return fmt.Errorf("unknown option %s%s (--help lists the options)", dashes, name)
+	}
+	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		name := strings.TrimLeft(rest, "-")
+		if len(name) == 1 {
+			return fmt.Errorf("option -%s needs a value", name)
+		}
+		return fmt.Errorf("option --%s needs a value", name)
+	}
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		return fmt.Errorf("invalid value %s", rest)
+	}
+	return err
+}
+
+// printHelp lists the options as gearmand does: "-x [ --long ] arg" becomes "-x, --long VALUE".
+func (f *serverFlags) printHelp(w io.Writer) {
+	shorts := map[string]string{} // long name -> its one-letter alias
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if long, ok := strings.CutPrefix(fl.Usage, "short for --"); ok {
+			shorts[long] = fl.Name
+		}
+	})
+	fmt.Fprintf(w, "usage: %s [OPTIONS]\n\nOptions (gearmand 1.1's, and Gear's own):\n", f.fs.Name())
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if strings.HasPrefix(fl.Usage, "short for --") || len(fl.Name) == 1 && fl.Name != "v" {
+			return
+		}
+		name := "--" + fl.Name
+		if s := shorts[fl.Name]; s != "" {
+			name = "-" + s + ", " + name
+		} else if len(fl.Name) == 1 {
+			name = "-" + fl.Name
+		}
+		if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+			name += " VALUE"
+		}
+		line := "  " + name
+		if def := fl.DefValue; def != "" && def != "false" && def != "0" {
+			line += " (default " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, fl.Usage)
+	})
+}
