@@ -3,7 +3,7 @@
 # and the third-party Gearman clients (libgearman's gearman/gearadmin, PHP's pecl gearman, Perl's
 # Gearman::Client). Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl bsdextrautils"
+PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl bsdextrautils curl"
 need=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 [ -z "$need" ] && exit 0

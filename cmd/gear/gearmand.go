@@ -1,11 +1,21 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/httpproto"
+	"github.com/gearhq/gear/server"
 )
 
 // gearmand 1.1's options that Gear has no option of its own for. Each is understood: implemented
@@ -57,7 +67,7 @@ func (g *gearmandFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.hashtableBuckets, "hashtable-buckets", 991, "accepted for gearmand compatibility: Gear's indexes size themselves")
 	fs.IntVar(&g.keepaliveInterval, "keepalive-interval", -1, "seconds between keepalive probes (-1: the system's)")
 	fs.IntVar(&g.keepaliveCount, "keepalive-count", -1, "unanswered keepalive probes that end a connection (-1: the system's)")
-	fs.StringVar(&g.protocol, "protocol", "", "gearmand's protocol module: only http is known, and not yet served by Gear")
+	fs.StringVar(&g.protocol, "protocol", "", "gearmand's protocol module: http serves gearmand's HTTP protocol on --http-port (POST /FUNCTION runs a job)")
 	fs.StringVar(&g.protocol, "r", "", "short for --protocol")
 	fs.IntVar(&g.httpPort, "http-port", 8080, "port of --protocol http")
 	boolean(&g.version, "version", "V", "print the version and exit")
@@ -99,11 +109,11 @@ func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []st
 			return nil, fmt.Errorf("--%s: TLS is not in Gear yet (it comes with Gear's own --tls options); run without it, or keep gearmand for TLS listeners", name)
 		}
 	}
-	if g.protocol != "" {
-		if g.protocol != "http" {
-			return nil, fmt.Errorf("--protocol %q: gearmand's only protocol module is http", g.protocol)
-		}
-		return nil, fmt.Errorf("--protocol http: gearmand's HTTP protocol is not served by Gear yet; submit through a Gearman client instead")
+	if g.protocol != "" && g.protocol != "http" {
+		return nil, fmt.Errorf("--protocol %q: gearmand's only protocol module is http", g.protocol)
+	}
+	if g.httpPort <= 0 || g.httpPort > 65535 {
+		return nil, fmt.Errorf("--http-port %d is not a port", g.httpPort)
 	}
 	if set["threads"] || set["t"] {
 		notes = append(notes, "--threads is mapped to --io-loops: Gear sizes its event loops itself (one per 4 CPUs by default)")
@@ -114,7 +124,7 @@ func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []st
 	if set["backlog"] || set["b"] {
 		notes = append(notes, "--backlog is ignored: Go listens with the kernel's maximum backlog (net.core.somaxconn)")
 	}
-	if set["http-port"] {
+	if set["http-port"] && g.protocol == "" {
 		notes = append(notes, "--http-port is ignored: it applies to --protocol http only")
 	}
 	if set["hashtable-buckets"] {
@@ -196,4 +206,58 @@ func (f *serverFlags) printHelp(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, fl.Usage)
 	})
+}
+
+// gearmandHTTP is gearmand's HTTP protocol served beside the server: its listeners (one per
+// --listen host, on --http-port) and the client that takes its jobs to the server.
+type gearmandHTTP struct {
+	web    *http.Server
+	client *client.Client
+}
+
+// serveGearmandHTTP serves gearmand's HTTP protocol (--protocol http) on port of every host the
+// server listens on; jobs reach the server through its own first address.
+func serveGearmandHTTP(srv *server.Server, opts server.Options, port int, log *slog.Logger) (*gearmandHTTP, error) {
+	addrs := srv.Addrs()
+	if len(addrs) == 0 {
+		return nil, errors.New("--protocol http: the server listens nowhere")
+	}
+	target := addrs[0].(*net.TCPAddr)
+	if target.IP.IsUnspecified() {
+		target = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: target.Port}
+	}
+	c, err := client.New(client.Options{Servers: []string{target.String()}})
+	if err != nil {
+		return nil, err
+	}
+	g := &gearmandHTTP{client: c, web: &http.Server{
+		Handler: &httpproto.Handler{Client: c, MaxBody: int64(opts.MaxPacketSize),
+			Server: "Gear/" + server.Version, Log: log},
+		ReadHeaderTimeout: 30 * time.Second,
+	}}
+	var lns []net.Listener
+	for _, a := range opts.Listen {
+		host, _, _ := net.SplitHostPort(a)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			c.Close()
+			return nil, fmt.Errorf("--http-port: %w", err)
+		}
+		lns = append(lns, ln)
+		log.Info("gearmand HTTP protocol listening", "addr", ln.Addr().String())
+	}
+	for _, ln := range lns {
+		go g.web.Serve(ln) // ends when Close closes the listener
+	}
+	return g, nil
+}
+
+// Close stops the HTTP listeners and their connections, then the client.
+func (g *gearmandHTTP) Close() error {
+	err := g.web.Close()
+	g.client.Close()
+	return err
 }

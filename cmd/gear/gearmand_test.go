@@ -1,11 +1,16 @@
 package main
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gearhq/gear/internal/testenv"
+	"github.com/gearhq/gear/worker"
 )
 
 // gearmandOption is one option `gearmand --help` lists.
@@ -46,7 +51,7 @@ func TestGearmandOptions_EveryOneUnderstood(t *testing.T) {
 		"help": implemented, "job-retries": implemented, "job-handle-prefix": implemented,
 		"hashtable-buckets": mapped, "keepalive": implemented, "keepalive-idle": implemented,
 		"keepalive-interval": implemented, "keepalive-count": implemented, "log-file": implemented,
-		"listen": implemented, "pid-file": implemented, "protocol": refused, "round-robin": mapped,
+		"listen": implemented, "pid-file": implemented, "protocol": implemented, "round-robin": mapped,
 		"queue-type": implemented, "config-file": implemented, "syslog": implemented, "coredump": implemented,
 		"threads": mapped, "user": implemented, "verbose": implemented, "version": implemented,
 		"worker-wakeup": implemented, "http-port": mapped, "port": implemented,
@@ -136,5 +141,77 @@ func TestGearmandOptions_HelpAndErrors(t *testing.T) {
 	out, err = exec.Command(gearBin, "server", "-V").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "gear ") {
 		t.Errorf("-V: %v %s", err, out)
+	}
+}
+
+// gearmand's HTTP protocol, with curl, against gearmand and against Gear alike.
+func TestGearmandHTTPProtocol_CurlAgainstBoth(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("curl is required (apt-get install curl): %v", err)
+	}
+	httpPort := func() string {
+		_, p, _ := strings.Cut(testenv.FreeAddr(t), ":")
+		return p
+	}
+	// gearmand -r http
+	gmdPort, gmdHTTP := httpPort(), httpPort()
+	gmd := exec.Command("/usr/sbin/gearmand", "-t", "0", "--listen", "127.0.0.1", "--port", gmdPort,
+		"--log-file", "none", "-r", "http", "--http-port", gmdHTTP)
+	if err := gmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gmd.Process.Kill(); gmd.Wait() })
+	// gear server --protocol http
+	gearHTTP := httpPort()
+	gear := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--protocol", "http", "--http-port", gearHTTP)
+	gearAddr := listenAddr(t, gear)
+
+	for _, srv := range []struct{ name, addr, http string }{
+		{"gearmand", "127.0.0.1:" + gmdPort, gmdHTTP},
+		{"gear", gearAddr, gearHTTP},
+	} {
+		t.Run(srv.name, func(t *testing.T) {
+			testenv.WaitFor(t, srv.name+" to listen", 10*time.Second, func() bool {
+				c, err := net.Dial("tcp", "127.0.0.1:"+srv.http)
+				if err == nil {
+					c.Close()
+				}
+				return err == nil
+			})
+			testenv.StartWorker(t, []string{srv.addr}, 1, map[string]worker.Func{"reverse": testenv.Reverse})
+			testenv.WaitWorkers(t, srv.addr, "reverse", 1)
+			curl := func(args ...string) (status string, headers map[string]string, body string) {
+				t.Helper()
+				out, err := exec.Command("curl", append([]string{"-s", "-i", "-m", "20"}, args...)...).Output()
+				if err != nil {
+					t.Fatalf("curl %v: %v", args, err)
+				}
+				head, body, _ := strings.Cut(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n")
+				lines := strings.Split(head, "\n")
+				headers = map[string]string{}
+				for _, l := range lines[1:] {
+					k, v, _ := strings.Cut(l, ":")
+					headers[strings.ToLower(k)] = strings.TrimSpace(v)
+				}
+				f := strings.Fields(lines[0])
+				return f[1], headers, body
+			}
+			url := "http://127.0.0.1:" + srv.http + "/reverse"
+			status, h, body := curl("-X", "POST", "--data", "reverse my text", url)
+			if status != "200" || body != "txet ym esrever" || h["x-gearman-command"] != "WORK_COMPLETE" || h["x-gearman-job-handle"] == "" {
+				t.Errorf("POST /reverse: %s %q %v", status, body, h)
+			}
+			status, h, body = curl("-X", "POST", "-H", "X-Gearman-Priority: high", "-H", "X-Gearman-Unique: u7", "--data", "abc", url)
+			if status != "200" || body != "cba" {
+				t.Errorf("high priority, unique: %s %q %v", status, body, h)
+			}
+			status, h, _ = curl("-X", "POST", "-H", "X-Gearman-Background: true", "--data", "later", url)
+			if status != "200" || h["x-gearman-command"] != "JOB_CREATED" {
+				t.Errorf("background: %s %v", status, h)
+			}
+			if status, _, _ = curl("-X", "POST", "--data", "x", "http://127.0.0.1:"+srv.http+"/"); status != "404" {
+				t.Errorf("POST /: %s, want 404", status)
+			}
+		})
 	}
 }

@@ -557,6 +557,13 @@ func serve(f *serverFlags, notify *os.File) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	if f.gearmand.protocol == "http" {
+		web, err := serveGearmandHTTP(srv, opts, f.gearmand.httpPort, logger)
+		if err != nil {
+			return err
+		}
+		defer web.Close()
+	}
 	// The ports are bound and the data directory open and locked: now the service user takes
 	// over, owning what the server goes on writing.
 	if svc != nil {
