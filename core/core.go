@@ -40,6 +40,14 @@ type Link interface {
 	Hold() Held
 }
 
+// Receiver is a Link whose peer lives in the same process (an importer, a test): transports hand
+// it the packets sent to the peer instead of writing them to a connection. It is called with the
+// core's lock held and must only queue.
+type Receiver interface {
+	Link
+	Receive(pkt *protocol.Packet)
+}
+
 // Held is a reply whose place is reserved. Release fills it in and lets it, and whatever waits
 // behind it, go out.
 type Held interface {

@@ -132,8 +132,15 @@ func (goroutines) closeWithin(c *conn, d time.Duration) {
 // the connection's loop or writer goroutine is woken to write it.
 type directTx struct{}
 
-func (directTx) Send(to *core.Peer, pkt *protocol.Packet) {
-	to.Link.(*conn).sendVia(nil, pkt.Type, pkt.Args...)
+func (directTx) Send(to *core.Peer, pkt *protocol.Packet) { sendTo(nil, to, pkt) }
+
+// sendTo queues pkt to a connection through batch b, or hands it to an in-process peer.
+func sendTo(b *flushBatch, to *core.Peer, pkt *protocol.Packet) {
+	if c, ok := to.Link.(*conn); ok {
+		c.sendVia(b, pkt.Type, pkt.Args...)
+		return
+	}
+	to.Link.(core.Receiver).Receive(pkt)
 }
 
 // reply queues a packet from c's own reader goroutine, outside the core's lock: it goes out with the
@@ -251,9 +258,7 @@ type flushBatch struct {
 }
 
 // Send queues a packet the core sends to a peer; the batch's owner writes it out (core.Tx).
-func (b *flushBatch) Send(to *core.Peer, pkt *protocol.Packet) {
-	to.Link.(*conn).sendVia(b, pkt.Type, pkt.Args...)
-}
+func (b *flushBatch) Send(to *core.Peer, pkt *protocol.Packet) { sendTo(b, to, pkt) }
 
 // flush writes out every connection in the batch, last the one whose reader owns it: its own peer's
 // reply (JOB_CREATED, NO_JOB) is less urgent than the packets that let another peer go on (NOOP to

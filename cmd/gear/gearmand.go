@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,12 +13,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/gearmandqueue"
 	"github.com/gearhq/gear/httpproto"
 	"github.com/gearhq/gear/server"
 )
@@ -132,8 +140,16 @@ func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []st
 	}
 	switch queueType {
 	case "", "builtin":
-	case "libsqlite3", "libpq", "mysql", "redis", "libmemcached":
-		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet; drain the queue with gearmand first (stop new submits, let its workers finish), then start gear with its own durable store (--store pebble, the default)", queueType, queueType)
+	case "libsqlite3":
+		if *g.plugin["libsqlite3-db"] == "" {
+			return nil, errors.New("-q libsqlite3 needs --libsqlite3-db=FILE, gearmand's queue to take over")
+		}
+		if set["store-queue-on-shutdown"] {
+			notes = append(notes, "--store-queue-on-shutdown is what Gear always does, better: every background job is stored when it arrives")
+		}
+		return notes, nil // its jobs are imported at start (importGearmandQueue)
+	case "libpq", "mysql", "redis", "libmemcached":
+		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet (libsqlite3 is); drain the queue with gearmand first (stop new submits, let its workers finish), then start gear with its own durable store (--store pebble, the default)", queueType, queueType)
 	default:
 		return nil, fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", queueType)
 	}
@@ -260,4 +276,76 @@ func (g *gearmandHTTP) Close() error {
 	err := g.web.Close()
 	g.client.Close()
 	return err
+}
+
+// importGearmandQueue takes over the jobs gearmand left in its libsqlite3 queue (-q libsqlite3),
+// once: a marker in the data directory records the import, so a restart with the same options
+// does not run them again. The jobs are in Gear's store before the marker is written, and a job
+// whose function and unique key are already queued joins it, so an import cut short by a crash
+// and done again adds nothing twice. The file is left untouched.
+func importGearmandQueue(srv *server.Server, dataDir, db, table string, log *slog.Logger) error {
+	if dataDir == "" {
+		return errors.New("-q libsqlite3 imports gearmand's jobs into Gear's durable store; --store memory cannot keep them")
+	}
+	if table == "" {
+		table = gearmandqueue.DefaultSQLiteTable
+	}
+	abs, err := filepath.Abs(db)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(abs + "\x00" + table))
+	marker := filepath.Join(dataDir, "imports", "libsqlite3-"+hex.EncodeToString(sum[:8])+".json")
+	if b, err := os.ReadFile(marker); err == nil {
+		log.Info("gearmand's libsqlite3 queue was imported before; not again", "db", abs, "table", table, "record", string(bytes.TrimSpace(b)))
+		return nil
+	}
+	jobs, err := gearmandqueue.ReadSQLite(abs, table)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	n, err := srv.Import(ctx, jobs)
+	if err != nil {
+		return fmt.Errorf("importing gearmand's libsqlite3 queue %s: %d of %d jobs taken: %w", abs, n, len(jobs), err)
+	}
+	record, _ := json.Marshal(map[string]any{"db": abs, "table": table, "jobs": n, "at": time.Now().UTC().Format(time.RFC3339)})
+	if err := writeFileSynced(marker, append(record, '\n')); err != nil {
+		return fmt.Errorf("recording the import of %s: %w", abs, err)
+	}
+	log.Info("imported gearmand's libsqlite3 queue", "db", abs, "table", table, "jobs", n)
+	return nil
+}
+
+// writeFileSynced writes a file and its directory entry to stable storage.
+func writeFileSynced(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }

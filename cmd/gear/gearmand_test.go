@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/client"
 	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/worker"
 )
@@ -119,7 +125,13 @@ func TestGearmandOptions_EveryOneUnderstood(t *testing.T) {
 
 // A queue plugin gearmand users have is refused with what to do instead, until its import lands.
 func TestGearmandOptions_QueuePlugins(t *testing.T) {
-	for _, q := range []string{"libsqlite3", "libpq", "mysql", "redis", "libmemcached"} {
+	if err := newServerFlags("gearmand").parse([]string{"-q", "libsqlite3"}); err == nil || !strings.Contains(err.Error(), "--libsqlite3-db") {
+		t.Errorf("-q libsqlite3 without its database: %v", err)
+	}
+	if err := newServerFlags("gearmand").parse([]string{"-q", "libsqlite3", "--libsqlite3-db=/q.db"}); err != nil {
+		t.Errorf("-q libsqlite3: %v", err)
+	}
+	for _, q := range []string{"libpq", "mysql", "redis", "libmemcached"} {
 		f := newServerFlags("gearmand")
 		err := f.parse([]string{"-q", q})
 		if err == nil || !strings.Contains(err.Error(), "drain the queue with gearmand first") {
@@ -213,5 +225,108 @@ func TestGearmandHTTPProtocol_CurlAgainstBoth(t *testing.T) {
 				t.Errorf("POST /: %s, want 404", status)
 			}
 		})
+	}
+}
+
+// gearmand's libsqlite3 queue comes along: 1,000 background jobs that real gearmand stored (mixed
+// priorities, each with a unique key, some epoch) run on Gear started with the same options, all
+// exactly once, in priority order; a restart does not import them again.
+func TestGearmandQueue_SQLiteImport(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "gearmand-queue.db")
+	gmdAddr := testenv.FreeAddr(t)
+	_, gmdPort, _ := strings.Cut(gmdAddr, ":")
+	gmd := exec.Command("/usr/sbin/gearmand", "-t", "0", "--listen", "127.0.0.1", "--port", gmdPort,
+		"--log-file", "none", "-q", "libsqlite3", "--libsqlite3-db="+db)
+	if err := gmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gmd.Process.Kill(); gmd.Wait() })
+	testenv.WaitFor(t, "gearmand to listen", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", gmdAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	const n = 1000
+	c := testenv.NewClient(t, gmdAddr)
+	ctx := testenv.CtxTimeout(t, 60*time.Second)
+	prio := map[string]int{} // unique -> 0 high, 1 normal, 2 low
+	past := time.Now().Add(-time.Minute)
+	for i := range n {
+		unique := fmt.Sprintf("job-%04d", i)
+		s := client.Submission{Unique: unique}
+		switch {
+		case i%10 == 9:
+			s.At = past // epoch, already due: a normal job
+			prio[unique] = 1
+		case i%3 == 0:
+			s.Priority = client.High
+			prio[unique] = 0
+		case i%3 == 1:
+			prio[unique] = 1
+		default:
+			s.Priority = client.Low
+			prio[unique] = 2
+		}
+		if _, err := c.SubmitBackground(ctx, "imported", []byte(unique), s); err != nil {
+			t.Fatalf("submit %d to gearmand: %v", i, err)
+		}
+	}
+	gmd.Process.Signal(syscall.SIGTERM)
+	gmd.Wait()
+
+	data := filepath.Join(dir, "gear-data")
+	args := []string{"server", "--port", "0", "--store", "pebble", "--data-dir", data, "-q", "libsqlite3", "--libsqlite3-db=" + db}
+	gear := startGear(t, nil, gearBin, args...)
+	addr := listenAddr(t, gear)
+	if !strings.Contains(gear.output(), "imported gearmand's libsqlite3 queue") || !strings.Contains(gear.output(), fmt.Sprintf("jobs=%d", n)) {
+		t.Fatalf("no import logged:\n%s", gear.output())
+	}
+	var mu sync.Mutex
+	var order []string
+	testenv.StartWorker(t, []string{addr}, 1, map[string]worker.Func{"imported": func(_ context.Context, j *worker.Job) ([]byte, error) {
+		mu.Lock()
+		order = append(order, string(j.Data))
+		mu.Unlock()
+		return nil, nil
+	}})
+	testenv.WaitFor(t, "every imported job to run", 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) >= n
+	})
+	mu.Lock()
+	seen := map[string]int{}
+	last := 0
+	for i, u := range order {
+		seen[u]++
+		if p := prio[u]; p < last {
+			t.Errorf("job %d (%s, priority %d) ran after a priority-%d job", i, u, p, last)
+			break
+		} else {
+			last = p
+		}
+	}
+	mu.Unlock()
+	if len(seen) != n {
+		t.Errorf("%d distinct jobs ran, want %d", len(seen), n)
+	}
+	for u, k := range seen {
+		if k != 1 {
+			t.Errorf("%s ran %d times", u, k)
+		}
+	}
+	// Restarted with the same options, it imports nothing again.
+	gear.cmd.Process.Signal(syscall.SIGTERM)
+	<-gear.done
+	again := startGear(t, nil, gearBin, args...)
+	addr = listenAddr(t, again)
+	if !strings.Contains(again.output(), "was imported before; not again") {
+		t.Errorf("second start:\n%s", again.output())
+	}
+	if st := testenv.FunctionStatus(t, addr, "imported"); st.Total != 0 {
+		t.Errorf("after a restart: %+v, want no job", st)
 	}
 }

@@ -540,6 +540,12 @@ func serve(f *serverFlags, notify *os.File) error {
 		return err
 	}
 	defer srv.Close()
+	if f.queueType == "libsqlite3" { // before anyone can connect: no worker takes a job twice
+		if err := importGearmandQueue(srv, dataDir, *f.gearmand.plugin["libsqlite3-db"],
+			*f.gearmand.plugin["libsqlite3-table"], logger); err != nil {
+			return err
+		}
+	}
 	// Signals are caught before the server listens: once a client or a script can see it, SIGUSR1
 	// must already mean a graceful shutdown rather than Go's default exit.
 	sigs := make(chan os.Signal, 4)
