@@ -149,7 +149,7 @@ func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []st
 		}
 		return notes, nil // its jobs are imported at start (importGearmandQueue)
 	case "libpq", "mysql", "redis", "libmemcached":
-		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet (libsqlite3 is); drain the queue with gearmand first (stop new submits, let its workers finish), then start gear with its own durable store (--store pebble, the default)", queueType, queueType)
+		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet (libsqlite3 is); drain the queue with gearmand first (stop new submits, let its workers finish), or copy its rows into an SQLite file in gearmand's schema and start once with -q libsqlite3 (README: Replacing gearmand)", queueType, queueType)
 	default:
 		return nil, fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", queueType)
 	}
