@@ -330,3 +330,81 @@ func TestGearmandQueue_SQLiteImport(t *testing.T) {
 		t.Errorf("after a restart: %+v, want no job", st)
 	}
 }
+
+// procLimit reads one limit of a process from /proc/PID/limits: soft and hard.
+func procLimit(t *testing.T, pid int, name string) (soft, hard string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 2 {
+				return f[0], f[1]
+			}
+		}
+	}
+	t.Fatalf("no %q in /proc/%d/limits:\n%s", name, pid, b)
+	return "", ""
+}
+
+// -f sets the open-files limit, --coredump lifts the core size limit, as gearmand's do.
+func TestGearmandOptions_ProcessLimits(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "-f", "1500", "--coredump")
+	listenAddr(t, p)
+	pid := p.cmd.Process.Pid
+	if soft, _ := procLimit(t, pid, "Max open files"); soft != "1500" {
+		t.Errorf("open files limit %s, want 1500", soft)
+	}
+	_, hard := procLimit(t, pid, "Max core file size")
+	if soft, _ := procLimit(t, pid, "Max core file size"); soft != hard || soft == "0" && hard != "0" {
+		t.Errorf("core size limit %s (hard %s), want it raised to the hard limit", soft, hard)
+	}
+}
+
+// --syslog sends the log to the system log (/dev/log) as well. Where no syslog daemon runs, the
+// test is one: it listens on /dev/log itself (which needs root, as CI has).
+func TestGearmandOptions_Syslog(t *testing.T) {
+	if _, err := os.Stat("/dev/log"); err == nil {
+		p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--syslog")
+		listenAddr(t, p) // a real system log takes it; its content is the daemon's to keep
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("no /dev/log, and creating one needs root (CI runs as root)")
+	}
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "/dev/log", Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); os.Remove("/dev/log") })
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, _, err := ln.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--syslog")
+	listenAddr(t, p)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-got:
+			if strings.Contains(m, "gear server started") {
+				if !strings.Contains(m, " gear[") {
+					t.Errorf("syslog message without the program's tag: %q", m)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no 'gear server started' in the system log")
+		}
+	}
+}

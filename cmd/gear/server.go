@@ -506,7 +506,7 @@ func serve(f *serverFlags, notify *os.File) error {
 	}
 	var out io.Writer = sink
 	if f.gearmand.syslog {
-		sys, err := openSyslog(filepath.Base(f.fs.Name()))
+		sys, err := openSyslog(filepath.Base(strings.Fields(f.fs.Name())[0])) // "gear" or "gearmand"
 		if err != nil {
 			return err
 		}
