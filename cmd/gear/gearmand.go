@@ -349,3 +349,77 @@ func writeFileSynced(path string, data []byte) error {
 	defer dir.Close()
 	return dir.Sync()
 }
+
+// gnuArgs rewrites the forms gearmand's command line (boost's program_options) takes and Go's flag
+// package does not into ones it does: a short option's value stuck to it ("-p4730" is "-p 4730"),
+// bundled short switches ("-dR" is "-d -R"), and an unambiguous prefix of a long option ("--daem"
+// is "--daemon"; an ambiguous one is an error naming the candidates). Everything else, and all
+// after "--", passes as it is.
+func gnuArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	isBool := func(fl *flag.Flag) bool {
+		b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+		return ok && b.IsBoolFlag()
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			out = append(out, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if fs.Lookup(name) != nil || name == "help" || name == "h" {
+			out = append(out, a)
+			continue
+		}
+		double := strings.HasPrefix(a, "--")
+		if double {
+			var matches []string
+			fs.VisitAll(func(fl *flag.Flag) {
+				if len(fl.Name) > 1 && strings.HasPrefix(fl.Name, name) {
+					matches = append(matches, fl.Name)
+				}
+			})
+			switch len(matches) {
+			case 0:
+				out = append(out, a) // the flag package reports it
+			case 1:
+				full := "--" + matches[0]
+				if hasValue {
+					full += "=" + value
+				}
+				out = append(out, full)
+			default:
+				return nil, fmt.Errorf("option --%s is ambiguous: --%s", name, strings.Join(matches, ", --"))
+			}
+			continue
+		}
+		first := fs.Lookup(name[:1])
+		switch {
+		case first == nil || hasValue:
+			out = append(out, a)
+		case !isBool(first):
+			out = append(out, "-"+name[:1], name[1:]) // -p4730
+		default:
+			expanded := make([]string, 0, len(name))
+			for _, r := range name {
+				fl := fs.Lookup(string(r))
+				if fl == nil || !isBool(fl) {
+					expanded = nil
+					break
+				}
+				expanded = append(expanded, "-"+string(r))
+			}
+			if expanded == nil {
+				out = append(out, a)
+			} else {
+				out = append(out, expanded...) // -dR
+			}
+		}
+	}
+	return out, nil
+}

@@ -408,3 +408,35 @@ func TestGearmandOptions_Syslog(t *testing.T) {
 		}
 	}
 }
+
+// The command-line forms of gearmand's option parser: stuck short values, bundled switches,
+// unambiguous long prefixes.
+func TestGearmandOptions_GNUForms(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want func(*serverFlags) bool
+	}{
+		{[]string{"-p4731"}, func(f *serverFlags) bool { return f.port == "4731" }},
+		{[]string{"-j3", "-w0"}, func(f *serverFlags) bool { return f.jobRetries == 3 && f.workerWakeup == 0 }},
+		{[]string{"-dR"}, func(f *serverFlags) bool { return f.gearmand.daemon && f.roundRobin }},
+		{[]string{"--daem", "--job-ret=2"}, func(f *serverFlags) bool { return f.gearmand.daemon && f.jobRetries == 2 }},
+		{[]string{"--log-f", "none"}, func(f *serverFlags) bool { return f.logFile == "none" }},
+		{[]string{"-port", "4732"}, func(f *serverFlags) bool { return f.port == "4732" }}, // Go's single-dash long form
+		{[]string{"--port=4733", "--", "x"}, nil},                                          // after --: an argument
+	} {
+		f := newServerFlags("gearmand")
+		err := f.parse(tc.args)
+		if tc.want == nil {
+			if err == nil || !strings.Contains(err.Error(), "unexpected argument") {
+				t.Errorf("%v: %v, want the argument refused", tc.args, err)
+			}
+			continue
+		}
+		if err != nil || !tc.want(f) {
+			t.Errorf("%v: %v", tc.args, err)
+		}
+	}
+	if err := newServerFlags("gearmand").parse([]string{"--keep"}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Errorf("--keep: %v, want ambiguous", err)
+	}
+}

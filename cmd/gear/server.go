@@ -107,15 +107,23 @@ func newServerFlags(name string) *serverFlags {
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
 	f.minFree = 64 << 20
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
-	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: only builtin (= --store memory) is accepted")
+	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 (its jobs are imported into Gear's store at start)")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
 	f.gearmand.register(fs)
+	// Errors are reported in one line, never with the whole usage (Go's flag package would print
+	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return f
 }
 
 // parse reads flags, then the config file for options not given as flags, then GEARMAND_PORT if no
 // port was given on the command line: flag over environment over config file over default.
 func (f *serverFlags) parse(args []string) error {
+	args, err := gnuArgs(f.fs, args)
+	if err != nil {
+		return err
+	}
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
@@ -343,10 +351,6 @@ func runServer(name string, args []string) int { return serverMain(name, args, o
 
 func serverMain(name string, args []string, stdout, stderr io.Writer) int {
 	f := newServerFlags(name)
-	// Errors are reported in one line, never with the whole usage (Go's flag package would print
-	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
-	f.fs.SetOutput(io.Discard)
-	f.fs.Usage = func() {}
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.printHelp(stdout)
