@@ -372,7 +372,7 @@ func gnuArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if fs.Lookup(name) != nil || name == "help" || name == "h" {
+		if name == "" || fs.Lookup(name) != nil || name == "help" || name == "h" {
 			out = append(out, a)
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -439,4 +440,26 @@ func TestGearmandOptions_GNUForms(t *testing.T) {
 	if err := newServerFlags("gearmand").parse([]string{"--keep"}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
 		t.Errorf("--keep: %v, want ambiguous", err)
 	}
+}
+
+// Whatever the command line, parsing gives an error or options, never a panic, and gnuArgs keeps
+// every argument after "--".
+func FuzzGNUArgs(f *testing.F) {
+	for _, seed := range []string{"-p4730", "-dR", "--daem", "--keep", "-port 4730", "-- -x", "-=", "--=", "-", "--log-file=x -vv -q libsqlite3"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Fields(line)
+		fl := newServerFlags("gearmand")
+		out, err := gnuArgs(fl.fs, args)
+		if err != nil {
+			return
+		}
+		for i, a := range args {
+			if a == "--" && !slices.Equal(out[len(out)-(len(args)-i):], args[i:]) {
+				t.Fatalf("%q: the arguments after -- changed: %q", args, out)
+			}
+		}
+		fl.parse(args)
+	})
 }
