@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -119,15 +120,36 @@ func (s *Core) adminCancel(tx Tx, args []string) string {
 	if len(args) != 1 {
 		return "ERR INVALID_ARGUMENTS Usage:+cancel+job+HANDLE\r\n"
 	}
-	j := s.jobByHandle([]byte(args[0]))
-	if j == nil {
+	if !s.cancelJob(tx, args[0], "admin") {
 		return "ERR UNKNOWN_JOB\r\n"
 	}
-	s.log.Info("job cancelled by admin", "handle", args[0], "function", j.fn.name)
-	s.failClients(tx, j, "job cancelled")
-	s.emitJob(EventCancelled, j, "cancelled by admin")
-	s.finish(j)
 	return "OK\r\n"
+}
+
+// ErrNoSuchJob is CancelJob's answer for a handle that names no unfinished job.
+var ErrNoSuchJob = errors.New("no such job")
+
+// CancelJob cancels an unfinished job: its clients get WORK_FAIL at once, a queued job never runs,
+// a running one is forgotten and its worker's result ignored. by names who asked, for the log.
+func (s *Core) CancelJob(tx Tx, handle, by string) error {
+	s.lock()
+	defer s.mu.Unlock()
+	if !s.cancelJob(tx, handle, by) {
+		return ErrNoSuchJob
+	}
+	return nil
+}
+
+func (s *Core) cancelJob(tx Tx, handle, by string) bool {
+	j := s.jobByHandle([]byte(handle))
+	if j == nil {
+		return false
+	}
+	s.log.Info("job cancelled", "handle", handle, "function", j.fn.name, "by", by)
+	s.failClients(tx, j, "job cancelled")
+	s.emitJob(EventCancelled, j, "cancelled by "+by)
+	s.finish(j)
+	return true
 }
 
 // adminDrop handles "drop function NAME". It refuses while workers are registered, jobs run, or jobs

@@ -27,7 +27,6 @@ func (s *Core) persist(tx Tx, c *Peer, j *job) {
 	j.fn.persisting++
 	j.stored = true
 	j.pooledData = false // the store may read it after the job ends
-	j.created = s.opts.Now().UnixNano()
 	s.acks[j] = append(s.acks[j], ack{c, c.Link.Hold()})
 	s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 }

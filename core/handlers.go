@@ -140,6 +140,7 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 		pooledData: len(data) >= bufpool.Min,
 		prio:       kind.prio,
 		background: kind.background,
+		created:    s.opts.Now().UnixNano(),
 	}
 	if !when.IsZero() {
 		j.extra().when = when
@@ -197,7 +198,6 @@ func (s *Core) coalesce(tx Tx, c *Peer, j *job, kind submitKind) {
 		// crash too. It stays where it is (queued or running) while it is written.
 		j.stored = true
 		j.pooledData = false // the store may read it after the job ends
-		j.created = s.opts.Now().UnixNano()
 		s.acks[j] = append(s.acks[j], ack{c, c.Link.Hold()})
 		s.opts.Store.Add(s.record(j), func(err error) { s.persisted(j, err) })
 	default:

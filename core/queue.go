@@ -40,7 +40,7 @@ type job struct {
 	worker    *Peer
 	uniqueKey string // key in fn.uniques ("" = not coalescable); see unique()
 	seq       uint64 // submission order; the handle is HandlePrefix:seq (see Server.appendHandle)
-	created   int64  // Unix nanoseconds; kept for stored jobs only (0 otherwise)
+	created   int64  // Unix nanoseconds of its submission (of its first run, for a replayed job stored before it was kept)
 	x         *jobExtra
 
 	retries    uint16 // times its worker was lost (saturates)
@@ -152,6 +152,16 @@ func (q *jobQueue) popRunnable() *job {
 		}
 	}
 	q.shrink()
+	return nil
+}
+
+// oldest returns the oldest job still queued, or nil.
+func (q *jobQueue) oldest() *job {
+	for i := 0; i < q.n; i++ {
+		if j := q.ring[(q.head+i)%len(q.ring)]; j.state == jobQueued {
+			return j
+		}
+	}
 	return nil
 }
 

@@ -49,6 +49,35 @@ func (s *Core) priorityStatus() []protocol.PriorityStatus {
 	return out
 }
 
+// Functions describes every function, sorted by name: queues per priority, scheduled, running,
+// workers, limits and the age of the oldest queued job.
+func (s *Core) Functions() []protocol.FunctionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now().UnixNano()
+	fs := s.sortedFunctions()
+	out := make([]protocol.FunctionInfo, len(fs))
+	for i, f := range fs {
+		fi := protocol.FunctionInfo{Name: f.name, Scheduled: f.scheduled, Running: f.running, Workers: len(f.workers),
+			Queued:   protocol.PriorityInts{High: f.queued[prioHigh], Normal: f.queued[prioNormal], Low: f.queued[prioLow]},
+			MaxQueue: protocol.PriorityInts{High: f.maxQueue[prioHigh], Normal: f.maxQueue[prioNormal], Low: f.maxQueue[prioLow]}}
+		oldest := int64(0)
+		for p := range f.queues {
+			if f.queued[p] == 0 {
+				continue
+			}
+			if j := f.queues[p].oldest(); j != nil && j.created > 0 && (oldest == 0 || j.created < oldest) {
+				oldest = j.created
+			}
+		}
+		if oldest > 0 {
+			fi.OldestAge = max(0, float64(now-oldest)/1e9)
+		}
+		out[i] = fi
+	}
+	return out
+}
+
 // Workers is the `workers` view: peers that registered a function or asked for a job, by ID.
 // Unlike gearmand it leaves out peers that are only clients or admin consoles.
 func (s *Core) Workers() []protocol.WorkerInfo {

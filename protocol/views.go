@@ -73,6 +73,26 @@ type JobInfo struct {
 	Size       int    `json:"size,omitempty"`    // bytes of payload
 }
 
+// FunctionInfo is everything the server knows of one function, for Gear's own views (the admin
+// text protocol has `status` and `prioritystatus`, which carry parts of it).
+type FunctionInfo struct {
+	Name      string       `json:"function"`
+	Queued    PriorityInts `json:"queued"`    // runnable jobs waiting, per priority
+	Scheduled int          `json:"scheduled"` // epoch jobs not yet due
+	Running   int          `json:"running"`
+	Workers   int          `json:"workers"`
+	MaxQueue  PriorityInts `json:"max_queue"` // 0: no limit
+	// OldestAge is how long the oldest queued job has waited, in seconds (0 with none queued).
+	OldestAge float64 `json:"oldest_age_seconds"`
+}
+
+// PriorityInts holds one number per priority.
+type PriorityInts struct {
+	High   int `json:"high"`
+	Normal int `json:"normal"`
+	Low    int `json:"low"`
+}
+
 // ClientInfo is a connection that is not a worker: a client, an admin console, or one that has not
 // said yet. The admin protocol has no such view (gearmand lists them among `workers`).
 type ClientInfo struct {

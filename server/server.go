@@ -46,7 +46,7 @@ type Server struct {
 	conns      map[*conn]struct{}
 	listeners  []net.Listener
 	closed     bool
-	nextConnID atomic.Uint64
+	nextConnID atomic.Uint64 // also the count of connections accepted
 	loops      []eventLoop // event loops that serve connections (Options.IOLoops); none: goroutines
 
 	done chan struct{} // closed by Close
@@ -325,6 +325,17 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// CancelJob cancels an unfinished job by handle (core.Core.CancelJob); by names who asked.
+func (s *Server) CancelJob(handle, by string) error { return s.core.CancelJob(directTx{}, handle, by) }
+
+// Stats are the transport's counters.
+type Stats struct {
+	ConnectionsAccepted uint64
+}
+
+// Stats reports the transport's counters.
+func (s *Server) Stats() Stats { return Stats{ConnectionsAccepted: s.nextConnID.Load()} }
 
 // Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).
 func (s *Server) Done() <-chan struct{} { return s.done }

@@ -22,6 +22,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/server"
 	"github.com/gearhq/gear/store"
@@ -57,6 +58,8 @@ type serverFlags struct {
 	queueType     string
 	minFree       byteSize
 	gearmand      gearmandFlags
+	httpAddr      string
+	httpMaxFuncs  int
 	notes         []string        // how gearmand options were mapped, for the log at start
 	fromConfig    map[string]bool // options the config file gave
 }
@@ -109,6 +112,8 @@ func newServerFlags(name string) *serverFlags {
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
 	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 (its jobs are imported into Gear's store at start)")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
+	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /livez, /readyz and the JSON API /api/v1/ on HOST:PORT (a bare :PORT binds loopback; off by default)")
+	fs.IntVar(&f.httpMaxFuncs, "http-max-functions", 1000, "functions the metrics count by name; the rest are counted as function=\"_other\"")
 	f.gearmand.register(fs)
 	// Errors are reported in one line, never with the whole usage (Go's flag package would print
 	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
@@ -531,6 +536,17 @@ func serve(f *serverFlags, notify *os.File) error {
 	if err != nil {
 		return err
 	}
+	// The HTTP listener comes first: while a large store replays, /livez answers and /readyz says
+	// not yet, so a probe does not kill a server that is recovering.
+	var web *httpapi.HTTP
+	if f.httpAddr != "" {
+		metrics := httpapi.NewMetrics(f.httpMaxFuncs, logger)
+		opts.Observer = metrics
+		if web, err = httpapi.Listen(httpapi.Options{Addr: f.httpAddr, Metrics: metrics, Log: logger}); err != nil {
+			return err
+		}
+		defer web.Close()
+	}
 	st, err := openStore(f, dataDir, logger)
 	if err != nil {
 		return err
@@ -590,6 +606,9 @@ func serve(f *serverFlags, notify *os.File) error {
 		if err := svc.become(); err != nil {
 			return err
 		}
+	}
+	if web != nil {
+		web.Attach(srv)
 	}
 	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
 		"pid", os.Getpid(), "user", currentUserName())

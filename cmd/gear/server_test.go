@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,5 +335,39 @@ func TestServer_SIGUSR1LetsRunningJobFinish(t *testing.T) {
 	}
 	if code := waitExit(t, p); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// --http :PORT serves health, metrics and the API on loopback, and is ready once the server is.
+func TestServer_HTTP(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--http", ":0")
+	listenAddr(t, p)
+	var web string
+	waitFor(t, "the http log line", 20*time.Second, func() bool {
+		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
+		if m != nil {
+			web = m[1]
+		}
+		return m != nil
+	})
+	if !strings.HasPrefix(web, "127.0.0.1:") {
+		t.Errorf("--http :0 bound %s, want loopback", web)
+	}
+	waitFor(t, "/readyz", 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + web + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	resp, err := http.Get("http://" + web + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "gear_ready 1") || !strings.Contains(string(body), "go_goroutines") {
+		t.Errorf("/metrics:\n%.600s", body)
 	}
 }

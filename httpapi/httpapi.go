@@ -1,0 +1,232 @@
+// Package httpapi serves a job server's operations over HTTP (gear server --http ADDR): Prometheus
+// metrics at /metrics, health at /livez and /readyz, and a JSON API under /api/v1/ built on the
+// core's typed views, with actions (cancel a job).
+//
+// It listens before the job server replays its store, so that /readyz can say "not yet" while a
+// large replay runs instead of a probe killing a recovering server; Attach makes it ready.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gearhq/gear/core"
+	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure the HTTP listener.
+type Options struct {
+	// Addr is HOST:PORT; a bare ":PORT" binds loopback (expose it on purpose with 0.0.0.0:PORT).
+	Addr    string
+	Metrics *Metrics // required
+	Log     *slog.Logger
+}
+
+// HTTP is the listener and its handlers.
+type HTTP struct {
+	opts Options
+	log  *slog.Logger
+	ln   net.Listener
+	web  *http.Server
+	srv  atomic.Pointer[server.Server]
+	done chan struct{}
+}
+
+// maxBody bounds a request body: the API's actions take none worth more.
+const maxBody = 1 << 20
+
+// Listen binds the address and serves in the background; /readyz answers 503 until Attach.
+func Listen(opts Options) (*HTTP, error) {
+	if opts.Metrics == nil {
+		return nil, errors.New("httpapi: no metrics")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	addr := opts.Addr
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http %s: %w", opts.Addr, err)
+	}
+	h := &HTTP{opts: opts, log: opts.Log, ln: ln, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("GET /api/v1/server", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Info(), nil }))
+	mux.HandleFunc("GET /api/v1/functions", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Functions(), nil }))
+	mux.HandleFunc("GET /api/v1/workers", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Workers(), nil }))
+	mux.HandleFunc("GET /api/v1/clients", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Clients(), nil }))
+	mux.HandleFunc("GET /api/v1/store", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Store(), nil }))
+	mux.HandleFunc("GET /api/v1/jobs", h.api(jobs))
+	mux.HandleFunc("GET /api/v1/jobs/{handle}", h.api(func(s *server.Server, r *http.Request) (any, error) {
+		j, ok := s.Core().Job(r.PathValue("handle"))
+		if !ok {
+			return nil, errNotFound("no unfinished job " + r.PathValue("handle"))
+		}
+		return j, nil
+	}))
+	mux.HandleFunc("POST /api/v1/jobs/{handle}/cancel", h.api(func(s *server.Server, r *http.Request) (any, error) {
+		handle := r.PathValue("handle")
+		if err := s.CancelJob(handle, "http "+r.RemoteAddr); err != nil {
+			if errors.Is(err, core.ErrNoSuchJob) {
+				return nil, errNotFound("no unfinished job " + handle)
+			}
+			return nil, err
+		}
+		h.log.Info("http action", "action", "cancel", "handle", handle, "peer", r.RemoteAddr)
+		return map[string]any{"cancelled": handle}, nil
+	}))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
+	})
+	h.web = &http.Server{
+		Handler:           http.MaxBytesHandler(mux, maxBody),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(h.done)
+		h.web.Serve(ln)
+	}()
+	opts.Log.Info("http listening", "addr", ln.Addr().String())
+	return h, nil
+}
+
+// Addr is the address the listener is bound to.
+func (h *HTTP) Addr() net.Addr { return h.ln.Addr() }
+
+// Attach gives the handlers the job server, once it listens with its store replayed: from then
+// on /readyz is ready and the API answers.
+func (h *HTTP) Attach(srv *server.Server) {
+	h.opts.Metrics.Attach(srv)
+	h.srv.Store(srv)
+}
+
+// Close stops the listener and its connections and waits for the serving goroutine.
+func (h *HTTP) Close() error {
+	err := h.web.Close()
+	<-h.done
+	return err
+}
+
+func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
+	srv := h.srv.Load()
+	if srv == nil {
+		http.Error(w, "not ready: replaying stored jobs", http.StatusServiceUnavailable)
+		return
+	}
+	if srv.Core().Draining() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// apiError is an error with the HTTP status that says what went wrong.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errNotFound(msg string) error   { return &apiError{http.StatusNotFound, msg} }
+func errBadRequest(msg string) error { return &apiError{http.StatusBadRequest, msg} }
+
+// api wraps a handler of the JSON API: 503 before the server is attached, errors as JSON.
+func (h *HTTP) api(f func(*server.Server, *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		srv := h.srv.Load()
+		if srv == nil {
+			writeError(w, http.StatusServiceUnavailable, "the server is starting: replaying stored jobs")
+			return
+		}
+		v, err := f(srv, r)
+		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				writeError(w, ae.status, ae.msg)
+			} else {
+				writeError(w, http.StatusInternalServerError, err.Error())
+			}
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"error": msg, "status": status})
+}
+
+// jobPage is a page of the jobs list.
+type jobPage struct {
+	Total  int                `json:"total"` // jobs matching the filter
+	Offset int                `json:"offset"`
+	Jobs   []protocol.JobInfo `json:"jobs"`
+}
+
+// jobs lists unfinished jobs in submission order, filtered by function, state and priority,
+// paged by offset and limit (default 100, at most 1000). No payload is ever sent: its size is.
+func jobs(s *server.Server, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	offset, limit := 0, 100
+	var err error
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return nil, errBadRequest("offset must be a number, 0 or more")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return nil, errBadRequest("limit must be a number from 1 to 1000")
+		}
+	}
+	state, prio := q.Get("state"), q.Get("priority")
+	if state != "" && !slices.Contains([]string{"queued", "running", "scheduled", "persisting"}, state) {
+		return nil, errBadRequest("state must be queued, running, scheduled or persisting")
+	}
+	if prio != "" && !slices.Contains([]string{"high", "normal", "low"}, prio) {
+		return nil, errBadRequest("priority must be high, normal or low")
+	}
+	fn := q.Get("function")
+	all := s.Core().Jobs()
+	page := jobPage{Offset: offset, Jobs: []protocol.JobInfo{}}
+	for _, j := range all {
+		if fn != "" && j.Function != fn || state != "" && j.State != state || prio != "" && j.Priority != prio {
+			continue
+		}
+		if page.Total >= offset && len(page.Jobs) < limit {
+			page.Jobs = append(page.Jobs, j)
+		}
+		page.Total++
+	}
+	return page, nil
+}

@@ -1,0 +1,334 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"log/slog"
+
+	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/httpapi"
+	"github.com/gearhq/gear/internal/syncbuf"
+	"github.com/gearhq/gear/internal/testenv"
+	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/server"
+	"github.com/gearhq/gear/worker"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// env is a job server with its HTTP API, both real, on loopback.
+type env struct {
+	srv     *server.Server
+	addr    string // Gearman
+	web     string // http://host:port
+	metrics *httpapi.Metrics
+	logs    *syncbuf.Buffer
+}
+
+func start(t *testing.T, maxFunctions int) *env {
+	t.Helper()
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	m := httpapi.NewMetrics(maxFunctions, log)
+	web, err := httpapi.Listen(httpapi.Options{Addr: "127.0.0.1:0", Metrics: m, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { web.Close() })
+	base := "http://" + web.Addr().String()
+	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before the server is attached: %d, want 503", code)
+	}
+	if code, _ := get(t, base+"/livez"); code != http.StatusOK {
+		t.Fatalf("/livez: %d", code)
+	}
+	opts := server.DefaultOptions()
+	opts.Listen = nil
+	opts.Observer = m
+	opts.Logger = log
+	srv, err := server.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(ln); err != nil {
+		t.Fatal(err)
+	}
+	web.Attach(srv)
+	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz once attached: %d", code)
+	}
+	return &env{srv: srv, addr: ln.Addr().String(), web: base, metrics: m, logs: logs}
+}
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// scrape reads /metrics over HTTP into metric families.
+func (e *env) scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	code, body := get(t, e.web+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return fams
+}
+
+// value is the value of the sample of family name whose labels include want (nil: none).
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.Metric {
+		ok := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			ok = ok && found
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func gearmanCLI(t *testing.T, e *env, args ...string) *exec.Cmd {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(e.addr)
+	return exec.Command("gearman", append([]string{"-h", host, "-p", port}, args...)...)
+}
+
+// After exactly N jobs run by a third-party worker for a third-party client (libgearman's gearman
+// tool, both), /metrics counts N of each, and the histograms N observations.
+func TestMetrics_CountJobsOfThirdPartyPeers(t *testing.T) {
+	e := start(t, 100)
+	worker := gearmanCLI(t, e, "-w", "-f", "metered", "--", "rev")
+	if err := worker.Start(); err != nil {
+		t.Fatalf("gearman -w (apt-get install gearman-tools): %v", err)
+	}
+	t.Cleanup(func() { worker.Process.Kill(); worker.Wait() })
+	testenv.WaitWorkers(t, e.addr, "metered", 1)
+	const n = 7
+	for i := range n {
+		out, err := gearmanCLI(t, e, "-f", "metered", "--", fmt.Sprintf("job%d", i)).Output()
+		if err != nil || !strings.HasPrefix(string(out), fmt.Sprintf("%dboj", i)) {
+			t.Fatalf("job %d: %q %v", i, out, err)
+		}
+	}
+	fams := e.scrape(t)
+	fn := map[string]string{"function": "metered"}
+	for name, want := range map[string]float64{
+		"gear_jobs_submitted_total": n, "gear_jobs_completed_total": n,
+		"gear_job_wait_seconds": n, "gear_job_run_seconds": n,
+		"gear_workers": 1, "gear_running_jobs": 0,
+	} {
+		if got, ok := value(fams, name, fn); !ok || got != want {
+			t.Errorf("%s{function=metered} = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if got, _ := value(fams, "gear_jobs_failed_total", fn); got != 0 {
+		t.Errorf("failed %v, want 0", got)
+	}
+	if got, _ := value(fams, "gear_connections_accepted_total", nil); got < n+1 {
+		t.Errorf("connections accepted %v, want at least %d", got, n+1)
+	}
+}
+
+// Queue, running and worker gauges say what the admin `status` line says at the same moment.
+func TestMetrics_GaugesMatchStatus(t *testing.T) {
+	e := start(t, 100)
+	c := testenv.NewClient(t, e.addr)
+	ctx := testenv.CtxTimeout(t, 10*time.Second)
+	for i := range 5 {
+		p := []string{"high", "normal", "low"}[i%3]
+		if _, err := c.SubmitBackground(ctx, "gauged", []byte(p), clientPriority(t, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A worker takes one job and holds it: one running, one worker.
+	gate := testenv.NewGate()
+	testenv.StartWorker(t, []string{e.addr}, 1, map[string]worker.Func{"gauged": gate.Fn})
+	gate.WaitStarted(t)
+	t.Cleanup(gate.Open)
+	fams := e.scrape(t)
+	status := e.srv.Core().Status()
+	if len(status) != 1 {
+		t.Fatalf("status %+v", status)
+	}
+	st := status[0]
+	fn := map[string]string{"function": "gauged"}
+	var queued float64
+	for _, p := range []string{"high", "normal", "low"} {
+		v, _ := value(fams, "gear_queued_jobs", map[string]string{"function": "gauged", "priority": p})
+		queued += v
+	}
+	running, _ := value(fams, "gear_running_jobs", fn)
+	workers, _ := value(fams, "gear_workers", fn)
+	if int(queued+running) != st.Total || int(running) != st.Running || int(workers) != st.Workers {
+		t.Errorf("metrics queued %v running %v workers %v; status %+v", queued, running, workers, st)
+	}
+	if age, ok := value(fams, "gear_oldest_queued_job_age_seconds", fn); !ok || age < 0 {
+		t.Errorf("oldest age %v %v", age, ok)
+	}
+}
+
+// The metrics pass Prometheus' own lint (names, units, _total only on counters).
+func TestMetrics_Lint(t *testing.T) {
+	e := start(t, 100)
+	testenv.NewClient(t, e.addr).SubmitBackground(testenv.CtxTimeout(t, 5*time.Second), "linted", []byte("x"), clientPriority(t, "normal"))
+	problems, err := testutil.GatherAndLint(e.metrics.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// A client inventing function names cannot grow the metrics: past the cap they count as _other,
+// and the log says so once.
+func TestMetrics_FunctionCap(t *testing.T) {
+	e := start(t, 2)
+	c := testenv.NewClient(t, e.addr)
+	ctx := testenv.CtxTimeout(t, 10*time.Second)
+	for i := range 6 {
+		if _, err := c.SubmitBackground(ctx, fmt.Sprintf("invented%d", i), []byte("x"), clientPriority(t, "normal")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fams := e.scrape(t)
+	labels := map[string]bool{}
+	for _, m := range fams["gear_jobs_submitted_total"].Metric {
+		for _, l := range m.Label {
+			labels[l.GetValue()] = true
+		}
+	}
+	if len(labels) != 3 || !labels["_other"] {
+		t.Errorf("function labels %v, want 2 names and _other", labels)
+	}
+	if v, _ := value(fams, "gear_jobs_submitted_total", map[string]string{"function": "_other"}); v != 4 {
+		t.Errorf("_other counted %v submits, want 4", v)
+	}
+	if v, _ := value(fams, "gear_queued_jobs", map[string]string{"function": "_other", "priority": "normal"}); v != 4 {
+		t.Errorf("_other queued %v, want 4", v)
+	}
+	if strings.Count(e.logs.String(), "counted as function") != 1 {
+		t.Errorf("want one log line about the cap:\n%s", e.logs.String())
+	}
+}
+
+// The JSON API: views, a filtered page of jobs, one job, and cancelling a job whose client (the
+// gearman tool) is waiting: the client gets WORK_FAIL, the job is gone.
+func TestAPI_ViewsAndCancel(t *testing.T) {
+	e := start(t, 100)
+	client := gearmanCLI(t, e, "-f", "stuck", "--", "payload")
+	var stderr bytes.Buffer
+	client.Stderr = &stderr
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Process.Kill() })
+	var handle string
+	testenv.WaitFor(t, "the client's job", 10*time.Second, func() bool {
+		code, body := get(t, e.web+"/api/v1/jobs?function=stuck&state=queued")
+		var page struct {
+			Total int                `json:"total"`
+			Jobs  []protocol.JobInfo `json:"jobs"`
+		}
+		if code != 200 || json.Unmarshal(body, &page) != nil || page.Total != 1 {
+			return false
+		}
+		handle = page.Jobs[0].Handle
+		return page.Jobs[0].Size == len("payload") && page.Jobs[0].Clients == 1
+	})
+	if code, body := get(t, e.web+"/api/v1/jobs/"+handle); code != 200 || !strings.Contains(string(body), `"function": "stuck"`) {
+		t.Fatalf("job %s: %d %s", handle, code, body)
+	}
+	for _, path := range []string{"/api/v1/server", "/api/v1/functions", "/api/v1/workers", "/api/v1/clients", "/api/v1/store"} {
+		if code, body := get(t, e.web+path); code != 200 || !json.Valid(body) {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+	for path, want := range map[string]int{
+		"/api/v1/jobs?limit=0": 400, "/api/v1/jobs?state=odd": 400, "/api/v1/jobs/H:none:1": 404, "/api/v1/nothing": 404,
+	} {
+		if code, body := get(t, e.web+path); code != want || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s: %d %s, want %d with a JSON error", path, code, body, want)
+		}
+	}
+	resp, err := http.Post(e.web+"/api/v1/jobs/"+handle+"/cancel", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("cancel: %d", resp.StatusCode)
+	}
+	done := make(chan error, 1)
+	go func() { done <- client.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(strings.ToLower(stderr.String()), "fail") {
+			t.Errorf("the client after cancel: %v, %q; want a failure", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client still waits after its job was cancelled")
+	}
+	if code, _ := get(t, e.web+"/api/v1/jobs/"+handle); code != 404 {
+		t.Errorf("the cancelled job is still there: %d", code)
+	}
+	if !strings.Contains(e.logs.String(), "action=cancel") {
+		t.Errorf("no log line for the action:\n%s", e.logs.String())
+	}
+}
+
+func clientPriority(t *testing.T, p string) client.Submission {
+	t.Helper()
+	prio, err := client.ParsePriority(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.Submission{Priority: prio}
+}
