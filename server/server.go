@@ -47,7 +47,7 @@ type Server struct {
 	listeners  []net.Listener
 	closed     bool
 	nextConnID atomic.Uint64 // also the count of connections accepted
-	loops      []eventLoop // event loops that serve connections (Options.IOLoops); none: goroutines
+	loops      []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
