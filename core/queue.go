@@ -40,7 +40,7 @@ type job struct {
 	worker    *Peer
 	uniqueKey string // key in fn.uniques ("" = not coalescable); see unique()
 	seq       uint64 // submission order; the handle is HandlePrefix:seq (see Server.appendHandle)
-	created   int64  // Unix nanoseconds of its submission (of its first run, for a replayed job stored before it was kept)
+	created   int64  // Unix nanoseconds of its submission; kept for stored jobs and when an Observer listens (0 otherwise)
 	x         *jobExtra
 
 	retries    uint16 // times its worker was lost (saturates)

@@ -82,7 +82,8 @@ type FunctionInfo struct {
 	Running   int          `json:"running"`
 	Workers   int          `json:"workers"`
 	MaxQueue  PriorityInts `json:"max_queue"` // 0: no limit
-	// OldestAge is how long the oldest queued job has waited, in seconds (0 with none queued).
+	// OldestAge is how long the oldest queued job has waited, in seconds (0 with none queued, or
+	// when the server keeps no submission times: it does for stored jobs and with an Observer).
 	OldestAge float64 `json:"oldest_age_seconds"`
 }
 
