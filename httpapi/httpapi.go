@@ -7,6 +7,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ type Options struct {
 	Addr    string
 	Metrics *Metrics // required
 	Log     *slog.Logger
+	// Auth, when set, is required of every request (but /livez with OpenLivez, for probes).
+	Auth      *Auth
+	OpenLivez bool
+	// ReadOnly refuses every action (403): only views, metrics and health.
+	ReadOnly bool
 }
 
 // HTTP is the listener and its handlers.
@@ -80,22 +86,26 @@ func Listen(opts Options) (*HTTP, error) {
 		}
 		return j, nil
 	}))
-	mux.HandleFunc("POST /api/v1/jobs/{handle}/cancel", h.api(func(s *server.Server, r *http.Request) (any, error) {
+	mux.HandleFunc("POST /api/v1/jobs/{handle}/cancel", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
 		handle := r.PathValue("handle")
-		if err := s.CancelJob(handle, "http "+r.RemoteAddr); err != nil {
+		if err := s.CancelJob(handle, by); err != nil {
 			if errors.Is(err, core.ErrNoSuchJob) {
 				return nil, errNotFound("no unfinished job " + handle)
 			}
 			return nil, err
 		}
-		h.log.Info("http action", "action", "cancel", "handle", handle, "peer", r.RemoteAddr)
+		h.log.Info("http action", "action", "cancel", "handle", handle, "by", by)
 		return map[string]any{"cancelled": handle}, nil
 	}))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})
+	// State-changing requests from another site's page are refused (Sec-Fetch-Site, Origin): a
+	// browser holding basic-auth credentials cannot be made to act for another origin.
+	var handler http.Handler = http.NewCrossOriginProtection().Handler(mux)
+	handler = h.authenticate(handler)
 	h.web = &http.Server{
-		Handler:           http.MaxBytesHandler(mux, maxBody),
+		Handler:           http.MaxBytesHandler(handler, maxBody),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -138,6 +148,40 @@ func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// whoKey carries who sent a request (for the log of its actions) in its context.
+type whoKey struct{}
+
+// authenticate requires Options.Auth of every request but an open /livez, and notes the sender.
+func (h *HTTP) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		by := "anonymous " + r.RemoteAddr
+		if a := h.opts.Auth; a != nil && !(h.opts.OpenLivez && r.URL.Path == "/livez") {
+			who := a.who(r)
+			if who == "" {
+				a.challenge(w)
+				return
+			}
+			by = who + " " + r.RemoteAddr
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, by)))
+	})
+}
+
+// action wraps a state-changing API handler: refused in read-only mode, told who asked.
+func (h *HTTP) action(f func(*server.Server, *http.Request, string) (any, error)) http.HandlerFunc {
+	api := h.api(func(s *server.Server, r *http.Request) (any, error) {
+		by, _ := r.Context().Value(whoKey{}).(string)
+		return f(s, r, "http "+by)
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.opts.ReadOnly {
+			writeError(w, http.StatusForbidden, "read-only: actions are turned off (--http-read-only)")
+			return
+		}
+		api(w, r)
+	}
 }
 
 // apiError is an error with the HTTP status that says what went wrong.

@@ -36,22 +36,30 @@ type env struct {
 	logs    *syncbuf.Buffer
 }
 
-func start(t *testing.T, maxFunctions int) *env {
+func start(t *testing.T, maxFunctions int) *env { return startWith(t, maxFunctions, nil) }
+
+func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options)) *env {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	m := httpapi.NewMetrics(maxFunctions, log)
-	web, err := httpapi.Listen(httpapi.Options{Addr: "127.0.0.1:0", Metrics: m, Log: log})
+	hopts := httpapi.Options{Addr: "127.0.0.1:0", Metrics: m, Log: log}
+	if configure != nil {
+		configure(&hopts)
+	}
+	web, err := httpapi.Listen(hopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { web.Close() })
 	base := "http://" + web.Addr().String()
-	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz before the server is attached: %d, want 503", code)
-	}
-	if code, _ := get(t, base+"/livez"); code != http.StatusOK {
-		t.Fatalf("/livez: %d", code)
+	if hopts.Auth == nil {
+		if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz before the server is attached: %d, want 503", code)
+		}
+		if code, _ := get(t, base+"/livez"); code != http.StatusOK {
+			t.Fatalf("/livez: %d", code)
+		}
 	}
 	opts := server.DefaultOptions()
 	opts.Listen = nil
@@ -70,7 +78,7 @@ func start(t *testing.T, maxFunctions int) *env {
 		t.Fatal(err)
 	}
 	web.Attach(srv)
-	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
+	if code, _ := get(t, base+"/readyz"); hopts.Auth == nil && code != http.StatusOK {
 		t.Fatalf("/readyz once attached: %d", code)
 	}
 	return &env{srv: srv, addr: ln.Addr().String(), web: base, metrics: m, logs: logs}
@@ -331,4 +339,137 @@ func clientPriority(t *testing.T, p string) client.Submission {
 		t.Fatal(err)
 	}
 	return client.Submission{Priority: prio}
+}
+
+// do sends a request with the given headers and returns the status.
+func do(t *testing.T, method, url string, headers map[string]string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// queuedJob submits a background job and returns its handle.
+func queuedJob(t *testing.T, e *env, fn string) string {
+	t.Helper()
+	h, err := testenv.NewClient(t, e.addr).SubmitBackground(testenv.CtxTimeout(t, 5*time.Second), fn, []byte("x"), client.Submission{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// With a bearer token every path needs it (/livez only if left open); the secret is never logged.
+func TestAuth_Token(t *testing.T) {
+	const secret = "s3cret-token-value"
+	e := startWith(t, 100, func(o *httpapi.Options) {
+		a, err := httpapi.ParseAuth("token", []byte(secret+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Auth, o.OpenLivez = a, true
+	})
+	h := queuedJob(t, e, "guarded")
+	good := map[string]string{"Authorization": "Bearer " + secret}
+	for _, path := range []string{"/metrics", "/readyz", "/api/v1/server", "/api/v1/jobs", "/api/v1/jobs/" + h} {
+		if code := do(t, "GET", e.web+path, nil); code != 401 {
+			t.Errorf("GET %s without a token: %d, want 401", path, code)
+		}
+		if code := do(t, "GET", e.web+path, map[string]string{"Authorization": "Bearer wrong"}); code != 401 {
+			t.Errorf("GET %s with a wrong token: %d, want 401", path, code)
+		}
+		if code := do(t, "GET", e.web+path, good); code != 200 {
+			t.Errorf("GET %s with the token: %d", path, code)
+		}
+	}
+	if code := do(t, "POST", e.web+"/api/v1/jobs/"+h+"/cancel", nil); code != 401 {
+		t.Errorf("cancel without a token: %d", code)
+	}
+	if _, ok := e.srv.Core().Job(h); !ok {
+		t.Fatal("a refused request cancelled the job")
+	}
+	if code := do(t, "GET", e.web+"/livez", nil); code != 200 {
+		t.Errorf("/livez left open for probes: %d", code)
+	}
+	if code := do(t, "POST", e.web+"/api/v1/jobs/"+h+"/cancel", good); code != 200 {
+		t.Errorf("cancel with the token: %d", code)
+	}
+	if strings.Contains(e.logs.String(), secret) {
+		t.Error("the secret is in the log")
+	}
+	if !strings.Contains(e.logs.String(), "by=\"http token") {
+		t.Errorf("the action's log line does not name who:\n%s", e.logs.String())
+	}
+}
+
+// Basic auth; a cross-site POST from a browser holding the credentials is refused and changes
+// nothing.
+func TestAuth_BasicAndCrossSite(t *testing.T) {
+	e := startWith(t, 100, func(o *httpapi.Options) {
+		a, err := httpapi.ParseAuth("user:ops", []byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Auth = a
+	})
+	h := queuedJob(t, e, "guarded")
+	url := strings.Replace(e.web, "http://", "http://ops:pw@", 1)
+	if code := do(t, "GET", e.web+"/livez", nil); code != 401 {
+		t.Errorf("/livez, not left open: %d, want 401", code)
+	}
+	if code := do(t, "GET", strings.Replace(e.web, "http://", "http://ops:nope@", 1)+"/api/v1/server", nil); code != 401 {
+		t.Errorf("wrong password: %d", code)
+	}
+	cross := map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+	if code := do(t, "POST", url+"/api/v1/jobs/"+h+"/cancel", cross); code != 403 {
+		t.Errorf("cross-site cancel: %d, want 403", code)
+	}
+	if _, ok := e.srv.Core().Job(h); !ok {
+		t.Fatal("a cross-site request cancelled the job")
+	}
+	if code := do(t, "GET", url+"/api/v1/jobs/"+h, cross); code != 200 {
+		t.Errorf("a cross-site read: %d (reads are safe)", code)
+	}
+	if code := do(t, "POST", url+"/api/v1/jobs/"+h+"/cancel", map[string]string{"Sec-Fetch-Site": "same-origin"}); code != 200 {
+		t.Errorf("same-origin cancel: %d", code)
+	}
+}
+
+// Read-only mode refuses every action and changes nothing.
+func TestReadOnly(t *testing.T) {
+	e := startWith(t, 100, func(o *httpapi.Options) { o.ReadOnly = true })
+	h := queuedJob(t, e, "kept")
+	if code := do(t, "POST", e.web+"/api/v1/jobs/"+h+"/cancel", nil); code != 403 {
+		t.Errorf("cancel in read-only mode: %d, want 403", code)
+	}
+	if _, ok := e.srv.Core().Job(h); !ok {
+		t.Fatal("read-only mode cancelled the job")
+	}
+	if code := do(t, "GET", e.web+"/api/v1/jobs/"+h, nil); code != 200 {
+		t.Errorf("a read in read-only mode: %d", code)
+	}
+}
+
+func TestParseAuth(t *testing.T) {
+	for _, tc := range []struct {
+		kind, secret string
+		ok           bool
+	}{
+		{"token", "t", true}, {"user:ops", "p", true}, {"user:", "p", false}, {"basic", "p", false}, {"token", "\n", false},
+	} {
+		if _, err := httpapi.ParseAuth(tc.kind, []byte(tc.secret)); (err == nil) != tc.ok {
+			t.Errorf("ParseAuth(%q, %q): %v", tc.kind, tc.secret, err)
+		}
+	}
 }

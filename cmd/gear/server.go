@@ -60,6 +60,10 @@ type serverFlags struct {
 	gearmand      gearmandFlags
 	httpAddr      string
 	httpMaxFuncs  int
+	httpAuth      string
+	httpSecret    string
+	httpReadOnly  bool
+	httpOpenLivez bool
 	notes         []string        // how gearmand options were mapped, for the log at start
 	fromConfig    map[string]bool // options the config file gave
 }
@@ -114,6 +118,10 @@ func newServerFlags(name string) *serverFlags {
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
 	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /livez, /readyz and the JSON API /api/v1/ on HOST:PORT (a bare :PORT binds loopback; off by default)")
 	fs.IntVar(&f.httpMaxFuncs, "http-max-functions", 1000, "functions the metrics count by name; the rest are counted as function=\"_other\"")
+	fs.StringVar(&f.httpAuth, "http-auth", "", `require of every --http request a bearer token ("token") or basic auth ("user:NAME"); the secret from --http-auth-secret-file or GEAR_HTTP_SECRET`)
+	fs.StringVar(&f.httpSecret, "http-auth-secret-file", "", "file holding the --http-auth token or password (else the environment's GEAR_HTTP_SECRET)")
+	fs.BoolVar(&f.httpReadOnly, "http-read-only", false, "--http serves views, metrics and health only: every action is refused (403)")
+	fs.BoolVar(&f.httpOpenLivez, "http-open-livez", false, "with --http-auth, let /livez answer without credentials (for probes)")
 	f.gearmand.register(fs)
 	// Errors are reported in one line, never with the whole usage (Go's flag package would print
 	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
@@ -542,7 +550,12 @@ func serve(f *serverFlags, notify *os.File) error {
 	if f.httpAddr != "" {
 		metrics := httpapi.NewMetrics(f.httpMaxFuncs, logger)
 		opts.Observer = metrics
-		if web, err = httpapi.Listen(httpapi.Options{Addr: f.httpAddr, Metrics: metrics, Log: logger}); err != nil {
+		auth, err := f.httpAuthConfig()
+		if err != nil {
+			return err
+		}
+		if web, err = httpapi.Listen(httpapi.Options{Addr: f.httpAddr, Metrics: metrics, Log: logger,
+			Auth: auth, OpenLivez: f.httpOpenLivez, ReadOnly: f.httpReadOnly}); err != nil {
 			return err
 		}
 		defer web.Close()
@@ -706,4 +719,25 @@ func defaultDataDir() (string, error) {
 		return "", fmt.Errorf("no data directory: set --data-dir (%v)", err)
 	}
 	return filepath.Join(home, ".local", "state", "gear-data"), nil
+}
+
+// httpAuthConfig reads --http-auth and its secret (a file, else GEAR_HTTP_SECRET); nil without it.
+func (f *serverFlags) httpAuthConfig() (*httpapi.Auth, error) {
+	if f.httpAuth == "" {
+		if f.httpSecret != "" {
+			return nil, errors.New("--http-auth-secret-file without --http-auth")
+		}
+		return nil, nil
+	}
+	var secret []byte
+	if f.httpSecret != "" {
+		b, err := os.ReadFile(f.httpSecret)
+		if err != nil {
+			return nil, fmt.Errorf("--http-auth-secret-file: %w", err)
+		}
+		secret = b
+	} else {
+		secret = []byte(os.Getenv("GEAR_HTTP_SECRET"))
+	}
+	return httpapi.ParseAuth(f.httpAuth, secret)
 }

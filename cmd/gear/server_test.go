@@ -371,3 +371,46 @@ func TestServer_HTTP(t *testing.T) {
 		t.Errorf("/metrics:\n%.600s", body)
 	}
 }
+
+// --http-auth token with the secret in a file: every request needs it, and the log never has it.
+func TestServer_HTTPAuth(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("tok-42\n"), 0o600)
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--http", "127.0.0.1:0",
+		"--http-auth", "token", "--http-auth-secret-file", secretFile, "--http-read-only")
+	listenAddr(t, p)
+	var web string
+	waitFor(t, "the http log line", 20*time.Second, func() bool {
+		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
+		if m != nil {
+			web = m[1]
+		}
+		return m != nil
+	})
+	code := func(method, path, token string) int {
+		req, _ := http.NewRequest(method, "http://"+web+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := code("GET", "/metrics", ""); c != 401 {
+		t.Errorf("no token: %d", c)
+	}
+	waitFor(t, "/readyz with the token", 10*time.Second, func() bool { return code("GET", "/readyz", "tok-42") == 200 })
+	if c := code("POST", "/api/v1/jobs/H:x:1/cancel", "tok-42"); c != 403 {
+		t.Errorf("an action in read-only mode: %d, want 403", c)
+	}
+	if strings.Contains(p.output(), "tok-42") {
+		t.Error("the secret is in the log")
+	}
+	out, err := exec.Command(gearBin, "server", "--http", ":0", "--http-auth", "token").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "secret is empty") {
+		t.Errorf("--http-auth without a secret: %v %s", err, out)
+	}
+}
