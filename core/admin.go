@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -108,10 +109,82 @@ func (s *Core) adminMaxQueue(args []string) string {
 	default:
 		return "ERR INVALID_ARGUMENTS Usage:+maxqueue+FUNCTION+[MAX|HIGH+NORMAL+LOW]\r\n"
 	}
-	f := s.function([]byte(args[0]), true)
+	s.setMaxQueue(args[0], limits)
+	return "OK\r\n"
+}
+
+// SetMaxQueue limits the queued jobs of a function per priority (0: no limit). The function is
+// created if it does not exist, so the limit holds for its first job.
+func (s *Core) SetMaxQueue(function string, limits protocol.PriorityInts) {
+	s.lock()
+	defer s.mu.Unlock()
+	s.setMaxQueue(function, [numPriorities]int{max(limits.High, 0), max(limits.Normal, 0), max(limits.Low, 0)})
+}
+
+func (s *Core) setMaxQueue(function string, limits [numPriorities]int) {
+	f := s.function([]byte(function), true)
 	f.maxQueue = limits
 	s.collect(f)
-	return "OK\r\n"
+}
+
+// CancelQueued cancels the jobs of a function waiting in its queue — of one priority, or of all
+// when priority is "" — as CancelJob does each, and returns how many. Running jobs are left.
+func (s *Core) CancelQueued(tx Tx, function, priority, by string) (int, error) {
+	p := numPriorities
+	switch priority {
+	case "":
+	case "high":
+		p = prioHigh
+	case "normal":
+		p = prioNormal
+	case "low":
+		p = prioLow
+	default:
+		return 0, fmt.Errorf("priority %q: high, normal or low", priority)
+	}
+	s.lock()
+	defer s.mu.Unlock()
+	f := s.functions[function]
+	if f == nil {
+		return 0, nil
+	}
+	var victims []*job
+	for _, j := range s.jobs {
+		if j.fn == f && j.state == jobQueued && (p == numPriorities || j.prio == p) {
+			victims = append(victims, j)
+		}
+	}
+	for _, j := range victims {
+		s.failClients(tx, j, "job cancelled")
+		s.emitJob(EventCancelled, j, "cancelled by "+by)
+		s.finish(j)
+	}
+	if len(victims) > 0 {
+		s.log.Info("queued jobs cancelled", "function", function, "priority", priority, "jobs", len(victims), "by", by)
+	}
+	return len(victims), nil
+}
+
+// ErrFunctionBusy refuses to drop a function that has workers, or jobs running, queued or being
+// stored.
+var ErrFunctionBusy = errors.New("the function has workers or jobs")
+
+// ErrNoSuchFunction names no function the server knows.
+var ErrNoSuchFunction = errors.New("no such function")
+
+// DropFunction forgets a function with no workers and no jobs.
+func (s *Core) DropFunction(name string) error {
+	s.lock()
+	defer s.mu.Unlock()
+	f := s.functions[name]
+	switch {
+	case f == nil:
+		return ErrNoSuchFunction
+	case len(f.workers) > 0 || f.limitCount() > 0:
+		return ErrFunctionBusy
+	}
+	delete(s.functions, name)
+	return nil
 }
 
 // adminCancel handles "cancel job HANDLE": the job's clients get WORK_FAIL, a queued job never runs,

@@ -97,6 +97,38 @@ func Listen(opts Options) (*HTTP, error) {
 		h.log.Info("http action", "action", "cancel", "handle", handle, "by", by)
 		return map[string]any{"cancelled": handle}, nil
 	}))
+	mux.HandleFunc("POST /api/v1/functions/{function}/cancel-queued", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+		fn, prio := r.PathValue("function"), r.URL.Query().Get("priority")
+		n, err := s.CancelQueued(fn, prio, by)
+		if err != nil {
+			return nil, errBadRequest(err.Error())
+		}
+		h.log.Info("http action", "action", "cancel-queued", "function", fn, "priority", prio, "jobs", n, "by", by)
+		return map[string]any{"function": fn, "cancelled": n}, nil
+	}))
+	mux.HandleFunc("POST /api/v1/functions/{function}/drop", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+		fn := r.PathValue("function")
+		switch err := s.Core().DropFunction(fn); {
+		case errors.Is(err, core.ErrNoSuchFunction):
+			return nil, errNotFound("no function " + fn)
+		case errors.Is(err, core.ErrFunctionBusy):
+			return nil, &apiError{http.StatusConflict, fn + ": " + err.Error()}
+		case err != nil:
+			return nil, err
+		}
+		h.log.Info("http action", "action", "drop", "function", fn, "by", by)
+		return map[string]any{"dropped": fn}, nil
+	}))
+	mux.HandleFunc("POST /api/v1/functions/{function}/maxqueue", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+		fn := r.PathValue("function")
+		var limits protocol.PriorityInts
+		if err := json.NewDecoder(r.Body).Decode(&limits); err != nil {
+			return nil, errBadRequest(`body must be {"high": N, "normal": N, "low": N} (0: no limit): ` + err.Error())
+		}
+		s.Core().SetMaxQueue(fn, limits)
+		h.log.Info("http action", "action", "maxqueue", "function", fn, "high", limits.High, "normal", limits.Normal, "low", limits.Low, "by", by)
+		return map[string]any{"function": fn, "max_queue": limits}, nil
+	}))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})

@@ -473,3 +473,58 @@ func TestParseAuth(t *testing.T) {
 		}
 	}
 }
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The function actions: cancel the queued jobs of one priority, set maxqueue (a submit past it is
+// refused), drop (refused while jobs remain, then done).
+func TestAPI_FunctionActions(t *testing.T) {
+	e := start(t, 100)
+	c := testenv.NewClient(t, e.addr)
+	ctx := testenv.CtxTimeout(t, 10*time.Second)
+	for _, p := range []string{"low", "low", "high"} {
+		if _, err := c.SubmitBackground(ctx, "batch", []byte(p), clientPriority(t, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/cancel-queued?priority=low", ""); code != 200 || !strings.Contains(body, `"cancelled": 2`) {
+		t.Fatalf("cancel-queued low: %d %s", code, body)
+	}
+	if fs := e.srv.Core().Functions(); len(fs) != 1 || fs[0].Queued != (protocol.PriorityInts{High: 1}) {
+		t.Fatalf("after cancelling the low jobs: %+v", fs)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/cancel-queued?priority=urgent", ""); code != 400 {
+		t.Errorf("a bad priority: %d %s", code, body)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/drop", ""); code != 409 {
+		t.Errorf("drop with a job queued: %d %s, want 409", code, body)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/maxqueue", `{"high": 1, "normal": 1, "low": 1}`); code != 200 {
+		t.Fatalf("maxqueue: %d %s", code, body)
+	}
+	if _, err := c.SubmitBackground(ctx, "batch", []byte("over"), clientPriority(t, "high")); err == nil || !strings.Contains(err.Error(), "QUEUE_ERROR") {
+		t.Errorf("a submit past maxqueue: %v", err)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/maxqueue", `{"high": "x"}`); code != 400 {
+		t.Errorf("a bad maxqueue body: %d %s", code, body)
+	}
+	if code, _ := postJSON(t, e.web+"/api/v1/functions/batch/cancel-queued", ""); code != 200 {
+		t.Fatalf("cancel-queued all: %d", code)
+	}
+	postJSON(t, e.web+"/api/v1/functions/batch/maxqueue", `{}`)
+	if code, body := postJSON(t, e.web+"/api/v1/functions/batch/drop", ""); code != 200 {
+		t.Errorf("drop: %d %s", code, body)
+	}
+	if code, _ := postJSON(t, e.web+"/api/v1/functions/batch/drop", ""); code != 404 {
+		t.Errorf("drop again: %d, want 404", code)
+	}
+}

@@ -329,6 +329,11 @@ func (s *Server) Close() error {
 // CancelJob cancels an unfinished job by handle (core.Core.CancelJob); by names who asked.
 func (s *Server) CancelJob(handle, by string) error { return s.core.CancelJob(directTx{}, handle, by) }
 
+// CancelQueued cancels the queued jobs of a function (of one priority, or all with "").
+func (s *Server) CancelQueued(function, priority, by string) (int, error) {
+	return s.core.CancelQueued(directTx{}, function, priority, by)
+}
+
 // Stats are the transport's counters.
 type Stats struct {
 	ConnectionsAccepted uint64
