@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/store"
 )
 
 var gearBin string
@@ -412,5 +414,77 @@ func TestServer_HTTPAuth(t *testing.T) {
 	out, err := exec.Command(gearBin, "server", "--http", ":0", "--http-auth", "token").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "secret is empty") {
 		t.Errorf("--http-auth without a secret: %v %s", err, out)
+	}
+}
+
+// /readyz says not yet while a large store replays (the HTTP listener opens first, so /livez
+// answers) and ready once the replay is done: a probe does not kill a recovering server.
+func TestServer_ReadyzDuringReplay(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	st, err := store.OpenPebble(dir, store.SyncNone, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 150_000
+	data := bytes.Repeat([]byte("x"), 512)
+	done := make(chan error, n)
+	for i := range n {
+		st.Add(&store.Job{Seq: uint64(i + 1), Handle: fmt.Sprintf("H:replay:%d", i+1), Function: "replayed",
+			Data: data, Priority: 1}, func(err error) { done <- err })
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := startGear(t, []string{"GEAR_STORE=pebble"}, gearBin, "server", "--port", "0", "--data-dir", dir, "--http", "127.0.0.1:0", "--sync", "none")
+	var web string
+	waitFor(t, "the http log line", 30*time.Second, func() bool {
+		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
+		if m != nil {
+			web = m[1]
+		}
+		return m != nil
+	})
+	status := func(path string) int {
+		resp, err := http.Get("http://" + web + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sawNotReady := false
+	waitFor(t, "/readyz to turn ready", 60*time.Second, func() bool {
+		switch status("/readyz") {
+		case http.StatusServiceUnavailable:
+			sawNotReady = true
+			if status("/livez") != 200 {
+				t.Fatal("/livez does not answer during the replay")
+			}
+		case http.StatusOK:
+			return true
+		}
+		return false
+	})
+	// Ready means replayed: the server already holds every job.
+	resp, err := http.Get("http://" + web + "/api/v1/server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Jobs int }
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if info.Jobs != n {
+		t.Errorf("ready with %d jobs, want all %d replayed", info.Jobs, n)
+	}
+	if !sawNotReady {
+		t.Errorf("/readyz never said not ready, though %d jobs replayed", n)
+	}
+	if !strings.Contains(p.output(), "jobs=150000") {
+		t.Errorf("replay log:\n%.2000s", p.output())
 	}
 }
