@@ -59,6 +59,7 @@ type serverFlags struct {
 	minFree       byteSize
 	gearmand      gearmandFlags
 	httpAddr      string
+	logFormat     string
 	httpMaxFuncs  int
 	httpAuth      string
 	httpSecret    string
@@ -116,6 +117,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
 	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 (its jobs are imported into Gear's store at start)")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /livez, /readyz and the JSON API /api/v1/ on HOST:PORT (a bare :PORT binds loopback; off by default)")
 	fs.IntVar(&f.httpMaxFuncs, "http-max-functions", 1000, "functions the metrics count by name; the rest are counted as function=\"_other\"")
 	fs.StringVar(&f.httpAuth, "http-auth", "", `require of every --http request a bearer token ("token") or basic auth ("user:NAME"); the secret from --http-auth-secret-file or GEAR_HTTP_SECRET`)
@@ -533,7 +535,16 @@ func serve(f *serverFlags, notify *os.File) error {
 			out = io.MultiWriter(sink, sys)
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler
+	switch f.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(out, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})
+	default:
+		return fmt.Errorf("--log-format %q: text or json", f.logFormat)
+	}
+	logger := slog.New(handler)
 	opts.Logger = logger
 	opts.Level = level
 	for _, n := range f.notes {

@@ -488,3 +488,18 @@ func TestServer_ReadyzDuringReplay(t *testing.T) {
 		t.Errorf("replay log:\n%.2000s", p.output())
 	}
 }
+
+// --log-format json writes one JSON object per line.
+func TestServer_LogFormatJSON(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--log-format", "json")
+	waitFor(t, "a JSON listening line", 20*time.Second, func() bool { return strings.Contains(p.output(), `"msg":"listening"`) })
+	for _, line := range strings.Split(strings.TrimSpace(p.output()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not JSON: %q", line)
+		}
+	}
+	out, err := exec.Command(gearBin, "server", "--log-format", "xml").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "text or json") {
+		t.Errorf("--log-format xml: %v %s", err, out)
+	}
+}
