@@ -32,10 +32,34 @@ func Show(ctx context.Context, w io.Writer, addr, view string, asJSON bool) erro
 	return render(w, view, v, asJSON)
 }
 
+// Viewer is what answers the views: a Conn on the Gearman port, or an HTTPConn on the HTTP API.
+type Viewer interface {
+	Status(context.Context) ([]FunctionStatus, error)
+	PriorityStatus(context.Context) ([]PriorityStatus, error)
+	Workers(context.Context) ([]WorkerInfo, error)
+	Jobs(context.Context) ([]JobInfo, error)
+	UniqueJobs(context.Context) ([]string, error)
+	Store(context.Context) (StoreInfo, error)
+	Version(context.Context) (string, error)
+	PID(context.Context) (int, error)
+}
+
+// ShowFrom is Show on a Viewer already at hand (an HTTPConn, say).
+func ShowFrom(ctx context.Context, w io.Writer, c Viewer, view string, asJSON bool) error {
+	if !slices.Contains(views, view) {
+		return fmt.Errorf("admin: unknown view %q", view)
+	}
+	v, err := query(ctx, c, view)
+	if err != nil {
+		return err
+	}
+	return render(w, view, v, asJSON)
+}
+
 // query runs the command behind a view on c and returns its result with rows sorted as Show prints
 // them: []FunctionStatus, []PriorityStatus, []WorkerInfo, []JobInfo, []string (unique keys),
 // StoreInfo, versionInfo or pidInfo.
-func query(ctx context.Context, c *Conn, view string) (any, error) {
+func query(ctx context.Context, c Viewer, view string) (any, error) {
 	switch view {
 	case "status":
 		s, err := c.Status(ctx)

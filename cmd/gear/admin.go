@@ -50,6 +50,10 @@ Options:
   --json                    print JSON; with several servers, an object keyed by server
   --timeout DURATION        give up on a server after this long (default 10s)
   --graceful                with shutdown: let running jobs finish
+  --http URL                read the views and take the actions through a Gear server's HTTP API
+                            (gear server --http) instead of the Gearman port; bearer token from
+                            $GEAR_HTTP_SECRET, basic auth as http://USER:PASSWORD@HOST:PORT
+                            (create and shutdown are not offered over HTTP)
 
 With several servers each one's output follows a line "== HOST:PORT". Exit status: 0 on success,
 1 when a server cannot be reached or answers with an error, 2 for a usage error.
@@ -64,6 +68,8 @@ type adminRequest struct {
 	args     []string
 	limits   []int // maxqueue
 	graceful bool  // shutdown
+	httpURL  string
+	token    string // for httpURL
 }
 
 func runAdmin(args []string) int {
@@ -96,6 +102,7 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 	fs.BoolVar(&req.json, "json", false, "")
 	fs.BoolVar(&req.graceful, "graceful", false, "")
 	fs.DurationVar(&req.timeout, "timeout", 10*time.Second, "")
+	fs.StringVar(&req.httpURL, "http", "", "")
 
 	var flags, words []string
 	for i := 0; i < len(args); i++ {
@@ -133,6 +140,16 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 	}
 	if err := req.checkCommand(); err != nil {
 		return nil, err
+	}
+	if req.httpURL != "" {
+		if servers.given() {
+			return nil, errors.New("--http and --server name two ways to one server: give one")
+		}
+		if _, err := admin.NewHTTP(req.httpURL, ""); err != nil {
+			return nil, err
+		}
+		req.servers, req.token = []string{req.httpURL}, getenv("GEAR_HTTP_SECRET")
+		return req, nil
 	}
 	var err error
 	if req.servers, err = servers.servers(getenv("GEARMAN_SERVERS")); err != nil {
@@ -286,11 +303,27 @@ func adminPrintJSON(w io.Writer, results []adminResult) {
 func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResult {
 	res := adminResult{addr: addr}
 	var out bytes.Buffer
-	switch req.command {
-	case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
-		res.err = admin.Show(ctx, &out, addr, req.command, req.json)
+	switch {
+	case req.httpURL != "":
+		c, err := admin.NewHTTP(addr, req.token)
+		if err != nil {
+			res.err = err
+			break
+		}
+		res.addr = c.Addr()
+		switch req.command {
+		case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
+			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
+		default:
+			res.err = adminActOn(ctx, &out, req, c)
+		}
 	default:
-		res.err = adminAct(ctx, &out, req, addr)
+		switch req.command {
+		case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
+			res.err = admin.Show(ctx, &out, addr, req.command, req.json)
+		default:
+			res.err = adminAct(ctx, &out, req, addr)
+		}
 	}
 	if res.err == nil {
 		res.out = out.Bytes()
@@ -306,6 +339,21 @@ func adminAct(ctx context.Context, w io.Writer, req *adminRequest, addr string) 
 		return err
 	}
 	defer c.Close()
+	return adminActOn(ctx, w, req, c)
+}
+
+// adminActor takes the admin actions: a Conn on the Gearman port or an HTTPConn.
+type adminActor interface {
+	Verbose(context.Context) (string, error)
+	Cancel(context.Context, string) error
+	CreateFunction(context.Context, string) error
+	DropFunction(context.Context, string) error
+	MaxQueue(context.Context, string, ...int) error
+	Shutdown(context.Context, bool) error
+}
+
+func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActor) error {
+	var err error
 	var msg string
 	switch req.command {
 	case "verbose":

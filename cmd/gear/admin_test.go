@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -498,5 +500,66 @@ func TestAdmin_AgainstGearmand(t *testing.T) {
 	}
 	if out := admMustRun(t, addr, "jobs"); strings.Count(out, "\n") != 5 || !strings.HasPrefix(out, "HANDLE ") {
 		t.Errorf("jobs table:\n%s", out)
+	}
+}
+
+// gear admin --http: the same tables and JSON read through the HTTP API, actions taken through it,
+// with a bearer token from GEAR_HTTP_SECRET.
+func TestAdmin_OverHTTP(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("adm-tok"), 0o600)
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--job-handle-prefix", "H:test",
+		"--http", "127.0.0.1:0", "--http-auth", "token", "--http-auth-secret-file", secretFile)
+	addr := listenAddr(t, p)
+	var web string
+	waitFor(t, "the http log line", 20*time.Second, func() bool {
+		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
+		if m != nil {
+			web = "http://" + m[1]
+		}
+		return m != nil
+	})
+	admBusy(t, addr)
+	tok := []string{"GEAR_HTTP_SECRET=adm-tok"}
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errOut string
+		var code int
+		waitFor(t, "gear admin --http "+strings.Join(args, " "), 10*time.Second, func() bool {
+			out, errOut, code = admRun(t, tok, append([]string{"--http", web}, args...)...)
+			return code == 0 || !strings.Contains(errOut, "503") // 503: not attached yet
+		})
+		if code != 0 {
+			t.Fatalf("gear admin --http %v: exit %d\n%s", args, code, errOut)
+		}
+		return out
+	}
+	if out := run("status"); out != admBusyStatus {
+		t.Errorf("status over HTTP:\n%s\nwant\n%s", out, admBusyStatus)
+	}
+	if out := run("priority"); out != ""+
+		"FUNCTION      HIGH  NORMAL  LOW  WORKERS\n"+
+		"email         0     1       0    0\n"+
+		"resize_image  0     2       0    1\n" {
+		t.Errorf("priority over HTTP:\n%s", out)
+	}
+	var ws []admin.WorkerInfo
+	if err := json.Unmarshal([]byte(run("--json", "workers")), &ws); err != nil || len(ws) != 1 || ws[0].ID != "resizer" {
+		t.Errorf("workers --json over HTTP: %v %+v", err, ws)
+	}
+	if out := run("jobs"); strings.Count(out, "H:test:") != 4 {
+		t.Errorf("jobs over HTTP:\n%s", out)
+	}
+	if out := run("cancel", "H:test:4"); out != "cancelled job H:test:4\n" {
+		t.Errorf("cancel over HTTP: %q", out)
+	}
+	if out := run("status"); !strings.Contains(out, "email         0") {
+		t.Errorf("after the cancel:\n%s", out)
+	}
+	if _, errOut, code := admRun(t, tok, "--http", web, "create", "f"); code != 1 || !strings.Contains(errOut, "not available through the HTTP API") {
+		t.Errorf("create over HTTP: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := admRun(t, nil, "--http", web, "status"); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("without the token: exit %d %s", code, errOut)
 	}
 }

@@ -1,0 +1,215 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gearhq/gear/protocol"
+)
+
+// HTTPConn reads a Gear server's views, and takes its actions, through its HTTP API (gear server
+// --http), for where the Gearman port is not reachable. It answers the same types as Conn.
+type HTTPConn struct {
+	base   *url.URL
+	token  string
+	client *http.Client
+}
+
+// NewHTTP returns a client of the API at base ("http://host:8080"; user and password in the URL
+// for basic auth); token, when set, is sent as a bearer token.
+func NewHTTP(base, token string) (*HTTPConn, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("admin: %q is not an http(s) URL", base)
+	}
+	return &HTTPConn{base: u, token: token, client: &http.Client{}}, nil
+}
+
+// Addr names the server, for messages (without credentials).
+func (c *HTTPConn) Addr() string { return c.base.Redacted() }
+
+// call sends a request to the API and decodes its JSON answer into out; an API error comes back
+// as a *ServerError with the HTTP status as its code.
+func (c *HTTPConn) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := *c.base
+	p, q, _ := strings.Cut(path, "?")
+	u.Path += p
+	u.RawQuery = q
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &ServerError{Code: strconv.Itoa(resp.StatusCode), Text: e.Error}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("admin: the API's answer to %s %s does not parse: %w", method, path, err)
+	}
+	return nil
+}
+
+// Functions is the server's functions view.
+func (c *HTTPConn) Functions(ctx context.Context) ([]protocol.FunctionInfo, error) {
+	var fs []protocol.FunctionInfo
+	return fs, c.call(ctx, "GET", "/api/v1/functions", nil, &fs)
+}
+
+// Status is `status` from the functions view.
+func (c *HTTPConn) Status(ctx context.Context) ([]FunctionStatus, error) {
+	fs, err := c.Functions(ctx)
+	out := make([]FunctionStatus, len(fs))
+	for i, f := range fs {
+		out[i] = FunctionStatus{Name: f.Name, Total: f.Queued.High + f.Queued.Normal + f.Queued.Low + f.Scheduled + f.Running,
+			Running: f.Running, Workers: f.Workers}
+	}
+	return out, err
+}
+
+// PriorityStatus is `prioritystatus` from the functions view (scheduled jobs count as normal).
+func (c *HTTPConn) PriorityStatus(ctx context.Context) ([]PriorityStatus, error) {
+	fs, err := c.Functions(ctx)
+	out := make([]PriorityStatus, len(fs))
+	for i, f := range fs {
+		out[i] = PriorityStatus{Name: f.Name, High: f.Queued.High, Normal: f.Queued.Normal + f.Scheduled,
+			Low: f.Queued.Low, Workers: f.Workers}
+	}
+	return out, err
+}
+
+// Workers is the workers view.
+func (c *HTTPConn) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	var ws []WorkerInfo
+	return ws, c.call(ctx, "GET", "/api/v1/workers", nil, &ws)
+}
+
+// Jobs is every unfinished job, read page by page.
+func (c *HTTPConn) Jobs(ctx context.Context) ([]JobInfo, error) {
+	var all []JobInfo
+	for {
+		var page struct {
+			Total int       `json:"total"`
+			Jobs  []JobInfo `json:"jobs"`
+		}
+		if err := c.call(ctx, "GET", "/api/v1/jobs?limit=1000&offset="+strconv.Itoa(len(all)), nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Jobs...)
+		if len(page.Jobs) == 0 || len(all) >= page.Total {
+			return all, nil
+		}
+	}
+}
+
+// UniqueJobs is the unique keys of the unfinished jobs.
+func (c *HTTPConn) UniqueJobs(ctx context.Context) ([]string, error) {
+	js, err := c.Jobs(ctx)
+	var keys []string
+	for _, j := range js {
+		if j.Unique != "" {
+			keys = append(keys, j.Unique)
+		}
+	}
+	return keys, err
+}
+
+// Store is the store view.
+func (c *HTTPConn) Store(ctx context.Context) (StoreInfo, error) {
+	var s StoreInfo
+	return s, c.call(ctx, "GET", "/api/v1/store", nil, &s)
+}
+
+func (c *HTTPConn) info(ctx context.Context) (protocol.ServerInfo, error) {
+	var i protocol.ServerInfo
+	return i, c.call(ctx, "GET", "/api/v1/server", nil, &i)
+}
+
+// Version is the server's version.
+func (c *HTTPConn) Version(ctx context.Context) (string, error) {
+	i, err := c.info(ctx)
+	return i.Version, err
+}
+
+// PID is the server's process ID.
+func (c *HTTPConn) PID(ctx context.Context) (int, error) {
+	i, err := c.info(ctx)
+	return i.PID, err
+}
+
+// Verbose is the server's log level.
+func (c *HTTPConn) Verbose(ctx context.Context) (string, error) {
+	i, err := c.info(ctx)
+	return i.Verbose, err
+}
+
+// Cancel cancels an unfinished job.
+func (c *HTTPConn) Cancel(ctx context.Context, handle string) error {
+	return c.call(ctx, "POST", "/api/v1/jobs/"+url.PathEscape(handle)+"/cancel", nil, &map[string]any{})
+}
+
+// DropFunction forgets a function with no workers and no jobs.
+func (c *HTTPConn) DropFunction(ctx context.Context, name string) error {
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(name)+"/drop", nil, &map[string]any{})
+}
+
+// MaxQueue sets a function's queue limits: none (unlimited), one for all priorities, or high,
+// normal and low.
+func (c *HTTPConn) MaxQueue(ctx context.Context, function string, limits ...int) error {
+	var l protocol.PriorityInts
+	switch len(limits) {
+	case 0:
+	case 1:
+		l = protocol.PriorityInts{High: limits[0], Normal: limits[0], Low: limits[0]}
+	case 3:
+		l = protocol.PriorityInts{High: limits[0], Normal: limits[1], Low: limits[2]}
+	default:
+		return errors.New("admin: maxqueue takes one limit or three")
+	}
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/maxqueue", l, &map[string]any{})
+}
+
+// ErrNotOverHTTP is the answer for the admin commands the HTTP API does not offer.
+var ErrNotOverHTTP = errors.New("admin: not available through the HTTP API (use the Gearman port)")
+
+// CreateFunction is not offered over HTTP.
+func (c *HTTPConn) CreateFunction(context.Context, string) error { return ErrNotOverHTTP }
+
+// Shutdown is not offered over HTTP.
+func (c *HTTPConn) Shutdown(context.Context, bool) error { return ErrNotOverHTTP }
