@@ -421,7 +421,7 @@ func TestGearmandOptions_GNUForms(t *testing.T) {
 		{[]string{"-j3", "-w0"}, func(f *serverFlags) bool { return f.jobRetries == 3 && f.workerWakeup == 0 }},
 		{[]string{"-dR"}, func(f *serverFlags) bool { return f.gearmand.daemon && f.roundRobin }},
 		{[]string{"--daem", "--job-ret=2"}, func(f *serverFlags) bool { return f.gearmand.daemon && f.jobRetries == 2 }},
-		{[]string{"--log-f", "none"}, func(f *serverFlags) bool { return f.logFile == "none" }},
+		{[]string{"--log-fi", "none"}, func(f *serverFlags) bool { return f.logFile == "none" }},
 		{[]string{"-port", "4732"}, func(f *serverFlags) bool { return f.port == "4732" }}, // Go's single-dash long form
 		{[]string{"--port=4733", "--", "x"}, nil},                                          // after --: an argument
 	} {
