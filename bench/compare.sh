@@ -13,6 +13,8 @@
 #   GEAR_STORE=kind   gear's store; unset: --store memory (the same as gearmand's builtin queue)
 #   BENCH_ARGS=...    extra arguments for every gear bench run (e.g. --timeout 30s)
 #   KEEP=1            keep the temporary directory (gear binary, raw RESULT lines, logs)
+#   GEAR_HTTP=1       run gear with --http, and a scraper reading its /metrics every second, as
+#                     Prometheus would (the cost of observability; gearmand has none to compare)
 #   PIN=1             run every server on CPU 0 and the load generator on the other CPUs (taskset):
 #                     on a small VM the kernel otherwise sometimes stacks both on one CPU, and the
 #                     same binary measures 35k or 55k drained jobs/s from run to run
@@ -36,7 +38,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gear-compare.XXXXXX")
 server_pid=""
 
+scraper_pid=""
 stop_server() {
+	if [[ -n $scraper_pid ]]; then
+		kill "$scraper_pid" 2>/dev/null || true
+		wait "$scraper_pid" 2>/dev/null || true
+		scraper_pid=""
+	fi
 	if [[ -n $server_pid ]]; then
 		kill "$server_pid" 2>/dev/null || true
 		wait "$server_pid" 2>/dev/null || true
@@ -117,7 +125,24 @@ start_server() {
 		if [[ -n ${GEAR_STORE:-} ]]; then
 			extra=(--data-dir "$tmp/gear-data.$nstart")
 		fi
+		local http_port=""
+		if [[ ${GEAR_HTTP:-0} == 1 ]]; then
+			http_port=$(free_port)
+			extra+=(--http "127.0.0.1:$http_port")
+		fi
 		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
+		if [[ -n $http_port ]]; then
+			local pid=$!
+			(while kill -0 "$pid" 2>/dev/null; do
+				curl -s -o /dev/null "http://127.0.0.1:$http_port/metrics" || true
+				sleep 1
+			done) &
+			scraper_pid=$!
+			server_pid=$pid
+			server_addr=127.0.0.1:$port
+			wait_port "$port" "$log"
+			return
+		fi
 		;;
 	gear-always)
 		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
