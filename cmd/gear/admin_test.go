@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -511,14 +510,7 @@ func TestAdmin_OverHTTP(t *testing.T) {
 	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--job-handle-prefix", "H:test",
 		"--http", "127.0.0.1:0", "--http-auth", "token", "--http-auth-secret-file", secretFile)
 	addr := listenAddr(t, p)
-	var web string
-	waitFor(t, "the http log line", 20*time.Second, func() bool {
-		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
-		if m != nil {
-			web = "http://" + m[1]
-		}
-		return m != nil
-	})
+	web := "http://" + httpListenAddr(t, p)
 	admBusy(t, addr)
 	tok := []string{"GEAR_HTTP_SECRET=adm-tok"}
 	run := func(args ...string) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/gearhq/gear/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/testenv"
 )
 
 // The memory guard of `gear worker` end to end: the binary recycles itself with the exit statuses a

@@ -344,14 +344,7 @@ func TestServer_SIGUSR1LetsRunningJobFinish(t *testing.T) {
 func TestServer_HTTP(t *testing.T) {
 	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--http", ":0")
 	listenAddr(t, p)
-	var web string
-	waitFor(t, "the http log line", 20*time.Second, func() bool {
-		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
-		if m != nil {
-			web = m[1]
-		}
-		return m != nil
-	})
+	web := httpListenAddr(t, p)
 	if !strings.HasPrefix(web, "127.0.0.1:") {
 		t.Errorf("--http :0 bound %s, want loopback", web)
 	}
@@ -381,14 +374,7 @@ func TestServer_HTTPAuth(t *testing.T) {
 	p := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory", "--http", "127.0.0.1:0",
 		"--http-auth", "token", "--http-auth-secret-file", secretFile, "--http-read-only")
 	listenAddr(t, p)
-	var web string
-	waitFor(t, "the http log line", 20*time.Second, func() bool {
-		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
-		if m != nil {
-			web = m[1]
-		}
-		return m != nil
-	})
+	web := httpListenAddr(t, p)
 	code := func(method, path, token string) int {
 		req, _ := http.NewRequest(method, "http://"+web+path, nil)
 		if token != "" {
@@ -441,14 +427,7 @@ func TestServer_ReadyzDuringReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startGear(t, []string{"GEAR_STORE=pebble"}, gearBin, "server", "--port", "0", "--data-dir", dir, "--http", "127.0.0.1:0", "--sync", "none")
-	var web string
-	waitFor(t, "the http log line", 30*time.Second, func() bool {
-		m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindStringSubmatch(p.output())
-		if m != nil {
-			web = m[1]
-		}
-		return m != nil
-	})
+	web := httpListenAddr(t, p)
 	status := func(path string) int {
 		resp, err := http.Get("http://" + web + path)
 		if err != nil {
@@ -502,4 +481,20 @@ func TestServer_LogFormatJSON(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "text or json") {
 		t.Errorf("--log-format xml: %v %s", err, out)
 	}
+}
+
+var httpListenRe = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+
+// httpListenAddr waits for the server's "http listening" log line and returns the address.
+func httpListenAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	var addr string
+	waitFor(t, "the http listening log line", 30*time.Second, func() bool {
+		if m := httpListenRe.FindStringSubmatch(p.output()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	return addr
 }
