@@ -38,7 +38,7 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind       EventKind
 	Time       time.Time
-	Handle     string
+	Handle     []byte // valid only during Observe: copy it to keep it
 	Function   string
 	Priority   string // high, normal, low
 	Background bool
@@ -47,6 +47,9 @@ type Event struct {
 	Run        time.Duration // Completed, Failed, Exception, TimedOut, Requeued: time since it started
 	Peer       uint64        // the peer concerned: the submitter, the worker, the one connecting
 	Detail     string        // why a job failed or was cancelled
+	// Slot is the function's own place for an observer's state (its resolved metrics, say), so
+	// that an event finds it without a lookup. Only the observer uses it, always under the lock.
+	Slot *any
 }
 
 // Observer is told of every Event, in order, with the core's lock held: it must return quickly,
@@ -69,23 +72,19 @@ func (s *Core) emitJob(kind EventKind, j *job, detail string) {
 		return
 	}
 	now := s.opts.Now()
-	x := j.extra()
-	if x.eventHandle == "" {
-		x.eventHandle = s.handleOf(j) // once per job, not per event
-	}
-	e := Event{Kind: kind, Time: now, Handle: x.eventHandle, Function: j.fn.name, Priority: j.prio.String(),
-		Background: j.background, Retries: int(j.retries), Detail: detail}
+	e := Event{Kind: kind, Time: now, Handle: s.handleArg(j), Function: j.fn.name, Priority: j.prio.String(),
+		Background: j.background, Retries: int(j.retries), Detail: detail, Slot: &j.fn.observerSlot}
 	switch kind {
-	case EventSubmitted:
-		x.submitted = now
 	case EventStarted:
-		x.started = now
-		if !x.submitted.IsZero() {
-			e.Wait = now.Sub(x.submitted)
+		// The submission time is the job's own (kept when observed); the start time is the one
+		// field an observed job adds, and only while it runs.
+		if j.created > 0 {
+			e.Wait = max(0, now.Sub(time.Unix(0, j.created)))
 		}
+		j.extra().started = now
 	case EventCompleted, EventFailed, EventException, EventTimedOut, EventRequeued:
-		if !x.started.IsZero() {
-			e.Run = now.Sub(x.started)
+		if j.x != nil && !j.x.started.IsZero() {
+			e.Run = now.Sub(j.x.started)
 		}
 	}
 	if j.worker != nil {

@@ -53,15 +53,13 @@ type job struct {
 
 // jobExtra holds the fields of a job that only some jobs use.
 type jobExtra struct {
-	handle      string    // a replayed job's handle when it is not HandlePrefix:seq (the prefix changed)
-	when        time.Time // epoch jobs: not runnable before
-	deadline    time.Time // CAN_DO_TIMEOUT expiry while running
-	heapIndex   int       // position in the scheduler heap it sits in, -1 when in none
-	reducer     string
-	num, den    string    // last WORK_STATUS numerator/denominator
-	submitted   time.Time // when it was submitted and started, and its handle: kept only for an Observer
-	started     time.Time
-	eventHandle string
+	handle    string    // a replayed job's handle when it is not HandlePrefix:seq (the prefix changed)
+	when      time.Time // epoch jobs: not runnable before
+	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
+	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
+	reducer   string
+	num, den  string    // last WORK_STATUS numerator/denominator
+	started   time.Time // when it started running: kept only for an Observer
 }
 
 // extra returns j's jobExtra, allocating it on first use.
@@ -193,6 +191,8 @@ type function struct {
 	idleSince   time.Time
 	uniques     map[string]*job
 	uniquesPeak int // largest len(uniques) since it was last rebuilt
+	// observerSlot is the Observer's per-function state (Event.Slot).
+	observerSlot any
 }
 
 // total is what gearmand's `status` calls TOTAL: every job of the function that is not finished.

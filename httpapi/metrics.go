@@ -115,13 +115,22 @@ func (m *Metrics) label(name string) string {
 	return otherFunctions
 }
 
-// Observe counts a lifecycle event (core.Observer). It runs under the core's lock: a map lookup
-// and atomic additions.
+// Observe counts a lifecycle event (core.Observer). It runs under the core's lock: atomic
+// additions to the function's metrics, found through the event's slot (a map lookup the first time).
 func (m *Metrics) Observe(e core.Event) {
 	if e.Function == "" || e.Kind == core.EventRegistered || e.Kind == core.EventUnregistered {
 		return
 	}
-	fm := m.function(e.Function)
+	var fm *functionMetrics
+	if e.Slot != nil {
+		fm, _ = (*e.Slot).(*functionMetrics)
+	}
+	if fm == nil {
+		fm = m.function(e.Function)
+		if e.Slot != nil {
+			*e.Slot = fm // the core keeps it with the function: no lookup next time
+		}
+	}
 	switch e.Kind {
 	case core.EventSubmitted:
 		fm.submitted.Inc()
