@@ -183,7 +183,8 @@ func (s *Core) Store() protocol.StoreInfo {
 	}
 	st := s.opts.Store.Stats()
 	info := protocol.StoreInfo{Engine: st.Engine, Path: st.Path, Sync: st.Sync.String(), Jobs: st.Jobs,
-		LastError: st.LastError}
+		LastError: st.LastError, Commits: st.Commits, CommitErrors: st.CommitErrors,
+		CommittedOps: st.CommittedOps, CommitSeconds: st.CommitTime.Seconds()}
 	if !st.LastSync.IsZero() {
 		info.LastSync = st.LastSync.UTC().Format(time.RFC3339Nano)
 	}

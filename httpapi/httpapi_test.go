@@ -20,6 +20,7 @@ import (
 	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/server"
+	"github.com/gearhq/gear/store"
 	"github.com/gearhq/gear/worker"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -38,7 +39,7 @@ type env struct {
 
 func start(t *testing.T, maxFunctions int) *env { return startWith(t, maxFunctions, nil) }
 
-func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options)) *env {
+func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options), serverOpts ...func(*server.Options)) *env {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -65,6 +66,9 @@ func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options))
 	opts.Listen = nil
 	opts.Observer = m
 	opts.Logger = log
+	for _, f := range serverOpts {
+		f(&opts)
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +185,36 @@ func TestMetrics_CountJobsOfThirdPartyPeers(t *testing.T) {
 	}
 	if got, _ := value(fams, "gear_connections_accepted_total", nil); got < n+1 {
 		t.Errorf("connections accepted %v, want at least %d", got, n+1)
+	}
+	// Each job's data crossed the wire both ways at least twice (client->server->worker, back).
+	for _, dir := range []string{"in", "out"} {
+		if got, _ := value(fams, "gear_network_bytes_total", map[string]string{"direction": dir}); got < float64(2*n*len("job0")) {
+			t.Errorf("bytes %s: %v", dir, got)
+		}
+	}
+}
+
+// The durable store's commits, batch operations and time are counted.
+func TestMetrics_Store(t *testing.T) {
+	st, err := store.OpenPebble(t.TempDir(), store.SyncAlways, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := startWith(t, 100, nil, func(o *server.Options) { o.Store = st })
+	const n = 5
+	for range n {
+		queuedJob(t, e, "stored")
+	}
+	fams := e.scrape(t)
+	commits, _ := value(fams, "gear_store_commits_total", nil)
+	ops, _ := value(fams, "gear_store_committed_operations_total", nil)
+	secs, _ := value(fams, "gear_store_commit_seconds_total", nil)
+	if commits < 1 || ops < n || secs <= 0 {
+		t.Errorf("store metrics: commits %v, operations %v, seconds %v; want >= 1, >= %d, > 0", commits, ops, secs, n)
+	}
+	if e, _ := value(fams, "gear_store_commit_errors_total", nil); e != 0 {
+		t.Errorf("commit errors %v", e)
 	}
 }
 

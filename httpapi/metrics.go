@@ -170,10 +170,16 @@ var (
 	descConns     = prometheus.NewDesc("gear_connections", "Open connections, by kind: worker (registered a function or asked for a job) or client.", []string{"kind"}, nil)
 	descAccepted  = prometheus.NewDesc("gear_connections_accepted_total", "Connections accepted.", nil, nil)
 	descUp        = prometheus.NewDesc("gear_ready", "1 once the server listens with its stored jobs replayed.", nil, nil)
+	descBytes     = prometheus.NewDesc("gear_network_bytes_total", "Bytes read from (in) and written to (out) Gearman peers.", []string{"direction"}, nil)
+	descCommits   = prometheus.NewDesc("gear_store_commits_total", "Batches the durable store committed (one write, and with --sync always one fsync, each).", nil, nil)
+	descCommitErr = prometheus.NewDesc("gear_store_commit_errors_total", "Store batches that failed.", nil, nil)
+	descCommitOps = prometheus.NewDesc("gear_store_committed_operations_total", "Operations (adds, removals, updates) the store's batches carried: divided by commits, the batch size.", nil, nil)
+	descCommitSec = prometheus.NewDesc("gear_store_commit_seconds_total", "Time spent committing store batches: divided by commits, the commit latency.", nil, nil)
 )
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descConns, descAccepted, descUp} {
+	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descConns,
+		descAccepted, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec} {
 		ch <- d
 	}
 }
@@ -225,5 +231,14 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 	info := srv.Core().Info()
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(info.Workers), "worker")
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(info.Connections-info.Workers), "client")
-	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(srv.Stats().ConnectionsAccepted))
+	stats := srv.Stats()
+	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(stats.ConnectionsAccepted))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesIn), "in")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesOut), "out")
+	if st := srv.Core().Store(); st.Engine != "memory" {
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.Commits))
+		ch <- prometheus.MustNewConstMetric(descCommitErr, prometheus.CounterValue, float64(st.CommitErrors))
+		ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(st.CommittedOps))
+		ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, st.CommitSeconds)
+	}
 }

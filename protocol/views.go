@@ -113,6 +113,12 @@ type StoreInfo struct {
 	Jobs      int64  `json:"jobs"`       // background jobs stored
 	LastSync  string `json:"last_sync"`  // RFC 3339 time of the last fsync, UTC; "" before the first
 	LastError string `json:"last_error"` // the last failed write; "" if none failed
+	// Counters of Gear's own views (the admin line does not carry them): batches committed,
+	// failed, the operations they carried, and the seconds spent committing.
+	Commits       int64   `json:"commits,omitempty"`
+	CommitErrors  int64   `json:"commit_errors,omitempty"`
+	CommittedOps  int64   `json:"committed_operations,omitempty"`
+	CommitSeconds float64 `json:"commit_seconds,omitempty"`
 }
 
 // ServerInfo describes a job server as a whole: what `version`, `getpid` and `verbose` answer

@@ -292,6 +292,7 @@ func (c *conn) flushNow() {
 		c.writing = true
 		c.outMu.Unlock()
 		n, err := c.drv.tryWrite(c, buf)
+		c.s.bytesOut.Add(uint64(max(n, 0)))
 		c.outMu.Lock()
 		c.writing = false
 		if err != nil {
@@ -378,7 +379,8 @@ func (c *conn) writeLoop() {
 			if closing {
 				c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			}
-			_, err := c.nc.Write(buf)
+			n, err := c.nc.Write(buf)
+			c.s.bytesOut.Add(uint64(n))
 			c.outMu.Lock()
 			c.writing = false
 			c.keepSpare(buf)
@@ -412,9 +414,13 @@ type socketReader struct {
 func (r socketReader) Read(p []byte) (int, error) {
 	r.c.ownBatch.flush(r.c)
 	if r.c.raw != nil {
-		return r.c.raw.Read(p)
+		n, err := r.c.raw.Read(p)
+		r.c.s.bytesIn.Add(uint64(max(n, 0)))
+		return n, err
 	}
-	return r.c.nc.Read(p)
+	n, err := r.c.nc.Read(p)
+	r.c.s.bytesIn.Add(uint64(n))
+	return n, err
 }
 
 // readLoop decodes frames and dispatches them until the peer leaves or breaks the protocol.

@@ -447,6 +447,9 @@ func (r loopReader) Read(p []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	n, err := rawio.ReadNonblock(uintptr(c.fd), p)
+	if n > 0 {
+		c.s.bytesIn.Add(uint64(n))
+	}
 	switch {
 	case err == syscall.EAGAIN:
 		c.reads = 0

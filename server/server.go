@@ -47,6 +47,8 @@ type Server struct {
 	listeners  []net.Listener
 	closed     bool
 	nextConnID atomic.Uint64 // also the count of connections accepted
+	bytesIn    atomic.Uint64 // read from peers
+	bytesOut   atomic.Uint64 // written to peers
 	loops      []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
 
 	done chan struct{} // closed by Close
@@ -337,10 +339,13 @@ func (s *Server) CancelQueued(function, priority, by string) (int, error) {
 // Stats are the transport's counters.
 type Stats struct {
 	ConnectionsAccepted uint64
+	BytesIn, BytesOut   uint64
 }
 
 // Stats reports the transport's counters.
-func (s *Server) Stats() Stats { return Stats{ConnectionsAccepted: s.nextConnID.Load()} }
+func (s *Server) Stats() Stats {
+	return Stats{ConnectionsAccepted: s.nextConnID.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
+}
 
 // Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).
 func (s *Server) Done() <-chan struct{} { return s.done }

@@ -52,12 +52,15 @@ type Pebble struct {
 	freeBytes     atomic.Uint64
 	freeCheckedAt atomic.Int64
 
-	jobs     atomic.Int64
-	nextSeq  atomic.Uint64
-	lastSync atomic.Int64 // Unix nanoseconds
-	lastErr  atomic.Pointer[string]
-	dirty    atomic.Bool  // written since the last fsync (SyncInterval)
-	commits  atomic.Int64 // batches committed, for the group-commit test
+	jobs         atomic.Int64
+	nextSeq      atomic.Uint64
+	lastSync     atomic.Int64 // Unix nanoseconds
+	lastErr      atomic.Pointer[string]
+	dirty        atomic.Bool  // written since the last fsync (SyncInterval)
+	commits      atomic.Int64 // batches committed
+	commitErrors atomic.Int64
+	committedOps atomic.Int64
+	commitNanos  atomic.Int64
 }
 
 type opKind uint8
@@ -409,6 +412,7 @@ func (p *Pebble) commit(ops []op, adds int) {
 	// run (without it Pebble keeps it in its own buffer, which a crash of the process loses); walFS
 	// makes Pebble's sync of the log that write(2) alone. Under SyncAlways a batch holding an Add is
 	// then fsynced before its callbacks run.
+	began := time.Now()
 	err := b.Commit(pebble.Sync)
 	synced := adds > 0 && p.mode == SyncAlways
 	if err == nil && synced {
@@ -423,6 +427,11 @@ func (p *Pebble) commit(ops []op, adds int) {
 	}
 	p.record(err, synced)
 	p.commits.Add(1)
+	p.committedOps.Add(int64(len(ops)))
+	p.commitNanos.Add(int64(time.Since(began)))
+	if err != nil {
+		p.commitErrors.Add(1)
+	}
 	if err == nil {
 		p.jobs.Add(int64(adds) - removes)
 		p.nextSeq.Store(next)
@@ -451,7 +460,9 @@ func (p *Pebble) record(err error, synced bool) {
 
 // Stats reports the store's state.
 func (p *Pebble) Stats() Stats {
-	st := Stats{Engine: "pebble", Path: p.path, Sync: p.mode, Jobs: p.jobs.Load()}
+	st := Stats{Engine: "pebble", Path: p.path, Sync: p.mode, Jobs: p.jobs.Load(),
+		Commits: p.commits.Load(), CommitErrors: p.commitErrors.Load(), CommittedOps: p.committedOps.Load(),
+		CommitTime: time.Duration(p.commitNanos.Load())}
 	if ns := p.lastSync.Load(); ns != 0 {
 		st.LastSync = time.Unix(0, ns)
 	}

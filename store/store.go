@@ -96,6 +96,12 @@ type Stats struct {
 	Jobs      int64
 	LastSync  time.Time
 	LastError string
+	// Counters since the store was opened: batches committed (one write, and under SyncAlways one
+	// fsync, each), failed ones, the operations they carried, and the time spent committing.
+	Commits      int64
+	CommitErrors int64
+	CommittedOps int64
+	CommitTime   time.Duration
 }
 
 // ErrDiskFull refuses an Add when the store's file system has less free space than its minimum:
