@@ -86,14 +86,21 @@ func (s *Core) Workers() []protocol.WorkerInfo {
 	return s.workers()
 }
 
-func (s *Core) workers() []protocol.WorkerInfo {
+// sortedPeers lists the workers (or the peers that are not workers), by ID. A peer is a worker once
+// it registered a function or asked for a job (canDo, preSleep and grabJob set isWorker).
+func (s *Core) sortedPeers(workers bool) []*Peer {
 	ps := make([]*Peer, 0, len(s.peers))
 	for p := range s.peers {
-		if p.isWorker || len(p.abilities) > 0 {
+		if p.isWorker == workers {
 			ps = append(ps, p)
 		}
 	}
 	slices.SortFunc(ps, func(a, b *Peer) int { return cmp.Compare(a.ID, b.ID) })
+	return ps
+}
+
+func (s *Core) workers() []protocol.WorkerInfo {
+	ps := s.sortedPeers(true)
 	out := make([]protocol.WorkerInfo, len(ps))
 	for i, p := range ps {
 		fns := make([]string, len(p.abilities))
@@ -110,16 +117,12 @@ func (s *Core) workers() []protocol.WorkerInfo {
 func (s *Core) Clients() []protocol.ClientInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []protocol.ClientInfo
-	for p := range s.peers {
-		if !p.isWorker && len(p.abilities) == 0 {
-			out = append(out, protocol.ClientInfo{FD: strconv.FormatUint(p.ID, 10), IP: p.Remote,
-				ID: p.clientID, Waiting: len(p.waiting), Exceptions: p.exceptions})
-		}
+	ps := s.sortedPeers(false)
+	out := make([]protocol.ClientInfo, len(ps))
+	for i, p := range ps {
+		out[i] = protocol.ClientInfo{FD: strconv.FormatUint(p.ID, 10), IP: p.Remote,
+			ID: p.clientID, Waiting: len(p.waiting), Exceptions: p.exceptions}
 	}
-	slices.SortFunc(out, func(a, b protocol.ClientInfo) int {
-		return cmp.Compare(len(a.FD), len(b.FD))*2 + strings.Compare(a.FD, b.FD)
-	})
 	return out
 }
 
@@ -197,7 +200,7 @@ func (s *Core) Info() protocol.ServerInfo {
 	defer s.mu.Unlock()
 	workers := 0
 	for p := range s.peers {
-		if p.isWorker || len(p.abilities) > 0 {
+		if p.isWorker {
 			workers++
 		}
 	}

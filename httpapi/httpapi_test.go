@@ -62,30 +62,18 @@ func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options),
 			t.Fatalf("/livez: %d", code)
 		}
 	}
-	opts := server.DefaultOptions()
-	opts.Listen = nil
-	opts.Observer = m
-	opts.Logger = log
-	for _, f := range serverOpts {
-		f(&opts)
-	}
-	srv, err := server.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
+	addr, srv := testenv.StartGearWith(t, "127.0.0.1:0", func(opts *server.Options) {
+		opts.Observer = m
+		opts.Logger = log
+		for _, f := range serverOpts {
+			f(opts)
+		}
+	})
 	web.Attach(srv)
 	if code, _ := get(t, base+"/readyz"); hopts.Auth == nil && code != http.StatusOK {
 		t.Fatalf("/readyz once attached: %d", code)
 	}
-	return &env{srv: srv, addr: ln.Addr().String(), web: base, metrics: m, logs: logs}
+	return &env{srv: srv, addr: addr, web: base, metrics: m, logs: logs}
 }
 
 func get(t *testing.T, url string) (int, []byte) {

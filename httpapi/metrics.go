@@ -139,11 +139,9 @@ func (m *Metrics) Observe(e core.Event) {
 	case core.EventCompleted:
 		fm.completed.Inc()
 		fm.run.Observe(e.Run.Seconds())
-	case core.EventFailed:
+	case core.EventFailed: // WORK_FAIL or retries exhausted: a job that was running, like the rest
 		fm.failed.Inc()
-		if e.Run > 0 {
-			fm.run.Observe(e.Run.Seconds())
-		}
+		fm.run.Observe(e.Run.Seconds())
 	case core.EventException:
 		fm.exceptions.Inc()
 		fm.run.Observe(e.Run.Seconds())

@@ -34,8 +34,17 @@ func StartGear(t testing.TB) (string, *server.Server) {
 // predecessor had (retrying while the kernel still holds it).
 func StartGearOn(t testing.TB, addr string) (string, *server.Server) {
 	t.Helper()
+	return StartGearWith(t, addr, nil)
+}
+
+// StartGearWith is StartGearOn with the default options changed by configure (when not nil).
+func StartGearWith(t testing.TB, addr string, configure func(*server.Options)) (string, *server.Server) {
+	t.Helper()
 	opts := server.DefaultOptions()
 	opts.Listen = nil
+	if configure != nil {
+		configure(&opts)
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
