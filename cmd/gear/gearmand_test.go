@@ -463,3 +463,19 @@ func FuzzGNUArgs(f *testing.F) {
 		fl.parse(args)
 	})
 }
+
+// A daemon that cannot start (its port is taken) makes the command fail with the child's reason,
+// as gearmand does, instead of returning 0 for a server that is not there.
+func TestGearmandOptions_DaemonReportsFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	cmd := exec.Command(gearBin, "server", "--daemon", "--listen", "127.0.0.1", "--port", port, "--store", "memory")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("--daemon on a taken port: %v\n%s", err, out)
+	}
+}
