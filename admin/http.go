@@ -86,10 +86,32 @@ func (c *HTTPConn) call(ctx context.Context, method, path string, body, out any)
 	return nil
 }
 
-// Functions is the server's functions view.
+// Functions is the server's functions view, read page by page.
 func (c *HTTPConn) Functions(ctx context.Context) ([]protocol.FunctionInfo, error) {
-	var fs []protocol.FunctionInfo
-	return fs, c.call(ctx, "GET", "/api/v1/functions", nil, &fs)
+	return readPages[protocol.FunctionInfo](ctx, c, "/api/v1/functions", "functions")
+}
+
+// readPages reads every item of a paged API list ({"total": N, KEY: [...]}).
+func readPages[T any](ctx context.Context, c *HTTPConn, path, key string) ([]T, error) {
+	all := []T{}
+	for {
+		var page map[string]json.RawMessage
+		if err := c.call(ctx, "GET", path+"?limit=1000&offset="+strconv.Itoa(len(all)), nil, &page); err != nil {
+			return nil, err
+		}
+		var total int
+		var items []T
+		if err := json.Unmarshal(page["total"], &total); err != nil {
+			return nil, fmt.Errorf("admin: %s: no total in the answer: %w", path, err)
+		}
+		if err := json.Unmarshal(page[key], &items); err != nil {
+			return nil, fmt.Errorf("admin: %s: no %s in the answer: %w", path, key, err)
+		}
+		all = append(all, items...)
+		if len(items) == 0 || len(all) >= total {
+			return all, nil
+		}
+	}
 }
 
 // Status is `status` from the functions view.
@@ -116,26 +138,12 @@ func (c *HTTPConn) PriorityStatus(ctx context.Context) ([]PriorityStatus, error)
 
 // Workers is the workers view.
 func (c *HTTPConn) Workers(ctx context.Context) ([]WorkerInfo, error) {
-	var ws []WorkerInfo
-	return ws, c.call(ctx, "GET", "/api/v1/workers", nil, &ws)
+	return readPages[WorkerInfo](ctx, c, "/api/v1/workers", "workers")
 }
 
 // Jobs is every unfinished job, read page by page.
 func (c *HTTPConn) Jobs(ctx context.Context) ([]JobInfo, error) {
-	var all []JobInfo
-	for {
-		var page struct {
-			Total int       `json:"total"`
-			Jobs  []JobInfo `json:"jobs"`
-		}
-		if err := c.call(ctx, "GET", "/api/v1/jobs?limit=1000&offset="+strconv.Itoa(len(all)), nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Jobs...)
-		if len(page.Jobs) == 0 || len(all) >= page.Total {
-			return all, nil
-		}
-	}
+	return readPages[JobInfo](ctx, c, "/api/v1/jobs", "jobs")
 }
 
 // UniqueJobs is the unique keys of the unfinished jobs.

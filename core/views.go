@@ -150,7 +150,7 @@ func (s *Core) Job(handle string) (protocol.JobInfo, bool) {
 	if j == nil {
 		return protocol.JobInfo{}, false
 	}
-	return s.jobInfo(j), true
+	return s.jobDetail(j), true
 }
 
 func (s *Core) jobInfo(j *job) protocol.JobInfo {

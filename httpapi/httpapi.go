@@ -14,9 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +36,9 @@ type Options struct {
 	OpenLivez bool
 	// ReadOnly refuses every action (403): only views, metrics and health.
 	ReadOnly bool
+	// HistoryInterval is how often /api/v1/history samples the server (default 2s); it keeps
+	// historySamples samples.
+	HistoryInterval time.Duration
 }
 
 // HTTP is the listener and its handlers.
@@ -47,6 +49,11 @@ type HTTP struct {
 	web  *http.Server
 	srv  atomic.Pointer[server.Server]
 	done chan struct{}
+
+	history     history
+	stopSamples chan struct{}
+	stopOnce    sync.Once
+	samplers    sync.WaitGroup
 }
 
 // maxBody bounds a request body: the API's actions take none worth more.
@@ -60,6 +67,9 @@ func Listen(opts Options) (*HTTP, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.HistoryInterval <= 0 {
+		opts.HistoryInterval = defaultHistoryInterval
+	}
 	addr := opts.Addr
 	if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr
@@ -68,17 +78,24 @@ func Listen(opts Options) (*HTTP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", opts.Addr, err)
 	}
-	h := &HTTP{opts: opts, log: opts.Log, ln: ln, done: make(chan struct{})}
+	h := &HTTP{opts: opts, log: opts.Log, ln: ln, done: make(chan struct{}), stopSamples: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /api/v1/server", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Info(), nil }))
-	mux.HandleFunc("GET /api/v1/functions", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Functions(), nil }))
-	mux.HandleFunc("GET /api/v1/workers", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Workers(), nil }))
-	mux.HandleFunc("GET /api/v1/clients", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Clients(), nil }))
+	mux.HandleFunc("GET /api/v1/functions", h.api(functions))
+	mux.HandleFunc("GET /api/v1/workers", h.api(workers))
+	mux.HandleFunc("GET /api/v1/clients", h.api(clients))
 	mux.HandleFunc("GET /api/v1/store", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Store(), nil }))
 	mux.HandleFunc("GET /api/v1/jobs", h.api(jobs))
+	mux.HandleFunc("GET /api/v1/history", h.api(func(*server.Server, *http.Request) (any, error) {
+		return historyView{IntervalSeconds: h.opts.HistoryInterval.Seconds(), Samples: h.history.list()}, nil
+	}))
+	mux.HandleFunc("GET /api/v1/session", func(w http.ResponseWriter, r *http.Request) {
+		by, _ := r.Context().Value(whoKey{}).(string)
+		writeJSON(w, http.StatusOK, map[string]any{"read_only": h.opts.ReadOnly, "who": by})
+	})
 	mux.HandleFunc("GET /api/v1/jobs/{handle}", h.api(func(s *server.Server, r *http.Request) (any, error) {
 		j, ok := s.Core().Job(r.PathValue("handle"))
 		if !ok {
@@ -159,13 +176,22 @@ func (h *HTTP) Addr() net.Addr { return h.ln.Addr() }
 // on /readyz is ready and the API answers.
 func (h *HTTP) Attach(srv *server.Server) {
 	h.opts.Metrics.Attach(srv)
-	h.srv.Store(srv)
+	if h.srv.Swap(srv) == nil {
+		h.sampleNow(time.Now())
+		h.samplers.Add(1)
+		go func() {
+			defer h.samplers.Done()
+			h.sampleLoop(h.stopSamples)
+		}()
+	}
 }
 
 // Close stops the listener and its connections and waits for the serving goroutine.
 func (h *HTTP) Close() error {
 	err := h.web.Close()
 	<-h.done
+	h.stopOnce.Do(func() { close(h.stopSamples) })
+	h.samplers.Wait()
 	return err
 }
 
@@ -260,49 +286,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": msg, "status": status})
-}
-
-// jobPage is a page of the jobs list.
-type jobPage struct {
-	Total  int                `json:"total"` // jobs matching the filter
-	Offset int                `json:"offset"`
-	Jobs   []protocol.JobInfo `json:"jobs"`
-}
-
-// jobs lists unfinished jobs in submission order, filtered by function, state and priority,
-// paged by offset and limit (default 100, at most 1000). No payload is ever sent: its size is.
-func jobs(s *server.Server, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	offset, limit := 0, 100
-	var err error
-	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-			return nil, errBadRequest("offset must be a number, 0 or more")
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
-			return nil, errBadRequest("limit must be a number from 1 to 1000")
-		}
-	}
-	state, prio := q.Get("state"), q.Get("priority")
-	if state != "" && !slices.Contains([]string{"queued", "running", "scheduled", "persisting"}, state) {
-		return nil, errBadRequest("state must be queued, running, scheduled or persisting")
-	}
-	if prio != "" && !slices.Contains([]string{"high", "normal", "low"}, prio) {
-		return nil, errBadRequest("priority must be high, normal or low")
-	}
-	fn := q.Get("function")
-	all := s.Core().Jobs()
-	page := jobPage{Offset: offset, Jobs: []protocol.JobInfo{}}
-	for _, j := range all {
-		if fn != "" && j.Function != fn || state != "" && j.State != state || prio != "" && j.Priority != prio {
-			continue
-		}
-		if page.Total >= offset && len(page.Jobs) < limit {
-			page.Jobs = append(page.Jobs, j)
-		}
-		page.Total++
-	}
-	return page, nil
 }

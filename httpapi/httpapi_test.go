@@ -2,12 +2,14 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -548,5 +550,108 @@ func TestAPI_FunctionActions(t *testing.T) {
 	}
 	if code, _ := postJSON(t, e.web+"/api/v1/functions/batch/drop", ""); code != 404 {
 		t.Errorf("drop again: %d, want 404", code)
+	}
+}
+
+// The lists are paged on the server: functions searched and sorted, workers searched, jobs
+// filtered; the history fills while jobs run; the session says whether actions exist.
+func TestAPI_ListsHistoryAndSession(t *testing.T) {
+	e := startWith(t, 100, func(o *httpapi.Options) { o.HistoryInterval = 10 * time.Millisecond })
+	c := testenv.NewClient(t, e.addr)
+	ctx := testenv.CtxTimeout(t, 20*time.Second)
+	// fn-00 .. fn-11, fn-k with k+1 queued jobs
+	for k := range 12 {
+		for range k + 1 {
+			if _, err := c.SubmitBackground(ctx, fmt.Sprintf("fn-%02d", k), []byte("x"), clientPriority(t, "normal")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	type fpage struct {
+		Total     int                     `json:"total"`
+		Offset    int                     `json:"offset"`
+		Functions []protocol.FunctionInfo `json:"functions"`
+	}
+	names := func(query string) (int, []string) {
+		t.Helper()
+		code, body := get(t, e.web+"/api/v1/functions?"+query)
+		var p fpage
+		if code != 200 || json.Unmarshal(body, &p) != nil {
+			t.Fatalf("functions?%s: %d %s", query, code, body)
+		}
+		var out []string
+		for _, f := range p.Functions {
+			out = append(out, f.Name)
+		}
+		return p.Total, out
+	}
+	for query, want := range map[string][]string{
+		"limit=3":                           {"fn-00", "fn-01", "fn-02"},
+		"limit=2&offset=10":                 {"fn-10", "fn-11"},
+		"offset=12":                         nil,
+		"sort=queued&limit=3":               {"fn-11", "fn-10", "fn-09"},
+		"sort=queued&order=asc&limit=2":     {"fn-00", "fn-01"},
+		"sort=name&order=desc&limit=2":      {"fn-11", "fn-10"},
+		"search=fn-1&sort=queued&order=asc": {"fn-10", "fn-11"},
+	} {
+		total, got := names(query)
+		wantTotal := 12
+		if strings.Contains(query, "search") {
+			wantTotal = 2
+		}
+		if total != wantTotal || !slices.Equal(got, want) {
+			t.Errorf("functions?%s: total %d %q, want %d %q", query, total, got, wantTotal, want)
+		}
+	}
+	for _, query := range []string{"sort=size", "order=up", "limit=1001", "offset=-1"} {
+		if code, body := get(t, e.web+"/api/v1/functions?"+query); code != 400 || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("functions?%s: %d %s, want a 400", query, code, body)
+		}
+	}
+	// jobs of one function, paged
+	code, body := get(t, e.web+"/api/v1/jobs?function=fn-11&limit=5&offset=10")
+	var jp struct {
+		Total int                `json:"total"`
+		Jobs  []protocol.JobInfo `json:"jobs"`
+	}
+	if code != 200 || json.Unmarshal(body, &jp) != nil || jp.Total != 12 || len(jp.Jobs) != 2 || jp.Jobs[0].Preview != "x" {
+		t.Fatalf("jobs of fn-11 from 10: %d %s", code, body)
+	}
+	// a worker serving fn-03 runs its 4 jobs: the workers list finds it by function, the
+	// history sees them completed
+	testenv.StartWorker(t, []string{e.addr}, 1, map[string]worker.Func{
+		"fn-03": func(context.Context, *worker.Job) ([]byte, error) { return nil, nil }})
+	testenv.WaitFor(t, "the worker's jobs", 10*time.Second, func() bool {
+		_, body := get(t, e.web+"/api/v1/history")
+		var h struct {
+			Interval float64 `json:"interval_seconds"`
+			Samples  []struct {
+				Completed uint64 `json:"completed"`
+				Submitted uint64 `json:"submitted"`
+				Queued    int    `json:"queued"`
+			} `json:"samples"`
+		}
+		if json.Unmarshal(body, &h) != nil || len(h.Samples) < 2 {
+			return false
+		}
+		last := h.Samples[len(h.Samples)-1]
+		return last.Completed == 4 && last.Submitted == 78 && last.Queued == 78-4
+	})
+	for query, want := range map[string]int{"search=fn-03": 1, "search=fn-04": 0, "": 1, "search=127.0.0.1": 1} {
+		code, body := get(t, e.web+"/api/v1/workers?"+query)
+		var p struct {
+			Total   int                   `json:"total"`
+			Workers []protocol.WorkerInfo `json:"workers"`
+		}
+		if code != 200 || json.Unmarshal(body, &p) != nil || p.Total != want || len(p.Workers) != want {
+			t.Errorf("workers?%s: %d %s, want %d", query, code, body, want)
+		}
+	}
+	if _, body := get(t, e.web+"/api/v1/session"); !strings.Contains(string(body), `"read_only": false`) {
+		t.Errorf("session: %s", body)
+	}
+	ro := startWith(t, 100, func(o *httpapi.Options) { o.ReadOnly = true })
+	if _, body := get(t, ro.web+"/api/v1/session"); !strings.Contains(string(body), `"read_only": true`) {
+		t.Errorf("read-only session: %s", body)
 	}
 }

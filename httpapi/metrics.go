@@ -3,6 +3,7 @@ package httpapi
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/protocol"
@@ -23,6 +24,9 @@ type Metrics struct {
 
 	submitted, completed, failed, exceptions, requeued, timedOut, cancelled *prometheus.CounterVec
 	wait, run                                                               *prometheus.HistogramVec
+
+	// totals of every function, for the dashboard's throughput (see history)
+	totalSubmitted, totalCompleted, totalFailed atomic.Uint64
 
 	mu     sync.Mutex // guards byName and warned (Observe runs under the core's lock; scrapes too)
 	byName map[string]*functionMetrics
@@ -134,23 +138,28 @@ func (m *Metrics) Observe(e core.Event) {
 	switch e.Kind {
 	case core.EventSubmitted:
 		fm.submitted.Inc()
+		m.totalSubmitted.Add(1)
 	case core.EventStarted:
 		fm.wait.Observe(e.Wait.Seconds())
 	case core.EventCompleted:
 		fm.completed.Inc()
 		fm.run.Observe(e.Run.Seconds())
+		m.totalCompleted.Add(1)
 	case core.EventFailed: // WORK_FAIL or retries exhausted: a job that was running, like the rest
 		fm.failed.Inc()
 		fm.run.Observe(e.Run.Seconds())
+		m.totalFailed.Add(1)
 	case core.EventException:
 		fm.exceptions.Inc()
 		fm.run.Observe(e.Run.Seconds())
+		m.totalFailed.Add(1)
 	case core.EventRequeued:
 		fm.requeued.Inc()
 		fm.run.Observe(e.Run.Seconds())
 	case core.EventTimedOut:
 		fm.timedOut.Inc()
 		fm.run.Observe(e.Run.Seconds())
+		m.totalFailed.Add(1)
 	case core.EventCancelled:
 		fm.cancelled.Inc()
 	}

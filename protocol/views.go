@@ -71,6 +71,12 @@ type JobInfo struct {
 	Background bool   `json:"background,omitempty"`
 	Clients    int    `json:"clients,omitempty"` // foreground clients waiting for it
 	Size       int    `json:"size,omitempty"`    // bytes of payload
+	// The fields below are filled in by the views of a single job or a page of jobs, not by the
+	// admin protocol's full listings.
+	Preview string `json:"preview,omitempty"` // the payload's first bytes, escaped (see core.Preview)
+	Worker  string `json:"worker,omitempty"`  // ID of the connection running it
+	Created string `json:"created,omitempty"` // submission time (RFC 3339), when the server keeps it
+	Due     string `json:"due,omitempty"`     // an epoch job's time (RFC 3339)
 }
 
 // FunctionInfo is everything the server knows of one function, for Gear's own views (the admin
