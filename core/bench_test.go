@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/gearhq/gear/protocol"
@@ -65,4 +66,59 @@ func benchLifecycle(b *testing.B, o Observer) {
 	if n := len(c.Jobs()); n != 0 {
 		b.Fatalf("%d jobs left", n)
 	}
+}
+
+// The dashboard's questions of a large server: 1,000,000 queued background jobs over 10,000
+// functions. A page must cost about its own size, not the server's.
+func BenchmarkViews_LargeServer(b *testing.B) {
+	c, err := New(Options{HandlePrefix: "H:bench", WorkerWakeup: WakeOnePerJob, WakeTimeout: 1e9}, &lastPacket{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tx := &lastPacket{}
+	client := NewPeer(1, "127.0.0.1", nil, nopLink{})
+	c.Connect(client)
+	const functions, jobs = 10_000, 1_000_000
+	names := make([][]byte, functions)
+	for i := range names {
+		names[i] = []byte(fmt.Sprintf("function-%05d", i))
+	}
+	submit := &protocol.Packet{Magic: protocol.MagicReq, Type: protocol.SubmitJobBg, Args: [][]byte{nil, nil, make([]byte, 64)}}
+	for i := range jobs {
+		submit.Args[0] = names[i%functions]
+		c.Handle(tx, client, submit)
+	}
+	b.Run("JobPage/first", func(b *testing.B) {
+		for range b.N {
+			if p, _ := c.JobPage(JobFilter{}, 0, 100); p.Total != jobs || len(p.Jobs) != 100 {
+				b.Fatal("wrong page")
+			}
+		}
+	})
+	b.Run("JobPage/last", func(b *testing.B) {
+		for range b.N {
+			if p, _ := c.JobPage(JobFilter{}, jobs-100, 100); len(p.Jobs) != 100 {
+				b.Fatal("wrong page")
+			}
+		}
+	})
+	b.Run("JobPage/one-function-last", func(b *testing.B) {
+		for range b.N {
+			if p, _ := c.JobPage(JobFilter{Function: "function-00042"}, 50, 50); p.Total != 100 || len(p.Jobs) != 50 {
+				b.Fatal("wrong page")
+			}
+		}
+	})
+	b.Run("Functions", func(b *testing.B) {
+		for range b.N {
+			if len(c.Functions()) != functions {
+				b.Fatal("wrong list")
+			}
+		}
+	})
+	b.Run("Info", func(b *testing.B) {
+		for range b.N {
+			c.Info()
+		}
+	})
 }
