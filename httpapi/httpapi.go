@@ -82,6 +82,9 @@ func Listen(opts Options) (*HTTP, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("GET /login", h.login)
+	mux.HandleFunc("POST /login", h.login)
+	mux.HandleFunc("POST /logout", h.logout)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /api/v1/server", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Info(), nil }))
 	mux.HandleFunc("GET /api/v1/functions", h.api(functions))
@@ -215,9 +218,13 @@ type whoKey struct{}
 func (h *HTTP) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		by := "anonymous " + r.RemoteAddr
-		if a := h.opts.Auth; a != nil && !(h.opts.OpenLivez && r.URL.Path == "/livez") {
+		if a := h.opts.Auth; a != nil && !(h.opts.OpenLivez && r.URL.Path == "/livez") && r.URL.Path != "/login" {
 			who := a.who(r)
 			if who == "" {
+				if a.User == "" && r.Method == http.MethodGet && r.URL.Path == "/" {
+					http.Redirect(w, r, "/login", http.StatusSeeOther) // a browser, to sign in
+					return
+				}
 				a.challenge(w)
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
@@ -653,5 +654,83 @@ func TestAPI_ListsHistoryAndSession(t *testing.T) {
 	ro := startWith(t, 100, func(o *httpapi.Options) { o.ReadOnly = true })
 	if _, body := get(t, ro.web+"/api/v1/session"); !strings.Contains(string(body), `"read_only": true`) {
 		t.Errorf("read-only session: %s", body)
+	}
+}
+
+// With a bearer token, a browser signs in once at /login and holds a session cookie derived from
+// the token (never the token itself); the cookie is refused cross-site, and sign-out ends it.
+func TestAuth_TokenSignIn(t *testing.T) {
+	const secret = "browser-token-value"
+	e := startWith(t, 100, func(o *httpapi.Options) {
+		a, err := httpapi.ParseAuth("token", []byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Auth = a
+	})
+	h := queuedJob(t, e, "guarded")
+	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(method, path string, body url.Values, cookie *http.Cookie, headers map[string]string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, e.web+path, strings.NewReader(body.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := send("GET", "/", nil, nil, nil); resp.StatusCode != 303 || resp.Header.Get("Location") != "/login" {
+		t.Fatalf("GET / signed out: %d %q, want a redirect to /login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := send("GET", "/login", nil, nil, nil); resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /login: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if resp := send("POST", "/login", url.Values{"token": {"guess"}}, nil, nil); resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Fatalf("sign-in with a wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	resp := send("POST", "/login", url.Values{"token": {secret}}, nil, map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if resp.StatusCode != 303 || len(resp.Cookies()) != 1 {
+		t.Fatalf("sign-in: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	session := resp.Cookies()[0]
+	if !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || strings.Contains(session.Value, secret) {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, not the token", session)
+	}
+	if resp := send("GET", "/api/v1/session", nil, session, nil); resp.StatusCode != 200 {
+		t.Fatalf("the API with the session: %d", resp.StatusCode)
+	}
+	if resp := send("POST", "/api/v1/jobs/"+h+"/cancel", nil, session, map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != 403 {
+		t.Fatalf("a cross-site cancel with the session: %d, want 403", resp.StatusCode)
+	}
+	if _, ok := e.srv.Core().Job(h); !ok {
+		t.Fatal("the cross-site request cancelled the job")
+	}
+	if resp := send("POST", "/api/v1/jobs/"+h+"/cancel", nil, session, map[string]string{"Sec-Fetch-Site": "same-origin"}); resp.StatusCode != 200 {
+		t.Fatalf("cancel from the dashboard: %d", resp.StatusCode)
+	}
+	out := send("POST", "/logout", nil, session, map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if len(out.Cookies()) != 1 || out.Cookies()[0].MaxAge >= 0 {
+		t.Fatalf("sign-out does not clear the cookie: %v", out.Cookies())
+	}
+	forged := &http.Cookie{Name: session.Name, Value: strings.Repeat("0", len(session.Value))}
+	if resp := send("GET", "/api/v1/session", nil, forged, nil); resp.StatusCode != 401 {
+		t.Fatalf("a forged session: %d, want 401", resp.StatusCode)
+	}
+	if strings.Contains(e.logs.String(), secret) {
+		t.Error("the secret is in the log")
 	}
 }
