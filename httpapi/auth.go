@@ -3,10 +3,10 @@ package httpapi
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 )
