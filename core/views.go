@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/store"
 )
 
 // The typed views of the server's state. The admin text protocol renders them (protocol.Append*),
@@ -176,6 +177,14 @@ func (s *Core) uniqueJobs() []string {
 		}
 	}
 	return out
+}
+
+// StoreStats is the durable store's own report, histograms included; false without a store.
+func (s *Core) StoreStats() (store.Stats, bool) {
+	if s.opts.Store == nil {
+		return store.Stats{}, false
+	}
+	return s.opts.Store.Stats(), true
 }
 
 // Store is the `store` view: where background jobs are kept. It takes no lock: the store

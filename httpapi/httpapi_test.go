@@ -207,6 +207,16 @@ func TestMetrics_Store(t *testing.T) {
 	if e, _ := value(fams, "gear_store_commit_errors_total", nil); e != 0 {
 		t.Errorf("commit errors %v", e)
 	}
+	// one latency and one batch size per commit
+	if lat, _ := value(fams, "gear_store_commit_duration_seconds", nil); lat != commits {
+		t.Errorf("commit latency histogram counts %v, want the %v commits", lat, commits)
+	}
+	if bs, _ := value(fams, "gear_store_batch_operations", nil); bs != commits {
+		t.Errorf("batch size histogram counts %v, want the %v commits", bs, commits)
+	}
+	if h := fams["gear_store_batch_operations"].Metric[0].Histogram; h.GetSampleSum() != ops {
+		t.Errorf("batch sizes sum to %v, want the %v operations", h.GetSampleSum(), ops)
+	}
 }
 
 // Queue, running and worker gauges say what the admin `status` line says at the same moment.
@@ -732,5 +742,32 @@ func TestAuth_TokenSignIn(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), secret) {
 		t.Error("the secret is in the log")
+	}
+}
+
+// Refused connections are counted by the limit that refused them.
+func TestMetrics_ConnectionsRefused(t *testing.T) {
+	e := startWith(t, 100, nil, func(o *server.Options) { o.MaxConnectionsPerIP = 1 })
+	first, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	testenv.WaitFor(t, "the first connection", 5*time.Second, func() bool { return e.srv.Core().Info().Connections == 1 })
+	second, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if reply, _ := io.ReadAll(second); !strings.Contains(string(reply), protocol.CodeConnectionLimit) {
+		t.Fatalf("the second connection got %q, want ERROR %s", reply, protocol.CodeConnectionLimit)
+	}
+	fams := e.scrape(t)
+	if v, _ := value(fams, "gear_connections_refused_total", map[string]string{"limit": "per_address"}); v != 1 {
+		t.Errorf("refused per address: %v, want 1", v)
+	}
+	if v, ok := value(fams, "gear_connections_refused_total", map[string]string{"limit": "total"}); !ok || v != 0 {
+		t.Errorf("refused for the total: %v %v, want 0", v, ok)
 	}
 }

@@ -169,24 +169,27 @@ func (m *Metrics) Observe(e core.Event) {
 type gauges struct{ m *Metrics }
 
 var (
-	descQueued    = prometheus.NewDesc("gear_queued_jobs", "Runnable jobs waiting in their queue, per function and priority.", []string{"function", "priority"}, nil)
-	descScheduled = prometheus.NewDesc("gear_scheduled_jobs", "Epoch jobs not yet due, per function.", []string{"function"}, nil)
-	descRunning   = prometheus.NewDesc("gear_running_jobs", "Jobs assigned to a worker, per function.", []string{"function"}, nil)
-	descWorkers   = prometheus.NewDesc("gear_workers", "Worker connections registered for a function.", []string{"function"}, nil)
-	descOldest    = prometheus.NewDesc("gear_oldest_queued_job_age_seconds", "How long the oldest queued job of a function has waited.", []string{"function"}, nil)
-	descConns     = prometheus.NewDesc("gear_connections", "Open connections, by kind: worker (registered a function or asked for a job) or client.", []string{"kind"}, nil)
-	descAccepted  = prometheus.NewDesc("gear_connections_accepted_total", "Connections accepted.", nil, nil)
-	descUp        = prometheus.NewDesc("gear_ready", "1 once the server listens with its stored jobs replayed.", nil, nil)
-	descBytes     = prometheus.NewDesc("gear_network_bytes_total", "Bytes read from (in) and written to (out) Gearman peers.", []string{"direction"}, nil)
-	descCommits   = prometheus.NewDesc("gear_store_commits_total", "Batches the durable store committed (one write, and with --sync always one fsync, each).", nil, nil)
-	descCommitErr = prometheus.NewDesc("gear_store_commit_errors_total", "Store batches that failed.", nil, nil)
-	descCommitOps = prometheus.NewDesc("gear_store_committed_operations_total", "Operations (adds, removals, updates) the store's batches carried: divided by commits, the batch size.", nil, nil)
-	descCommitSec = prometheus.NewDesc("gear_store_commit_seconds_total", "Time spent committing store batches: divided by commits, the commit latency.", nil, nil)
+	descQueued        = prometheus.NewDesc("gear_queued_jobs", "Runnable jobs waiting in their queue, per function and priority.", []string{"function", "priority"}, nil)
+	descScheduled     = prometheus.NewDesc("gear_scheduled_jobs", "Epoch jobs not yet due, per function.", []string{"function"}, nil)
+	descRunning       = prometheus.NewDesc("gear_running_jobs", "Jobs assigned to a worker, per function.", []string{"function"}, nil)
+	descWorkers       = prometheus.NewDesc("gear_workers", "Worker connections registered for a function.", []string{"function"}, nil)
+	descOldest        = prometheus.NewDesc("gear_oldest_queued_job_age_seconds", "How long the oldest queued job of a function has waited.", []string{"function"}, nil)
+	descConns         = prometheus.NewDesc("gear_connections", "Open connections, by kind: worker (registered a function or asked for a job) or client.", []string{"kind"}, nil)
+	descAccepted      = prometheus.NewDesc("gear_connections_accepted_total", "Connections accepted.", nil, nil)
+	descRefused       = prometheus.NewDesc("gear_connections_refused_total", "Connections refused for a limit: the server's total (--max-connections) or per remote address (--max-connections-per-ip).", []string{"limit"}, nil)
+	descUp            = prometheus.NewDesc("gear_ready", "1 once the server listens with its stored jobs replayed.", nil, nil)
+	descBytes         = prometheus.NewDesc("gear_network_bytes_total", "Bytes read from (in) and written to (out) Gearman peers.", []string{"direction"}, nil)
+	descCommits       = prometheus.NewDesc("gear_store_commits_total", "Batches the durable store committed (one write, and with --sync always one fsync, each).", nil, nil)
+	descCommitErr     = prometheus.NewDesc("gear_store_commit_errors_total", "Store batches that failed.", nil, nil)
+	descCommitOps     = prometheus.NewDesc("gear_store_committed_operations_total", "Operations (adds, removals, updates) the store's batches carried: divided by commits, the batch size.", nil, nil)
+	descCommitLatency = prometheus.NewDesc("gear_store_commit_duration_seconds", "Time to commit one store batch (with --sync always, its fsync included).", nil, nil)
+	descBatchSize     = prometheus.NewDesc("gear_store_batch_operations", "Operations (adds, removals, updates) carried by one store batch.", nil, nil)
+	descCommitSec     = prometheus.NewDesc("gear_store_commit_seconds_total", "Time spent committing store batches: divided by commits, the commit latency.", nil, nil)
 )
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descConns,
-		descAccepted, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec} {
+		descAccepted, descRefused, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize} {
 		ch <- d
 	}
 }
@@ -240,12 +243,20 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(info.Connections-info.Workers), "client")
 	stats := srv.Stats()
 	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(stats.ConnectionsAccepted))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(stats.ConnectionsRefused), "total")
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(stats.ConnectionsRefusedPerIP), "per_address")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesIn), "in")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesOut), "out")
-	if st := srv.Core().Store(); st.Engine != "memory" {
+	if st, ok := srv.Core().StoreStats(); ok {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.Commits))
 		ch <- prometheus.MustNewConstMetric(descCommitErr, prometheus.CounterValue, float64(st.CommitErrors))
 		ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(st.CommittedOps))
-		ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, st.CommitSeconds)
+		ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, st.CommitTime.Seconds())
+		if h := st.CommitLatency; h.Buckets != nil {
+			ch <- prometheus.MustNewConstHistogram(descCommitLatency, h.Count, h.Sum, h.Buckets)
+		}
+		if h := st.BatchSize; h.Buckets != nil {
+			ch <- prometheus.MustNewConstHistogram(descBatchSize, h.Count, h.Sum, h.Buckets)
+		}
 	}
 }

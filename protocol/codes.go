@@ -11,4 +11,6 @@ const (
 	CodeJobNotFound      = "JOB_NOT_FOUND"
 	CodeUnknownOption    = "UNKNOWN_OPTION"
 	CodeServerError      = "SERVER_ERROR"
+	// Gear's own: a connection over the server's connection limits, closed after this packet.
+	CodeConnectionLimit = "CONNECTION_LIMIT"
 )

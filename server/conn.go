@@ -26,6 +26,7 @@ type conn struct {
 	id   uint64
 	log  *slog.Logger
 	peer *core.Peer
+	host string // remote address without the port: what MaxConnectionsPerIP counts
 
 	// batch lists the connections this connection's reader sent to while answering what it has read
 	// so far; it writes them out before it next waits for input. Owned by the reader goroutine

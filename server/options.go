@@ -49,6 +49,10 @@ type Options struct {
 	KeepaliveIdle     time.Duration
 	KeepaliveInterval time.Duration
 	KeepaliveCount    int
+	// MaxConnections bounds the open connections (0: no limit), MaxConnectionsPerIP those from one
+	// remote address; a connection over either gets ERROR CONNECTION_LIMIT and is closed.
+	MaxConnections      int
+	MaxConnectionsPerIP int
 	// MaxPacketSize bounds the data of one binary packet; larger ones get ERROR ARGUMENT_TOO_LARGE and
 	// the connection is closed.
 	MaxPacketSize int
@@ -115,6 +119,9 @@ func defaultIOLoops() int { return max(1, runtime.GOMAXPROCS(0)/4) }
 func (o *Options) validate() error {
 	if o.MaxPacketSize <= 0 {
 		return fmt.Errorf("max packet size must be positive, got %d", o.MaxPacketSize)
+	}
+	if o.MaxConnections < 0 || o.MaxConnectionsPerIP < 0 {
+		return fmt.Errorf("connection limits must be 0 (none) or more, got %d and %d per address", o.MaxConnections, o.MaxConnectionsPerIP)
 	}
 	if o.IOLoops < 0 {
 		return fmt.Errorf("event loops must be 0 (a goroutine per connection) or more, got %d", o.IOLoops)

@@ -42,8 +42,10 @@ type Server struct {
 	log  *slog.Logger
 	core *core.Core
 
-	mu         sync.Mutex // guards conns, listeners and closed
+	mu         sync.Mutex // guards conns, admitted, listeners and closed
 	conns      map[*conn]struct{}
+	admitted   admission
+	refused    refusals
 	listeners  []net.Listener
 	closed     bool
 	nextConnID atomic.Uint64 // also the count of connections accepted
@@ -66,11 +68,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger,
-		core:  c,
-		conns: make(map[*conn]struct{}),
-		done:  make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		core:     c,
+		conns:    make(map[*conn]struct{}),
+		admitted: admission{perIP: map[string]int{}},
+		done:     make(chan struct{}),
 	}
 	for i := 0; i < opts.IOLoops && eventLoops; i++ {
 		l, err := newIOLoop(s)
@@ -172,6 +175,14 @@ func (s *Server) acceptLoop(ln net.Listener) {
 }
 
 func (s *Server) startConn(nc net.Conn) {
+	host := remoteHost(nc)
+	s.mu.Lock()
+	reason := s.admit(host)
+	s.mu.Unlock()
+	if reason != "" {
+		s.refuse(nc, host, reason)
+		return
+	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		if s.opts.Keepalive {
@@ -182,6 +193,7 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 	}
 	c := newConn(s, nc, s.nextConnID.Add(1))
+	c.host = host
 	var l eventLoop
 	if len(s.loops) > 0 {
 		l = s.loops[c.id%uint64(len(s.loops))]
@@ -195,6 +207,7 @@ func (s *Server) startConn(nc net.Conn) {
 	}
 	s.mu.Lock()
 	if s.closed {
+		s.release(host)
 		s.mu.Unlock()
 		if l != nil {
 			l.discard(c)
@@ -225,7 +238,10 @@ func (s *Server) dropConn(c *conn) {
 	s.core.Disconnect(c.batch, c.peer)
 	s.mu.Lock()
 	_, known := s.conns[c]
-	delete(s.conns, c)
+	if known {
+		delete(s.conns, c)
+		s.release(c.host)
+	}
 	s.mu.Unlock()
 	if known {
 		c.log.Debug("disconnected")
@@ -339,12 +355,16 @@ func (s *Server) CancelQueued(function, priority, by string) (int, error) {
 // Stats are the transport's counters.
 type Stats struct {
 	ConnectionsAccepted uint64
-	BytesIn, BytesOut   uint64
+	// ConnectionsRefused counts connections closed at once for a limit: the server's
+	// (MaxConnections) and the per-address one (MaxConnectionsPerIP).
+	ConnectionsRefused, ConnectionsRefusedPerIP uint64
+	BytesIn, BytesOut                           uint64
 }
 
 // Stats reports the transport's counters.
 func (s *Server) Stats() Stats {
-	return Stats{ConnectionsAccepted: s.nextConnID.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
+	return Stats{ConnectionsAccepted: s.nextConnID.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		ConnectionsRefused: s.refused.total.Load(), ConnectionsRefusedPerIP: s.refused.perIP.Load()}
 }
 
 // Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).

@@ -61,6 +61,9 @@ type Pebble struct {
 	commitErrors atomic.Int64
 	committedOps atomic.Int64
 	commitNanos  atomic.Int64
+	// 100 µs .. 3.3 s, and 1 .. 32768 operations
+	commitLatency *Histogram
+	batchSize     *Histogram
 }
 
 type opKind uint8
@@ -111,7 +114,8 @@ func openPebble(dir string, mode SyncMode, log *slog.Logger, fs vfs.FS) (*Pebble
 		}
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
-	p := &Pebble{db: db, path: dir, mode: mode, log: log, wal: wal, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &Pebble{db: db, path: dir, mode: mode, log: log, wal: wal, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		commitLatency: NewHistogram(exponential(0.0001, 2, 16)...), batchSize: NewHistogram(exponential(1, 2, 16)...)}
 	if v, closer, err := db.Get(metaNextSeq); err == nil {
 		if len(v) == 8 {
 			p.nextSeq.Store(binary.BigEndian.Uint64(v))
@@ -428,7 +432,10 @@ func (p *Pebble) commit(ops []op, adds int) {
 	p.record(err, synced)
 	p.commits.Add(1)
 	p.committedOps.Add(int64(len(ops)))
-	p.commitNanos.Add(int64(time.Since(began)))
+	took := time.Since(began)
+	p.commitNanos.Add(int64(took))
+	p.commitLatency.Observe(took.Seconds())
+	p.batchSize.Observe(float64(len(ops)))
 	if err != nil {
 		p.commitErrors.Add(1)
 	}
@@ -462,7 +469,8 @@ func (p *Pebble) record(err error, synced bool) {
 func (p *Pebble) Stats() Stats {
 	st := Stats{Engine: "pebble", Path: p.path, Sync: p.mode, Jobs: p.jobs.Load(),
 		Commits: p.commits.Load(), CommitErrors: p.commitErrors.Load(), CommittedOps: p.committedOps.Load(),
-		CommitTime: time.Duration(p.commitNanos.Load())}
+		CommitTime:    time.Duration(p.commitNanos.Load()),
+		CommitLatency: p.commitLatency.Snapshot(), BatchSize: p.batchSize.Snapshot()}
 	if ns := p.lastSync.Load(); ns != 0 {
 		st.LastSync = time.Unix(0, ns)
 	}

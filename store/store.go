@@ -102,6 +102,9 @@ type Stats struct {
 	CommitErrors int64
 	CommittedOps int64
 	CommitTime   time.Duration
+	// The distributions of commit latency (seconds) and batch size (operations); empty for a
+	// store that does not batch.
+	CommitLatency, BatchSize HistogramSnapshot
 }
 
 // ErrDiskFull refuses an Add when the store's file system has less free space than its minimum:

@@ -50,6 +50,8 @@ type serverFlags struct {
 	configFile    string
 	checkConfig   bool
 	maxPacket     int
+	maxConns      int
+	maxConnsPerIP int
 	backlog       int
 	functionTTL   time.Duration
 	storeKind     string
@@ -109,6 +111,8 @@ func newServerFlags(name string) *serverFlags {
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
 	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
+	fs.IntVar(&f.maxConns, "max-connections", 0, "most open connections; more are told ERROR CONNECTION_LIMIT and closed (0: no limit)")
+	fs.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 0, "most open connections from one remote address (0: no limit)")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
@@ -492,6 +496,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.KeepaliveInterval = time.Duration(f.gearmand.keepaliveInterval) * time.Second
 	opts.KeepaliveCount = f.gearmand.keepaliveCount
 	opts.MaxPacketSize = f.maxPacket
+	opts.MaxConnections, opts.MaxConnectionsPerIP = f.maxConns, f.maxConnsPerIP
 	opts.FunctionIdleTTL = f.functionTTL
 	opts.IOLoops = f.ioLoops
 	return opts, nil
