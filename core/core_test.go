@@ -344,22 +344,36 @@ func TestCore_PersistingJobsCount(t *testing.T) {
 
 func TestCore_Events(t *testing.T) {
 	var events []string
-	c, _ := newTestCore(t, func(o *Options) {
-		o.Observer = ObserverFunc(func(e Event) { events = append(events, e.Kind.String()+" "+e.Function) })
+	var times []string // wait and run of the job events that carry them
+	c, clock := newTestCore(t, func(o *Options) {
+		o.Observer = ObserverFunc(func(e Event) {
+			events = append(events, e.Kind.String()+" "+e.Function)
+			if e.Wait > 0 || e.Run > 0 {
+				times = append(times, fmt.Sprintf("%s wait %v run %v", e.Kind, e.Wait, e.Run))
+			}
+		})
 	})
 	client, worker := connect(t, c), connect(t, c)
 	worker.send(protocol.CanDo, "fn")
 	client.send(protocol.SubmitJob, "fn", "", "x")
+	clock.Advance(2 * time.Second)
 	worker.send(protocol.GrabJob)
+	clock.Advance(3 * time.Second)
 	worker.send(protocol.WorkComplete, handle(1), "")
 	client.send(protocol.SubmitJobBg, "fn", "", "y")
+	clock.Advance(time.Second)
 	worker.send(protocol.GrabJob)
+	clock.Advance(5 * time.Second)
 	c.Disconnect(recorder{}, worker.p)
 	c.Admin(recorder{}, client.p, []byte("cancel job "+handle(2)))
 	want := []string{"connected ", "connected ", "registered fn", "submitted fn", "started fn", "completed fn",
 		"submitted fn", "started fn", "requeued fn", "unregistered fn", "disconnected ", "cancelled fn"}
 	if !slices.Equal(events, want) {
 		t.Fatalf("events\n%q\nwant\n%q", events, want)
+	}
+	wantTimes := []string{"started wait 2s run 0s", "completed wait 0s run 3s", "started wait 1s run 0s", "requeued wait 0s run 5s"}
+	if !slices.Equal(times, wantTimes) {
+		t.Fatalf("times\n%q\nwant\n%q", times, wantTimes)
 	}
 }
 

@@ -71,20 +71,29 @@ func (s *Core) emitJob(kind EventKind, j *job, detail string) {
 	if o == nil {
 		return
 	}
-	now := s.opts.Now()
+	var now time.Time
+	if kind == EventSubmitted && j.created > 0 {
+		now = time.Unix(0, j.created) // read by the submit a moment ago: one clock read per submit
+	} else {
+		now = s.opts.Now()
+	}
 	e := Event{Kind: kind, Time: now, Handle: s.handleArg(j), Function: j.fn.name, Priority: j.prio.String(),
 		Background: j.background, Retries: int(j.retries), Detail: detail, Slot: &j.fn.observerSlot}
 	switch kind {
 	case EventStarted:
-		// The submission time is the job's own (kept when observed); the start time is the one
-		// field an observed job adds, and only while it runs.
+		// The submission time is the job's own (kept when observed); the start time is kept in
+		// its worker's set of running jobs, so an observed job allocates nothing more.
 		if j.created > 0 {
 			e.Wait = max(0, now.Sub(time.Unix(0, j.created)))
 		}
-		j.extra().started = now
+		if w := j.worker; w != nil {
+			w.running[j] = now.UnixNano()
+		}
 	case EventCompleted, EventFailed, EventException, EventTimedOut, EventRequeued:
-		if j.x != nil && !j.x.started.IsZero() {
-			e.Run = now.Sub(j.x.started)
+		if w := j.worker; w != nil {
+			if started := w.running[j]; started > 0 {
+				e.Run = now.Sub(time.Unix(0, started))
+			}
 		}
 	}
 	if j.worker != nil {

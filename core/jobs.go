@@ -172,9 +172,9 @@ func (s *Core) assign(j *job, c *Peer) {
 	j.worker = c
 	j.fn.running++
 	if c.running == nil {
-		c.running = make(map[*job]struct{})
+		c.running = make(map[*job]int64)
 	}
-	c.running[j] = struct{}{}
+	c.running[j] = 0 // the start time, if an observer wants it, is set by emitJob
 	s.emitJob(EventStarted, j, "")
 	for _, a := range c.abilities {
 		if a.fn == j.fn && a.timeout > 0 {

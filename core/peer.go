@@ -34,7 +34,7 @@ type Peer struct {
 	wokenAt    time.Time
 	passedOver bool // woken and never asked for a job: woken last until it grabs again
 	exceptions bool
-	running    map[*job]struct{} // jobs assigned to this worker
+	running    map[*job]int64    // jobs assigned to this worker: when each started (Unix ns; kept only for an Observer)
 	waiting    map[*job]struct{} // foreground jobs this client waits on
 	ended      [recentEnds]*job
 	endedNext  int

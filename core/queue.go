@@ -59,7 +59,6 @@ type jobExtra struct {
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
 	reducer   string
 	num, den  string    // last WORK_STATUS numerator/denominator
-	started   time.Time // when it started running: kept only for an Observer
 }
 
 // extra returns j's jobExtra, allocating it on first use.
