@@ -58,7 +58,7 @@ type jobExtra struct {
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
 	reducer   string
-	num, den  string    // last WORK_STATUS numerator/denominator
+	num, den  string // last WORK_STATUS numerator/denominator
 }
 
 // extra returns j's jobExtra, allocating it on first use.
