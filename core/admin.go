@@ -30,6 +30,9 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 	if cmd.Name == "" && cmd.Word == "" {
 		return nil, AdminNone // blank line: gearmand ignores it too
 	}
+	if refusal := s.adminRefusal(p, cmd); refusal != nil {
+		return refusal, AdminNone
+	}
 	if cmd.Name == protocol.AdminStore {
 		return protocol.AppendStore(nil, s.Store()), AdminNone // the store answers without the lock
 	}

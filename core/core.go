@@ -177,6 +177,7 @@ func (s *Core) Connect(p *Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p.exceptions = s.opts.Exceptions
+	s.resolveGrant(p)
 	s.peers[p] = struct{}{}
 	s.emitPeer(EventConnected, p, "")
 }

@@ -21,11 +21,12 @@ const (
 	EventDisconnected                      // a peer left
 	EventRegistered                        // a worker registered Function
 	EventUnregistered                      // a worker withdrew Function
+	EventDenied                            // the access rules refused a request (Detail: what; Function, if any)
 )
 
 var eventNames = [...]string{"", "submitted", "started", "data", "warning", "status", "completed",
 	"failed", "exception", "requeued", "timed_out", "cancelled", "connected", "disconnected",
-	"registered", "unregistered"}
+	"registered", "unregistered", "denied"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

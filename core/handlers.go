@@ -105,6 +105,10 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 		s.sendError(tx, c, protocol.CodeInvalidArgument, "Function name or unique contains a line break")
 		return
 	}
+	if !s.maySubmit(c, name) {
+		s.deny(tx, c, "submit", string(name))
+		return
+	}
 	if s.draining {
 		s.sendError(tx, c, protocol.CodeQueueError, "Server is shutting down")
 		return
@@ -229,6 +233,10 @@ func (s *Core) canDo(tx Tx, c *Peer, name []byte, timeout time.Duration) {
 	if hasLineBreak(name) {
 		// Silently ignored, as a CAN_DO has no reply: a name like "x\n.\n" would forge admin lines.
 		c.Log.Warn("ignoring CAN_DO for a function name with a line break", "function", string(name))
+		return
+	}
+	if c.grant != nil && !c.grant.MayRegister(string(name)) {
+		s.deny(tx, c, "register", string(name)) // refused aloud: a worker must not wait for jobs that never come
 		return
 	}
 	for i, a := range c.abilities {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/store"
 )
 
@@ -19,6 +20,8 @@ const (
 
 // Options configure the rules. The transport's options (server.Options) carry them.
 type Options struct {
+	// Access is who may do what (nil: everything, as in gearmand); SetAccess replaces it.
+	Access *access.Rules
 	// JobRetries is the number of attempts after which a job whose worker keeps disconnecting is
 	// failed (WORK_FAIL to its clients); 0 retries forever, as gearmand 1.1.
 	JobRetries int

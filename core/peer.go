@@ -3,6 +3,8 @@ package core
 import (
 	"log/slog"
 	"time"
+
+	"github.com/gearhq/gear/access"
 )
 
 // ability is one function a worker registered, with its CAN_DO_TIMEOUT (0 = none).
@@ -24,6 +26,8 @@ type Peer struct {
 	Remote string       // peer IP
 	Log    *slog.Logger // the transport's logger for this connection
 	Link   Link
+	// Identity is who the peer is, for the access rules; the transport sets it before Connect.
+	Identity access.Identity
 
 	clientID   string
 	abilities  []ability
@@ -38,7 +42,9 @@ type Peer struct {
 	waiting    map[*job]struct{} // foreground jobs this client waits on
 	ended      [recentEnds]*job
 	endedNext  int
-	gone       bool // disconnected; never sent to again
+	gone       bool            // disconnected; never sent to again
+	grant      *access.Grant   // what the access rules let it do (nil: everything)
+	maySubmit  map[string]bool // memo of grant.MaySubmit
 }
 
 // NewPeer returns a peer for a new connection; Connect registers it.

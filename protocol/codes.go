@@ -13,4 +13,6 @@ const (
 	CodeServerError      = "SERVER_ERROR"
 	// Gear's own: a connection over the server's connection limits, closed after this packet.
 	CodeConnectionLimit = "CONNECTION_LIMIT"
+	// Gear's own: the access rules do not allow the request; nothing was changed.
+	CodePermissionDenied = "PERMISSION_DENIED"
 )
