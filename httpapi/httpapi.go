@@ -14,11 +14,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/server"
@@ -85,7 +87,15 @@ func Listen(opts Options) (*HTTP, error) {
 	mux.HandleFunc("GET /login", h.login)
 	mux.HandleFunc("POST /login", h.login)
 	mux.HandleFunc("POST /logout", h.logout)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}))
+	metrics := promhttp.HandlerFor(opts.Metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// Before the server is attached there are no rules yet, and nothing but gear_ready and
+		// the process's own metrics to see.
+		if srv := h.srv.Load(); srv != nil && !h.allowed(w, r, srv, access.LevelRead) {
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /api/v1/server", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Info(), nil }))
 	mux.HandleFunc("GET /api/v1/functions", h.api(functions))
 	mux.HandleFunc("GET /api/v1/workers", h.api(workers))
@@ -211,13 +221,38 @@ func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// whoKey carries who sent a request (for the log of its actions) in its context.
-type whoKey struct{}
+// whoKey carries who sent a request (for the log of its actions) in its context, identityKey
+// its access.Identity (for the access rules).
+type (
+	whoKey      struct{}
+	identityKey struct{}
+)
+
+// allowed checks the server's access rules for a request that needs level; a refusal is
+// answered (403), logged and counted.
+func (h *HTTP) allowed(w http.ResponseWriter, r *http.Request, srv *server.Server, need access.Level) bool {
+	rules := srv.Core().Access()
+	if rules == nil {
+		return true
+	}
+	id, _ := r.Context().Value(identityKey{}).(access.Identity)
+	if rules.For(id).Admin() >= need {
+		return true
+	}
+	h.log.Warn("access denied", "identity", id.String(), "action", "http_"+need.String(), "method", r.Method, "path", r.URL.Path)
+	h.opts.Metrics.denied("http_" + need.String())
+	writeError(w, http.StatusForbidden, "the access rules do not give "+id.String()+" "+need.String()+" access")
+	return false
+}
 
 // authenticate requires Options.Auth of every request but an open /livez, and notes the sender.
 func (h *HTTP) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		by := "anonymous " + r.RemoteAddr
+		id := access.Identity{}
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			id.Addr = ap.Addr().Unmap()
+		}
 		if a := h.opts.Auth; a != nil && !(h.opts.OpenLivez && r.URL.Path == "/livez") && r.URL.Path != "/login" {
 			who := a.who(r)
 			if who == "" {
@@ -229,8 +264,14 @@ func (h *HTTP) authenticate(next http.Handler) http.Handler {
 				return
 			}
 			by = who + " " + r.RemoteAddr
+			if a.User == "" {
+				id.HTTPToken = true
+			} else {
+				id.HTTPUser = a.User
+			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, by)))
+		ctx := context.WithValue(context.WithValue(r.Context(), whoKey{}, by), identityKey{}, id)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -266,6 +307,13 @@ func (h *HTTP) api(f func(*server.Server, *http.Request) (any, error)) http.Hand
 		srv := h.srv.Load()
 		if srv == nil {
 			writeError(w, http.StatusServiceUnavailable, "the server is starting: replaying stored jobs")
+			return
+		}
+		need := access.LevelRead
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			need = access.LevelWrite
+		}
+		if !h.allowed(w, r, srv, need) {
 			return
 		}
 		v, err := f(srv, r)

@@ -24,6 +24,7 @@ type Metrics struct {
 
 	submitted, completed, failed, exceptions, requeued, timedOut, cancelled *prometheus.CounterVec
 	wait, run                                                               *prometheus.HistogramVec
+	deniedVec                                                               *prometheus.CounterVec
 
 	// totals of every function, for the dashboard's throughput (see history)
 	totalSubmitted, totalCompleted, totalFailed atomic.Uint64
@@ -60,13 +61,15 @@ func NewMetrics(maxFunctions int, log *slog.Logger) *Metrics {
 	m.requeued = counter("jobs_requeued_total", "Times a running job went back to its queue because its worker was lost.")
 	m.timedOut = counter("jobs_timed_out_total", "Jobs that outran their CAN_DO_TIMEOUT.")
 	m.cancelled = counter("jobs_cancelled_total", "Jobs cancelled by an administrator.")
+	m.deniedVec = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gear", Name: "access_denied_total",
+		Help: "Requests the access rules refused, by action: submit, register, admin_read, admin_write (Gearman port), http_read, http_write (HTTP API)."}, []string{"action"})
 	buckets := prometheus.ExponentialBuckets(0.0005, 4, 12) // 0.5 ms .. ~35 min
 	m.wait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gear", Name: "job_wait_seconds",
 		Help: "Time from a job's submission to its start on a worker.", Buckets: buckets}, []string{"function"})
 	m.run = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gear", Name: "job_run_seconds",
 		Help: "Time from a job's start to its end (completed, failed, exception, timed out, worker lost).", Buckets: buckets}, []string{"function"})
 	m.registry.MustRegister(m.submitted, m.completed, m.failed, m.exceptions, m.requeued, m.timedOut, m.cancelled,
-		m.wait, m.run, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		m.wait, m.run, m.deniedVec, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 		gauges{m})
 	return m
 }
@@ -122,6 +125,10 @@ func (m *Metrics) label(name string) string {
 // Observe counts a lifecycle event (core.Observer). It runs under the core's lock: atomic
 // additions to the function's metrics, found through the event's slot (a map lookup the first time).
 func (m *Metrics) Observe(e core.Event) {
+	if e.Kind == core.EventDenied {
+		m.denied(e.Detail)
+		return
+	}
 	if e.Function == "" || e.Kind == core.EventRegistered || e.Kind == core.EventUnregistered {
 		return
 	}
@@ -164,6 +171,9 @@ func (m *Metrics) Observe(e core.Event) {
 		fm.cancelled.Inc()
 	}
 }
+
+// denied counts a request the access rules refused; action is one of a few fixed words.
+func (m *Metrics) denied(action string) { m.deniedVec.WithLabelValues(action).Inc() }
 
 // gauges collects the state the core's views show at the moment of a scrape.
 type gauges struct{ m *Metrics }

@@ -71,6 +71,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.peer = core.NewPeer(id, remote, c.log, c)
+	c.peer.Identity = identityOf(nc)
 	c.batch = &c.ownBatch
 	c.drv = goroutines{}
 	return c

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/store"
 )
@@ -49,6 +50,8 @@ type Options struct {
 	KeepaliveIdle     time.Duration
 	KeepaliveInterval time.Duration
 	KeepaliveCount    int
+	// Access is who may do what (nil: everything); Server.SetAccess replaces it while serving.
+	Access *access.Rules
 	// MaxConnections bounds the open connections (0: no limit), MaxConnectionsPerIP those from one
 	// remote address; a connection over either gets ERROR CONNECTION_LIMIT and is closed.
 	MaxConnections      int
@@ -84,6 +87,7 @@ func (o *Options) coreOptions() core.Options {
 		JobRetries: o.JobRetries, HandlePrefix: o.HandlePrefix, Exceptions: o.Exceptions,
 		WorkerWakeup: o.WorkerWakeup, WakeTimeout: o.WakeTimeout, FunctionIdleTTL: o.FunctionIdleTTL,
 		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
+		Access: o.Access,
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/server"
@@ -51,6 +52,7 @@ type serverFlags struct {
 	checkConfig   bool
 	maxPacket     int
 	maxConns      int
+	accessRules   string
 	maxConnsPerIP int
 	backlog       int
 	functionTTL   time.Duration
@@ -111,6 +113,7 @@ func newServerFlags(name string) *serverFlags {
 	str(&f.configFile, "config-file", "", "", "read options from this file: one OPTION=VALUE (or --option=value) per line, # comments")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
 	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
+	fs.StringVar(&f.accessRules, "access-rules", "", "who may submit, serve and administer what: a TOML rules file (see README, \"Running it safely\"), reloaded on SIGHUP; without it everything is allowed")
 	fs.IntVar(&f.maxConns, "max-connections", 0, "most open connections; more are told ERROR CONNECTION_LIMIT and closed (0: no limit)")
 	fs.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 0, "most open connections from one remote address (0: no limit)")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
@@ -497,6 +500,11 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.KeepaliveCount = f.gearmand.keepaliveCount
 	opts.MaxPacketSize = f.maxPacket
 	opts.MaxConnections, opts.MaxConnectionsPerIP = f.maxConns, f.maxConnsPerIP
+	if f.accessRules != "" {
+		if opts.Access, err = loadAccessRules(f.accessRules); err != nil {
+			return opts, err
+		}
+	}
 	opts.FunctionIdleTTL = f.functionTTL
 	opts.IOLoops = f.ioLoops
 	return opts, nil
@@ -655,6 +663,14 @@ func serve(f *serverFlags, notify *os.File) error {
 				if err := sink.reopen(); err != nil {
 					logger.Error("cannot reopen log file", "err", err)
 				}
+				if f.accessRules != "" {
+					if rules, err := loadAccessRules(f.accessRules); err != nil {
+						logger.Error("SIGHUP: access rules not reloaded; the old ones stay in force", "err", err)
+					} else {
+						srv.SetAccess(rules)
+						logger.Info("SIGHUP: access rules reloaded", "file", f.accessRules)
+					}
+				}
 			case syscall.SIGUSR1:
 				logger.Info("SIGUSR1: graceful shutdown")
 				go srv.Shutdown(context.Background())
@@ -664,6 +680,19 @@ func serve(f *serverFlags, notify *os.File) error {
 			}
 		}
 	}
+}
+
+// loadAccessRules reads and checks a rules file.
+func loadAccessRules(path string) (*access.Rules, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--access-rules: %w", err)
+	}
+	rules, err := access.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("--access-rules %s: %w", path, err)
+	}
+	return rules, nil
 }
 
 // openStore opens the durable store the flags ask for (nil for --store memory).

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// --access-rules with the real binary: the rules hold on the Gearman port, --check-config
+// validates the file, SIGHUP reloads it, and a bad file on SIGHUP leaves the old rules in force.
+func TestServer_AccessRulesReloadedOnSIGHUP(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "access.toml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(rules, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("[[rule]]\nwho = [\"net:127.0.0.0/8\"]\nadmin = \"read\"\n")
+	if _, errOut, code := checkConfig(t, "--access-rules", rules); code != 0 {
+		t.Fatalf("--check-config with good rules: %d %s", code, errOut)
+	}
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--access-rules", rules)
+	addr := listenAddr(t, p)
+	if got := adminLine(t, addr, "status"); got != ".\n" {
+		t.Fatalf("status with read access: %q", got)
+	}
+	if got := adminLine(t, addr, "create function f"); !strings.HasPrefix(got, "ERR PERMISSION_DENIED") {
+		t.Fatalf("create function with read access: %q", got)
+	}
+
+	write("[[rule]]\nwho = [\"net:127.0.0.0/8\"]\nadmin = \"write\"\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reloaded rules", 10*time.Second, func() bool {
+		return adminLine(t, addr, "create function f") == "OK\r\n"
+	})
+
+	write("[[rule]]\nwho = [\"nobody:x\"]\n")
+	if _, errOut, code := checkConfig(t, "--access-rules", rules); code != 1 || !strings.Contains(errOut, "rule 1") {
+		t.Fatalf("--check-config with a bad rules file: %d %q", code, errOut)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload in the log", 10*time.Second, func() bool {
+		return strings.Contains(p.output(), "access rules not reloaded")
+	})
+	if got := adminLine(t, addr, "create function g"); got != "OK\r\n" {
+		t.Fatalf("after a bad reload the old rules should stay: %q", got)
+	}
+	if !strings.Contains(p.output(), "access denied") {
+		t.Errorf("no log line for the denied command:\n%s", p.output())
+	}
+}
