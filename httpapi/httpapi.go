@@ -162,6 +162,7 @@ func Listen(opts Options) (*HTTP, error) {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})
+	registerDashboard(mux)
 	// State-changing requests from another site's page are refused (Sec-Fetch-Site, Origin): a
 	// browser holding basic-auth credentials cannot be made to act for another origin.
 	var handler http.Handler = http.NewCrossOriginProtection().Handler(mux)
