@@ -116,11 +116,21 @@
       badge.replaceChildren(
         session.who ? el('span', { class: 'who', text: session.who }) : '',
         s.read_only ? el('span', { class: 'badge', id: 'read-only', text: 'read-only' }) : '',
+        // Signed in at /login with the server's token: the session cookie can be given back.
+        session.who.startsWith('token (dashboard)') ? el('button', { type: 'button', id: 'sign-out', class: 'link', onclick: signOut }, 'Sign out') : '',
       );
     } catch (e) {
       // Unknown rights: no action is offered (the server would refuse them anyway).
       session.canAct = false;
       badge.replaceChildren(el('span', { class: 'badge', title: e.message, text: 'actions off' }));
+    }
+  }
+
+  async function signOut() {
+    try {
+      await fetch('/logout', { method: 'POST', credentials: 'same-origin' });
+    } finally {
+      location.assign('/login');
     }
   }
 
@@ -379,7 +389,10 @@
     };
   }
 
-  const errorLine = (e) => el('p', { class: 'error', 'data-error': String(e.status || 0) }, e.message);
+  // errorLine shows a failed request; refused credentials get a way to sign in again (/login
+  // serves servers with a token; with basic auth the browser asks on reload).
+  const errorLine = (e) => el('p', { class: 'error', 'data-error': String(e.status || 0) }, e.message,
+    e.status === 401 ? [' ', el('a', { href: '/login' }, 'Sign in')] : '');
 
   // ---- lists: server-side search, sort, filters and paging
 
@@ -409,14 +422,20 @@
           input = el('input', { type: 'search', id: `filter-${f.name}`, name: f.name, placeholder: f.placeholder || '', autocomplete: 'off', spellcheck: 'false' });
           if (f.kind === 'search') {
             // Each keystroke narrows the list after a pause; the history keeps one entry.
-            let timer;
             input.addEventListener('input', () => {
-              clearTimeout(timer);
-              timer = setTimeout(() => set({ [f.name]: input.value }, true), 300);
+              clearTimeout(input.typing);
+              input.typing = setTimeout(() => {
+                input.typing = null;
+                set({ [f.name]: input.value }, true);
+              }, 300);
             });
           }
           // An exact filter (a function name) applies on Enter or when the field is left.
-          input.addEventListener('change', () => set({ [f.name]: input.value }));
+          input.addEventListener('change', () => {
+            clearTimeout(input.typing);
+            input.typing = null;
+            if (input.value !== (params[f.name] || '')) set({ [f.name]: input.value });
+          });
         }
         controls[f.name] = input;
         toolbar.append(el('label', {}, f.label + ' ', input));
@@ -527,8 +546,8 @@
         load(p) {
           params = p;
           for (const [name, input] of Object.entries(controls)) {
-            // Leave a field being typed into alone.
-            if (document.activeElement !== input) input.value = p[name] || '';
+            // The fields show the URL's filters, but for one being typed into (its pause pending).
+            if (!input.typing) input.value = p[name] || '';
           }
           inner.load(p);
         },
@@ -826,14 +845,16 @@
       ctx.stroke();
       ctx.fillText(fmt(v), pad.l - 6, yy);
     }
-    // A time label per minute (per 2 or 5 when the span is long), in local time.
+    // A time label every 30 s to 5 min, as the span asks, in local time.
     const span = t1 - t0;
-    const step = span > 1200 ? 300 : span > 480 ? 120 : 60;
+    const step = span > 1200 ? 300 : span > 480 ? 120 : span > 180 ? 60 : 30;
+    const two = (n) => String(n).padStart(2, '0');
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
       const d = new Date(t * 1000);
-      ctx.fillText(`${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`, x(t), h - pad.b + 6);
+      const label = `${two(d.getHours())}:${two(d.getMinutes())}` + (step < 60 ? `:${two(d.getSeconds())}` : '');
+      ctx.fillText(label, x(t), h - pad.b + 6);
     }
     let any = false;
     for (const l of lines) {
