@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — installs what the test suite drives: Debian's gearmand (the reference server)
 # and the third-party Gearman clients (libgearman's gearman/gearadmin, PHP's pecl gearman, Perl's
-# Gearman::Client). Idempotent; needs root (or sudo) only when something is missing.
+# Gearman::Client), and Chromium for the dashboard's browser tests (httpapi/dashboard_test.go).
+# Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl bsdextrautils curl"
+PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl bsdextrautils curl chromium"
 need=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 [ -z "$need" ] && exit 0
