@@ -107,7 +107,13 @@ func Listen(opts Options) (*HTTP, error) {
 	}))
 	mux.HandleFunc("GET /api/v1/session", func(w http.ResponseWriter, r *http.Request) {
 		by, _ := r.Context().Value(whoKey{}).(string)
-		writeJSON(w, http.StatusOK, map[string]any{"read_only": h.opts.ReadOnly, "who": by})
+		readOnly := h.opts.ReadOnly
+		if srv := h.srv.Load(); srv != nil && !readOnly {
+			// the access rules may allow this identity the views only: the dashboard hides the rest
+			id, _ := r.Context().Value(identityKey{}).(access.Identity)
+			readOnly = srv.Core().Access() != nil && srv.Core().Access().For(id).Admin() < access.LevelWrite
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"read_only": readOnly, "who": by})
 	})
 	mux.HandleFunc("GET /api/v1/jobs/{handle}", h.api(func(s *server.Server, r *http.Request) (any, error) {
 		j, ok := s.Core().Job(r.PathValue("handle"))

@@ -17,6 +17,7 @@ import (
 
 	"log/slog"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/client"
 	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/syncbuf"
@@ -770,4 +771,49 @@ func TestMetrics_ConnectionsRefused(t *testing.T) {
 	if v, ok := value(fams, "gear_connections_refused_total", map[string]string{"limit": "total"}); !ok || v != 0 {
 		t.Errorf("refused for the total: %v %v, want 0", v, ok)
 	}
+}
+
+// The access rules over HTTP: an identity with read access sees the views and is refused the
+// actions (403, logged, counted); the session tells the dashboard to hide them.
+func TestAccess_HTTP(t *testing.T) {
+	rules, err := access.Parse([]byte("[[rule]]\nwho = [\"net:127.0.0.0/8\"]\nsubmit = [\"*\"]\nadmin = \"read\"\n[[rule]]\nwho = [\"user:ops\"]\nadmin = \"write\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startWith(t, 100, nil, func(o *server.Options) { o.Access = rules })
+	h := queuedJob(t, e, "guarded")
+	for _, path := range []string{"/api/v1/server", "/api/v1/jobs", "/metrics"} {
+		if code, _ := get(t, e.web+path); code != 200 {
+			t.Errorf("GET %s with read access: %d", path, code)
+		}
+	}
+	if _, body := get(t, e.web+"/api/v1/session"); !strings.Contains(string(body), `"read_only": true`) {
+		t.Errorf("session with read access: %s", body)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/jobs/"+h+"/cancel", ""); code != 403 || !strings.Contains(body, "access") {
+		t.Errorf("cancel with read access: %d %s", code, body)
+	}
+	if _, ok := e.srv.Core().Job(h); !ok {
+		t.Fatal("a refused cancel cancelled the job")
+	}
+	if v, _ := value(e.scrape(t), "gear_access_denied_total", map[string]string{"action": "http_write"}); v != 1 {
+		t.Errorf("denied http_write: %v, want 1", v)
+	}
+	// rules that grant nothing to this network
+	e.srv.SetAccess(mustRules(t, "[[rule]]\nwho = [\"user:ops\"]\nadmin = \"write\"\n"))
+	if code, _ := get(t, e.web+"/api/v1/server"); code != 403 {
+		t.Errorf("GET with no access: %d, want 403", code)
+	}
+	if !strings.Contains(e.logs.String(), "access denied") {
+		t.Errorf("no log line for the refusals:\n%s", e.logs.String())
+	}
+}
+
+func mustRules(t *testing.T, text string) *access.Rules {
+	t.Helper()
+	r, err := access.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
