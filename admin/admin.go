@@ -32,6 +32,8 @@ type (
 	JobInfo = protocol.JobInfo
 	// StoreInfo is the reply to `store`, a Gear extension.
 	StoreInfo = protocol.StoreInfo
+	// LimitsInfo is the reply to `limits`, a Gear extension.
+	LimitsInfo = protocol.LimitsInfo
 )
 
 // ServerError is an "ERR CODE text" reply. Code is the server's error word (UNKNOWN_JOB,

@@ -164,6 +164,12 @@ func (c *HTTPConn) Store(ctx context.Context) (StoreInfo, error) {
 	return s, c.call(ctx, "GET", "/api/v1/store", nil, &s)
 }
 
+// Limits is the limits view.
+func (c *HTTPConn) Limits(ctx context.Context) (LimitsInfo, error) {
+	var l LimitsInfo
+	return l, c.call(ctx, "GET", "/api/v1/limits", nil, &l)
+}
+
 func (c *HTTPConn) info(ctx context.Context) (protocol.ServerInfo, error) {
 	var i protocol.ServerInfo
 	return i, c.call(ctx, "GET", "/api/v1/server", nil, &i)

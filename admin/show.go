@@ -9,12 +9,12 @@ import (
 )
 
 // views lists the views Show prints, in the order `gear admin --help` documents them.
-var views = []string{"status", "priority", "workers", "jobs", "unique", "store", "version", "pid"}
+var views = []string{"status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid"}
 
 // Show dials addr, queries one view and writes exactly what `gear admin VIEW` prints for one server:
 // a table (a plain list for "unique", "name value" lines for "store", one line for "version" and
 // "pid"), or indented JSON when asJSON is set. Views: "status", "priority", "workers", "jobs",
-// "unique", "store" (Gear only), "version", "pid". Rows are sorted, so the same server state always
+// "unique", "store" and "limits" (Gear only), "version", "pid". Rows are sorted, so the same server state always
 // prints the same bytes.
 func Show(ctx context.Context, w io.Writer, addr, view string, asJSON bool) error {
 	if !slices.Contains(views, view) {
@@ -40,6 +40,7 @@ type Viewer interface {
 	Jobs(context.Context) ([]JobInfo, error)
 	UniqueJobs(context.Context) ([]string, error)
 	Store(context.Context) (StoreInfo, error)
+	Limits(context.Context) (LimitsInfo, error)
 	Version(context.Context) (string, error)
 	PID(context.Context) (int, error)
 }
@@ -80,6 +81,8 @@ func query(ctx context.Context, c Viewer, view string) (any, error) {
 		return keys, err
 	case "store":
 		return c.Store(ctx)
+	case "limits":
+		return c.Limits(ctx)
 	case "version":
 		v, err := c.Version(ctx)
 		return versionInfo{Version: v}, err
@@ -118,6 +121,8 @@ func render(w io.Writer, view string, v any, asJSON bool) error {
 		return writeUnique(w, v)
 	case StoreInfo:
 		return WriteStore(w, v)
+	case LimitsInfo:
+		return WriteLimits(w, v)
 	case versionInfo:
 		_, err := io.WriteString(w, v.Version+"\n")
 		return err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/gearhq/gear/protocol"
 )
 
 // Store runs `store` (Gear only). gearmand and the Perl server do not know the command: the error
@@ -41,5 +43,36 @@ func WriteStore(w io.Writer, s StoreInfo) error {
 		tw.row("last sync", val(s.LastSync))
 		tw.row("last error", val(s.LastError))
 	}
+	return tw.flush()
+}
+
+// Limits runs `limits` (Gear only): the server's limits and what is in use of each.
+func (c *Conn) Limits(ctx context.Context) (LimitsInfo, error) {
+	lines, err := c.roundTrip(ctx, "limits", tabular)
+	if err != nil {
+		var se *ServerError
+		if errors.As(err, &se) && strings.EqualFold(se.Code, "UNKNOWN_COMMAND") {
+			err = fmt.Errorf("admin: the server does not know `limits`, a Gear extension: %w", err)
+		}
+		return LimitsInfo{}, err
+	}
+	v, err := adminErr(protocol.ParseLimits(lines))
+	return v, c.checkParse(err)
+}
+
+// WriteLimits prints `limits` as "limit in-use maximum" rows; a maximum of 0 prints as "none".
+func WriteLimits(w io.Writer, l LimitsInfo) error {
+	max := func(n int64) string {
+		if n == 0 {
+			return "none"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	tw := newTable(w, "LIMIT\tIN USE\tMAXIMUM")
+	tw.row("connections", strconv.Itoa(l.Connections), max(int64(l.MaxConnections)))
+	tw.row("connections per address", "-", max(int64(l.MaxConnectionsPerIP)))
+	tw.row("packet size", "-", max(int64(l.MaxPacketSize)))
+	tw.row("jobs", strconv.Itoa(l.Jobs), max(int64(l.MaxJobs)))
+	tw.row("queued payload bytes", strconv.FormatInt(l.QueuedBytes, 10), max(l.MaxQueuedBytes))
 	return tw.flush()
 }

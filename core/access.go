@@ -80,14 +80,18 @@ func adminLevel(name string) access.Level {
 	switch name {
 	case protocol.AdminStatus, protocol.AdminPriorityStatus, protocol.AdminWorkers, protocol.AdminVersion,
 		protocol.AdminVerbose, protocol.AdminGetPID, protocol.AdminShowJobs, protocol.AdminShowUniqueJobs,
-		protocol.AdminStore:
+		protocol.AdminStore, protocol.AdminLimits:
 		return access.LevelRead
 	}
 	return access.LevelWrite // cancel, create, drop, maxqueue, shutdown, and whatever comes later
 }
 
-// adminRefusal is the ERR line for an admin command p's grant does not allow, or nil.
+// adminRefusal is the ERR line for an admin command p's grant does not allow, or nil. A nil p is
+// the program itself (an in-process caller), which the rules do not govern.
 func (s *Core) adminRefusal(p *Peer, cmd protocol.AdminCommand) []byte {
+	if p == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	need := adminLevel(cmd.Name)

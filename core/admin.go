@@ -33,8 +33,11 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 	if refusal := s.adminRefusal(p, cmd); refusal != nil {
 		return refusal, AdminNone
 	}
-	if cmd.Name == protocol.AdminStore {
+	switch cmd.Name {
+	case protocol.AdminStore:
 		return protocol.AppendStore(nil, s.Store()), AdminNone // the store answers without the lock
+	case protocol.AdminLimits:
+		return protocol.AppendLimits(nil, s.Limits()), AdminNone // a view that takes the lock itself
 	}
 	s.lock()
 	defer s.mu.Unlock()

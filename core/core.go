@@ -64,6 +64,7 @@ type Core struct {
 	mu           sync.Mutex // guards everything below and the Peer fields marked so
 	functions    map[string]*function
 	jobs         map[uint64]*job // every unfinished job, by seq
+	queuedBytes  int64           // payload bytes of the unfinished jobs
 	jobsPeak     int             // largest len(jobs) since it was last rebuilt
 	foreignJobs  map[string]*job // replayed jobs whose handle is not HandlePrefix:seq, by handle
 	prefix       string          // HandlePrefix + ":"
@@ -118,6 +119,9 @@ func New(opts Options, async Tx) (*Core, error) {
 			s.log.Info("replayed stored background jobs", "jobs", n)
 		}
 	}
+	s.mu.Lock()
+	s.applyMaxQueue()
+	s.mu.Unlock()
 	return s, nil
 }
 

@@ -110,6 +110,7 @@ func (s *Core) restore(tx Tx, r *store.Job) {
 		s.foreignJobs[r.Handle] = j
 	}
 	s.jobs[j.seq] = j
+	s.queuedBytes += int64(len(j.data))
 	if j.uniqueKey != "" {
 		f.uniques[j.uniqueKey] = j
 	}

@@ -136,6 +136,11 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 		s.collect(f)
 		return
 	}
+	if msg := s.overServerLimit(len(data)); msg != "" {
+		s.sendError(tx, c, protocol.CodeQueueError, msg)
+		s.collect(f)
+		return
+	}
 	j := &job{
 		seq:        s.newSeq(),
 		fn:         f,
@@ -158,6 +163,7 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 	}
 	copy(j.data, data)
 	s.jobs[j.seq] = j
+	s.queuedBytes += int64(len(j.data))
 	s.emitJob(EventSubmitted, j, "")
 	if key != "" {
 		f.uniques[key] = j

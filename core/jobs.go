@@ -212,6 +212,7 @@ func (s *Core) finish(j *job) {
 	j.state = jobDone
 	j.worker = nil
 	delete(s.jobs, j.seq)
+	s.queuedBytes -= int64(len(j.data))
 	if j.x != nil && j.x.handle != "" {
 		delete(s.foreignJobs, j.x.handle)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/access"
+	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
 
@@ -36,6 +37,17 @@ type Options struct {
 	// another sleeping worker is woken for the jobs waiting, and the unresponsive one is woken
 	// only when no other will do until it grabs again.
 	WakeTimeout time.Duration
+	// MaxJobs bounds the unfinished jobs of all functions, MaxQueuedBytes the bytes of their
+	// payloads held in memory (0: no limit). A submit past either gets ERROR QUEUE_ERROR; jobs
+	// replayed from the store are never refused (they were acknowledged), only counted.
+	MaxJobs        int
+	MaxQueuedBytes int64
+	// TransportLimits are the transport's limits (connections, packet size), which the core only
+	// reports in the Limits view.
+	TransportLimits protocol.LimitsInfo
+	// MaxQueue is the per-function limit set at start (function name to its limit per priority;
+	// 0: none), as the admin `maxqueue` sets it while serving.
+	MaxQueue map[string]protocol.PriorityInts
 	// FunctionIdleTTL is how long a function with no workers, no jobs and no settings stays listed
 	// by `status` before it is forgotten (0: at once).
 	FunctionIdleTTL time.Duration
@@ -59,6 +71,9 @@ func (o *Options) validate() error {
 	}
 	if len(o.HandlePrefix) > 40 {
 		return fmt.Errorf("job handle prefix %q is too long (40 bytes at most, handles are limited to 63)", o.HandlePrefix)
+	}
+	if o.MaxJobs < 0 || o.MaxQueuedBytes < 0 {
+		return fmt.Errorf("job limits must be 0 (none) or more, got %d jobs and %d bytes", o.MaxJobs, o.MaxQueuedBytes)
 	}
 	if o.FunctionIdleTTL < 0 {
 		return fmt.Errorf("function idle TTL must not be negative, got %v", o.FunctionIdleTTL)

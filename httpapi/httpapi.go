@@ -100,6 +100,7 @@ func Listen(opts Options) (*HTTP, error) {
 	mux.HandleFunc("GET /api/v1/functions", h.api(functions))
 	mux.HandleFunc("GET /api/v1/workers", h.api(workers))
 	mux.HandleFunc("GET /api/v1/clients", h.api(clients))
+	mux.HandleFunc("GET /api/v1/limits", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Limits(), nil }))
 	mux.HandleFunc("GET /api/v1/store", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Store(), nil }))
 	mux.HandleFunc("GET /api/v1/jobs", h.api(jobs))
 	mux.HandleFunc("GET /api/v1/history", h.api(func(*server.Server, *http.Request) (any, error) {

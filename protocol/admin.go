@@ -31,6 +31,8 @@ const (
 	AdminShutdown       = "shutdown"
 	// AdminStore is a Gear extension: the durable store's state.
 	AdminStore = "store"
+	// AdminLimits is a Gear extension: the server's limits and how much of each is in use.
+	AdminLimits = "limits"
 )
 
 // multiWord lists the commands whose name spans several words, longest first so "show unique jobs"
@@ -46,6 +48,7 @@ var multiWord = [][]string{
 var singleWord = map[string]bool{
 	AdminStatus: true, AdminPriorityStatus: true, AdminWorkers: true, AdminVersion: true,
 	AdminVerbose: true, AdminGetPID: true, AdminMaxQueue: true, AdminShutdown: true, AdminStore: true,
+	AdminLimits: true,
 }
 
 // ParseAdmin parses one admin line (without its line ending). Words are separated by runs of spaces or

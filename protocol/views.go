@@ -381,3 +381,67 @@ func ParseStore(lines []string) (StoreInfo, error) {
 	}
 	return s, nil
 }
+
+// LimitsInfo is the server's limits (0: none) and what is in use of each: the `limits` admin
+// command (a Gear extension) and the API's limits view.
+type LimitsInfo struct {
+	MaxConnections      int   `json:"max_connections"`
+	MaxConnectionsPerIP int   `json:"max_connections_per_ip"`
+	Connections         int   `json:"connections"`
+	MaxPacketSize       int   `json:"max_packet_size"`
+	MaxJobs             int   `json:"max_jobs"`
+	Jobs                int   `json:"jobs"`
+	MaxQueuedBytes      int64 `json:"max_queued_bytes"`
+	QueuedBytes         int64 `json:"queued_bytes"`
+}
+
+// AppendLimits renders `limits`: one "name\tvalue" line per field, then ".".
+func AppendLimits(b []byte, l LimitsInfo) []byte {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"max_connections", int64(l.MaxConnections)}, {"max_connections_per_ip", int64(l.MaxConnectionsPerIP)},
+		{"connections", int64(l.Connections)}, {"max_packet_size", int64(l.MaxPacketSize)},
+		{"max_jobs", int64(l.MaxJobs)}, {"jobs", int64(l.Jobs)},
+		{"max_queued_bytes", l.MaxQueuedBytes}, {"queued_bytes", l.QueuedBytes},
+	} {
+		b = append(b, f.name...)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, f.v, 10)
+		b = append(b, '\n')
+	}
+	return append(b, ".\n"...)
+}
+
+// ParseLimits parses the lines of a `limits` reply (without the "." line); unknown names are
+// skipped, so a newer server's additions do not break an older reader.
+func ParseLimits(lines []string) (LimitsInfo, error) {
+	var l LimitsInfo
+	for _, line := range lines {
+		key, value, ok := strings.Cut(line, "\t")
+		n, err := strconv.ParseInt(value, 10, 64)
+		if !ok || err != nil || n < 0 {
+			return LimitsInfo{}, fmt.Errorf("malformed limits line %q", line)
+		}
+		switch key {
+		case "max_connections":
+			l.MaxConnections = int(n)
+		case "max_connections_per_ip":
+			l.MaxConnectionsPerIP = int(n)
+		case "connections":
+			l.Connections = int(n)
+		case "max_packet_size":
+			l.MaxPacketSize = int(n)
+		case "max_jobs":
+			l.MaxJobs = int(n)
+		case "jobs":
+			l.Jobs = int(n)
+		case "max_queued_bytes":
+			l.MaxQueuedBytes = n
+		case "queued_bytes":
+			l.QueuedBytes = n
+		}
+	}
+	return l, nil
+}

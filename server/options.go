@@ -10,6 +10,7 @@ import (
 
 	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/core"
+	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
 
@@ -52,6 +53,11 @@ type Options struct {
 	KeepaliveCount    int
 	// Access is who may do what (nil: everything); Server.SetAccess replaces it while serving.
 	Access *access.Rules
+	// MaxJobs bounds the unfinished jobs, MaxQueuedBytes the bytes of their payloads in memory
+	// (0: none); MaxQueue sets per-function limits at start (see core.Options).
+	MaxJobs        int
+	MaxQueuedBytes int64
+	MaxQueue       map[string]protocol.PriorityInts
 	// MaxConnections bounds the open connections (0: no limit), MaxConnectionsPerIP those from one
 	// remote address; a connection over either gets ERROR CONNECTION_LIMIT and is closed.
 	MaxConnections      int
@@ -87,7 +93,9 @@ func (o *Options) coreOptions() core.Options {
 		JobRetries: o.JobRetries, HandlePrefix: o.HandlePrefix, Exceptions: o.Exceptions,
 		WorkerWakeup: o.WorkerWakeup, WakeTimeout: o.WakeTimeout, FunctionIdleTTL: o.FunctionIdleTTL,
 		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
-		Access: o.Access,
+		Access: o.Access, MaxJobs: o.MaxJobs, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue,
+		TransportLimits: protocol.LimitsInfo{MaxConnections: o.MaxConnections,
+			MaxConnectionsPerIP: o.MaxConnectionsPerIP, MaxPacketSize: o.MaxPacketSize},
 	}
 }
 

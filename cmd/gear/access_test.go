@@ -53,3 +53,36 @@ func TestServer_AccessRulesReloadedOnSIGHUP(t *testing.T) {
 		t.Errorf("no log line for the denied command:\n%s", p.output())
 	}
 }
+
+// The limits given as flags are in force and visible through `gear admin limits`, on the Gearman
+// port and over the HTTP API.
+func TestServer_LimitsFlagsAndAdminView(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--http", "127.0.0.1:0", "--max-jobs", "2",
+		"--max-queued-bytes", "1000", "--max-queue", "capped=1", "--max-connections", "50", "--max-connections-per-ip", "40")
+	addr := listenAddr(t, p)
+	web := httpListenAddr(t, p)
+	if _, errOut, code := gearCmd(t, addr, "", "client", "--background", "capped", "a"); code != 0 {
+		t.Fatalf("first submit: %d %s", code, errOut)
+	}
+	if _, errOut, code := gearCmd(t, addr, "", "client", "--background", "capped", "b"); code == 0 || !strings.Contains(errOut, "QUEUE_ERROR") {
+		t.Fatalf("a submit past --max-queue capped=1: %d %q", code, errOut)
+	}
+	if _, errOut, code := gearCmd(t, addr, "", "client", "--background", "other", "c"); code != 0 {
+		t.Fatalf("second job: %d %s", code, errOut)
+	}
+	if _, errOut, code := gearCmd(t, addr, "", "client", "--background", "other", "d"); code == 0 || !strings.Contains(errOut, "job limit") {
+		t.Fatalf("a submit past --max-jobs 2: %d %q", code, errOut)
+	}
+	want := []string{"connections ", "50", "connections per address  -", "40", "jobs ", "2 ", "queued payload bytes     2", "1000"}
+	for _, via := range [][]string{{"--server", addr}, {"--http", "http://" + web}} {
+		out, errOut, code := admRun(t, nil, append(via, "limits")...)
+		if code != 0 {
+			t.Fatalf("gear admin %v limits: %d %s", via, code, errOut)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("gear admin %v limits lacks %q:\n%s", via, w, out)
+			}
+		}
+	}
+}

@@ -34,6 +34,8 @@ Commands:
   unique                    unique keys of unfinished jobs
   store                     the durable store: engine, data directory, sync mode, jobs stored,
                             last sync, last error (Gear only)
+  limits                    the server's limits and what is in use of each: connections,
+                            packet size, jobs, queued payload bytes (Gear only)
   version                   the server's version
   pid                       the server's process ID
   verbose                   the server's log level
@@ -171,7 +173,7 @@ func adminIsBoolFlag(f *flag.Flag) bool {
 // checkCommand validates the command and its arguments before any server is contacted.
 func (r *adminRequest) checkCommand() error {
 	nargs := map[string][]int{
-		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "version": {0},
+		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "limits": {0}, "version": {0},
 		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
 		"shutdown": {0},
 	}
@@ -312,14 +314,14 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 		}
 		res.addr = c.Addr()
 		switch req.command {
-		case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
+		case "status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:
 			res.err = adminActOn(ctx, &out, req, c)
 		}
 	default:
 		switch req.command {
-		case "status", "priority", "workers", "jobs", "unique", "store", "version", "pid":
+		case "status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.Show(ctx, &out, addr, req.command, req.json)
 		default:
 			res.err = adminAct(ctx, &out, req, addr)

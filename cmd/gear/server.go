@@ -25,6 +25,7 @@ import (
 	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/serveraddr"
+	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/server"
 	"github.com/gearhq/gear/store"
 )
@@ -53,6 +54,9 @@ type serverFlags struct {
 	maxPacket     int
 	maxConns      int
 	accessRules   string
+	maxJobs       int
+	maxQueued     int64
+	maxQueue      maxQueueFlag
 	maxConnsPerIP int
 	backlog       int
 	functionTTL   time.Duration
@@ -114,6 +118,9 @@ func newServerFlags(name string) *serverFlags {
 	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
 	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
 	fs.StringVar(&f.accessRules, "access-rules", "", "who may submit, serve and administer what: a TOML rules file (see README, \"Running it safely\"), reloaded on SIGHUP; without it everything is allowed")
+	fs.IntVar(&f.maxJobs, "max-jobs", 0, "most unfinished jobs of all functions; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
+	fs.Int64Var(&f.maxQueued, "max-queued-bytes", 0, "most bytes of job payloads held in memory; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
+	fs.Var(&f.maxQueue, "max-queue", "FUNCTION=N or FUNCTION=HIGH,NORMAL,LOW: a function's queue limit from the start, as the admin maxqueue sets it (repeatable)")
 	fs.IntVar(&f.maxConns, "max-connections", 0, "most open connections; more are told ERROR CONNECTION_LIMIT and closed (0: no limit)")
 	fs.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 0, "most open connections from one remote address (0: no limit)")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
@@ -500,6 +507,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.KeepaliveCount = f.gearmand.keepaliveCount
 	opts.MaxPacketSize = f.maxPacket
 	opts.MaxConnections, opts.MaxConnectionsPerIP = f.maxConns, f.maxConnsPerIP
+	opts.MaxJobs, opts.MaxQueuedBytes, opts.MaxQueue = f.maxJobs, f.maxQueued, f.maxQueue.limits
 	if f.accessRules != "" {
 		if opts.Access, err = loadAccessRules(f.accessRules); err != nil {
 			return opts, err
@@ -680,6 +688,56 @@ func serve(f *serverFlags, notify *os.File) error {
 			}
 		}
 	}
+}
+
+// maxQueueFlag collects --max-queue FUNCTION=N | FUNCTION=HIGH,NORMAL,LOW.
+type maxQueueFlag struct {
+	limits map[string]protocol.PriorityInts
+	order  []string
+}
+
+func (m *maxQueueFlag) String() string {
+	if m == nil {
+		return ""
+	}
+	var parts []string
+	for _, fn := range m.order {
+		l := m.limits[fn]
+		parts = append(parts, fmt.Sprintf("%s=%d,%d,%d", fn, l.High, l.Normal, l.Low))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (m *maxQueueFlag) Set(v string) error {
+	fn, spec, ok := strings.Cut(v, "=")
+	if !ok || fn == "" || strings.ContainsAny(fn, "\r\n\x00") {
+		return fmt.Errorf("%q: want FUNCTION=N or FUNCTION=HIGH,NORMAL,LOW", v)
+	}
+	var nums []int
+	for _, part := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: limits are numbers, 0 (none) or more", v)
+		}
+		nums = append(nums, n)
+	}
+	var l protocol.PriorityInts
+	switch len(nums) {
+	case 1:
+		l = protocol.PriorityInts{High: nums[0], Normal: nums[0], Low: nums[0]}
+	case 3:
+		l = protocol.PriorityInts{High: nums[0], Normal: nums[1], Low: nums[2]}
+	default:
+		return fmt.Errorf("%q: one limit for every priority, or three (high, normal, low)", v)
+	}
+	if m.limits == nil {
+		m.limits = map[string]protocol.PriorityInts{}
+	}
+	if _, seen := m.limits[fn]; !seen {
+		m.order = append(m.order, fn)
+	}
+	m.limits[fn] = l
+	return nil
 }
 
 // loadAccessRules reads and checks a rules file.
