@@ -14,16 +14,22 @@ import (
 // Store runs `store` (Gear only). gearmand and the Perl server do not know the command: the error
 // then says so and wraps their *ServerError (Code UNKNOWN_COMMAND).
 func (c *Conn) Store(ctx context.Context) (StoreInfo, error) {
-	lines, err := c.roundTrip(ctx, "store", tabular)
+	lines, err := c.gearOnly(ctx, "store", " (gearmand and the Perl server keep no store of their own)")
 	if err != nil {
-		var se *ServerError
-		if errors.As(err, &se) && strings.EqualFold(se.Code, "UNKNOWN_COMMAND") {
-			err = fmt.Errorf("admin: the server does not know `store`, a Gear extension (gearmand and the Perl server keep no store of their own): %w", err)
-		}
 		return StoreInfo{}, err
 	}
 	v, err := parseStore(lines)
 	return v, c.checkParse(err)
+}
+
+// gearOnly runs one of Gear's own tabular commands; other servers' UNKNOWN_COMMAND is explained.
+func (c *Conn) gearOnly(ctx context.Context, cmd, why string) ([]string, error) {
+	lines, err := c.roundTrip(ctx, cmd, tabular)
+	var se *ServerError
+	if errors.As(err, &se) && strings.EqualFold(se.Code, "UNKNOWN_COMMAND") {
+		err = fmt.Errorf("admin: the server does not know `%s`, a Gear extension%s: %w", cmd, why, err)
+	}
+	return lines, err
 }
 
 // WriteStore prints `store` as one "name value" line per field; a memory-only server gets just its
@@ -48,12 +54,8 @@ func WriteStore(w io.Writer, s StoreInfo) error {
 
 // Limits runs `limits` (Gear only): the server's limits and what is in use of each.
 func (c *Conn) Limits(ctx context.Context) (LimitsInfo, error) {
-	lines, err := c.roundTrip(ctx, "limits", tabular)
+	lines, err := c.gearOnly(ctx, "limits", "")
 	if err != nil {
-		var se *ServerError
-		if errors.As(err, &se) && strings.EqualFold(se.Code, "UNKNOWN_COMMAND") {
-			err = fmt.Errorf("admin: the server does not know `limits`, a Gear extension: %w", err)
-		}
 		return LimitsInfo{}, err
 	}
 	v, err := adminErr(protocol.ParseLimits(lines))
