@@ -191,7 +191,7 @@ type flavor struct {
 	runningQueued bool
 	// cancelKeepsJob: a cancelled job stays in `show jobs`, IGNORE_JOB=1, until dequeued (gearmand).
 	cancelKeepsJob bool
-	// store: the server answers `store` (Gear).
+	// store: the server answers `store` and `limits` (Gear).
 	store bool
 }
 
@@ -303,9 +303,9 @@ func testLive(t *testing.T, addr string, fl flavor) {
 		}
 		for _, view := range views {
 			b.Reset()
-			if view == "store" && !fl.store {
+			if (view == "store" || view == "limits") && !fl.store {
 				if err := Show(ctx, &b, addr, view, false); err == nil || b.Len() > 0 {
-					t.Errorf("Show store on a server without it: %v %q", err, b.String())
+XX
 				}
 				continue
 			}
