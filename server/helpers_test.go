@@ -147,6 +147,11 @@ func mustConnect(tb testing.TB, addr string) *testPeer {
 	if err != nil {
 		tb.Fatalf("dial %s: %v", addr, err)
 	}
+	return newTestPeer(tb, nc)
+}
+
+// newTestPeer is a peer on a connection made by the test (TLS, say), closed when the test ends.
+func newTestPeer(tb testing.TB, nc net.Conn) *testPeer {
 	tb.Cleanup(func() { nc.Close() })
 	p := &testPeer{tb: tb, nc: nc, br: bufio.NewReader(nc)}
 	p.dec = protocol.NewDecoder(p.br, 0)
@@ -365,12 +370,19 @@ func roundTripVia(tb testing.TB, clientAddr, workerAddr string) {
 	worker := mustConnect(tb, workerAddr)
 	defer client.close()
 	defer worker.close()
-	worker.send(protocol.CanDo, "roundtrip")
-	h := client.submit(protocol.SubmitJob, "roundtrip", "", "ping\x00")
+	runJob(client, worker, "roundtrip", "ping\x00", "pong\x00")
+}
+
+// runJob has worker (registering fn now, if it has not yet) run one job of fn that client submits,
+// and checks that its result reaches the client.
+func runJob(client, worker *testPeer, fn, data, result string) {
+	client.tb.Helper()
+	worker.send(protocol.CanDo, fn)
+	h := client.submit(protocol.SubmitJob, fn, "", data)
 	worker.send(protocol.GrabJob)
-	worker.expect(protocol.JobAssign, h, "roundtrip", "ping\x00")
-	worker.send(protocol.WorkComplete, h, "pong\x00")
-	client.expect(protocol.WorkComplete, h, "pong\x00")
+	worker.expect(protocol.JobAssign, h, fn, data)
+	worker.send(protocol.WorkComplete, h, result)
+	client.expect(protocol.WorkComplete, h, result)
 }
 
 // fakeClock is an injectable Options.Now that moves only when told. With FunctionIdleTTL at most

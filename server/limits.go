@@ -70,15 +70,20 @@ func (s *Server) release(host string) {
 	}
 }
 
-// refuse tells a connection over a limit why, and closes it. It runs on its own goroutine: a
-// peer that does not read must not hold up the accept loop.
-func (s *Server) refuse(nc net.Conn, host, reason string) {
+// refuse tells a connection over a limit why (when tell: not on a TLS port, where the peer expects
+// a handshake and not a packet), and closes it. It runs on its own goroutine: a peer that does not
+// read must not hold up the accept loop.
+func (s *Server) refuse(nc net.Conn, host, reason string, tell bool) {
 	now := s.opts.Now().UnixNano()
 	n := s.refused.sinceLog.Add(1)
 	if last := s.refused.lastLog.Load(); now-last >= int64(refusalLogEvery) && s.refused.lastLog.CompareAndSwap(last, now) {
 		s.refused.sinceLog.Add(-n)
 		s.log.Warn("connection refused", "remote", host, "reason", reason, "refused_since_last_line", n,
 			"max_connections", s.opts.MaxConnections, "max_connections_per_ip", s.opts.MaxConnectionsPerIP)
+	}
+	if !tell {
+		nc.Close()
+		return
 	}
 	go func() {
 		nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/core"
+	"github.com/gearhq/gear/internal/tlsfiles"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
@@ -27,9 +30,18 @@ const (
 
 // Options configure a Server. The zero value is not valid: start from DefaultOptions.
 type Options struct {
-	// Listen holds the addresses to listen on, each "host:port". An empty list listens nowhere (tests
-	// may call Serve with their own listener).
+	// Listen holds the addresses to listen on, each "host:port", in plain TCP. An empty list listens
+	// nowhere (tests may call Serve with their own listener).
 	Listen []string
+	// TLSListen holds addresses to listen on with TLS (Options.TLS), beside Listen's.
+	TLSListen []string
+	// TLS configures the TLS listeners (TLSListen, ServeTLS); nil: none. Its MinVersion is raised
+	// to TLS 1.2 (a config from GetConfigForClient must set its own: TLSFiles' does). TLS
+	// connections are served by goroutines even where event loops serve the plain ones.
+	TLS *tls.Config
+	// TLSHandshakeTimeout bounds a TLS handshake (default 10 s): a peer that connects and does not
+	// complete it in time is dropped.
+	TLSHandshakeTimeout time.Duration
 	// JobRetries is the number of attempts after which a job whose worker keeps disconnecting is
 	// failed (WORK_FAIL to its clients); 0 retries forever, as gearmand 1.1.
 	JobRetries int
@@ -137,6 +149,16 @@ func (o *Options) validate() error {
 	}
 	if o.IOLoops < 0 {
 		return fmt.Errorf("event loops must be 0 (a goroutine per connection) or more, got %d", o.IOLoops)
+	}
+	if len(o.TLSListen) > 0 && o.TLS == nil {
+		return errors.New("TLS listeners without a TLS configuration")
+	}
+	if o.TLS != nil && o.TLS.MinVersion < tlsfiles.MinVersion {
+		o.TLS = o.TLS.Clone() // the caller's is not ours to change
+		o.TLS.MinVersion = tlsfiles.MinVersion
+	}
+	if o.TLSHandshakeTimeout <= 0 {
+		o.TLSHandshakeTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -46,15 +46,24 @@ type Server struct {
 	conns      map[*conn]struct{}
 	admitted   admission
 	refused    refusals
-	listeners  []net.Listener
+	listeners  []listener
 	closed     bool
 	nextConnID atomic.Uint64 // also the count of connections accepted
 	bytesIn    atomic.Uint64 // read from peers
 	bytesOut   atomic.Uint64 // written to peers
 	loops      []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
+	handshakes handshakeLog  // failed TLS handshakes, counted and logged at a bounded rate
 
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	done    chan struct{}   // closed by Close
+	doneCtx context.Context // ends with done: bounds TLS handshakes in progress
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// listener is one listening socket; with tls, what it accepts must complete a TLS handshake first.
+type listener struct {
+	ln  net.Listener
+	tls bool
 }
 
 // New validates opts and returns a server that is not yet listening. With a store, it replays the
@@ -75,6 +84,7 @@ func New(opts Options) (*Server, error) {
 		admitted: admission{perIP: map[string]int{}},
 		done:     make(chan struct{}),
 	}
+	s.doneCtx, s.stop = context.WithCancel(context.Background())
 	for i := 0; i < opts.IOLoops && eventLoops; i++ {
 		l, err := newIOLoop(s)
 		if err != nil {
@@ -108,49 +118,74 @@ type eventLoop interface {
 // admin protocol renders.
 func (s *Server) Core() *core.Core { return s.core }
 
-// Start listens on every address in Options.Listen and serves each in the background.
+// Start listens on every address in Options.Listen (plain TCP) and Options.TLSListen (TLS) and
+// serves each in the background.
 func (s *Server) Start() error {
-	for _, addr := range s.opts.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			s.Close()
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s.log.Info("listening", "addr", ln.Addr().String())
-		if err := s.Serve(ln); err != nil {
-			ln.Close()
-			return err
+	for _, l := range []struct {
+		addrs []string
+		tls   bool
+	}{{s.opts.Listen, false}, {s.opts.TLSListen, true}} {
+		for _, addr := range l.addrs {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			s.log.Info("listening", "addr", ln.Addr().String(), "tls", l.tls)
+			if err := s.serve(listener{ln, l.tls}); err != nil {
+				ln.Close()
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// Serve accepts connections from ln in the background until the server closes.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve accepts plain TCP connections from ln in the background until the server closes.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(listener{ln: ln}) }
+
+// ServeTLS accepts connections from ln (a plain TCP listener) in the background until the server
+// closes, each of which must complete a TLS handshake with Options.TLS first.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.TLS == nil {
+		return errors.New("ServeTLS without Options.TLS")
+	}
+	return s.serve(listener{ln: ln, tls: true})
+}
+
+func (s *Server) serve(l listener) error {
 	s.mu.Lock()
 	if s.closed || s.core.Draining() {
 		s.mu.Unlock()
 		return errors.New("server is shutting down")
 	}
-	s.listeners = append(s.listeners, ln)
+	s.listeners = append(s.listeners, l)
 	s.wg.Add(1) // under the lock, so a concurrent Close waits for this loop too
 	s.mu.Unlock()
-	go s.acceptLoop(ln)
+	go s.acceptLoop(l)
 	return nil
 }
 
-// Addrs returns the addresses the server listens on.
-func (s *Server) Addrs() []net.Addr {
+// Addrs returns the addresses the server listens on, plain and TLS, in the order they were opened.
+func (s *Server) Addrs() []net.Addr { return s.addrs(func(listener) bool { return true }) }
+
+// TLSAddrs returns the addresses the server listens on with TLS.
+func (s *Server) TLSAddrs() []net.Addr { return s.addrs(func(l listener) bool { return l.tls }) }
+
+func (s *Server) addrs(keep func(listener) bool) []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	addrs := make([]net.Addr, len(s.listeners))
-	for i, ln := range s.listeners {
-		addrs[i] = ln.Addr()
+	var addrs []net.Addr
+	for _, l := range s.listeners {
+		if keep(l) {
+			addrs = append(addrs, l.ln.Addr())
+		}
 	}
 	return addrs
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+func (s *Server) acceptLoop(l listener) {
+	ln := l.ln
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
@@ -170,19 +205,28 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			}
 		}
 		backoff = 0
-		s.startConn(nc)
+		// A TLS connection is admitted before its handshake: one in progress holds its place, so
+		// the limits bound handshakes too.
+		host := remoteHost(nc)
+		s.mu.Lock()
+		reason := s.admit(host)
+		s.mu.Unlock()
+		if reason != "" {
+			s.refuse(nc, host, reason, !l.tls)
+			continue
+		}
+		s.tuneTCP(nc)
+		if l.tls {
+			s.wg.Add(1) // this loop's own count is held: Close cannot be waiting on zero
+			go s.handshake(nc, host)
+			continue
+		}
+		s.startConn(nc, host, false)
 	}
 }
 
-func (s *Server) startConn(nc net.Conn) {
-	host := remoteHost(nc)
-	s.mu.Lock()
-	reason := s.admit(host)
-	s.mu.Unlock()
-	if reason != "" {
-		s.refuse(nc, host, reason)
-		return
-	}
+// tuneTCP sets the socket options of an accepted connection.
+func (s *Server) tuneTCP(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		if s.opts.Keepalive {
@@ -192,17 +236,27 @@ func (s *Server) startConn(nc net.Conn) {
 			tc.SetKeepAlive(false)
 		}
 	}
+}
+
+// startConn serves an accepted connection, admitted for host: nc is a plain TCP connection, or
+// with isTLS a *tls.Conn whose handshake is complete.
+func (s *Server) startConn(nc net.Conn, host string, isTLS bool) {
 	c := newConn(s, nc, s.nextConnID.Add(1))
 	c.host = host
 	var l eventLoop
-	if len(s.loops) > 0 {
+	// An event loop reads and writes the socket's descriptor itself, which TLS records would
+	// bypass: a TLS connection is served by goroutines (tlsDriver) through its tls.Conn.
+	if len(s.loops) > 0 && !isTLS {
 		l = s.loops[c.id%uint64(len(s.loops))]
 		if err := l.adopt(c); err != nil {
 			c.log.Warn("cannot hand the connection to an event loop; serving it with goroutines", "err", err)
 			l = nil
 		}
 	}
-	if l == nil {
+	switch {
+	case isTLS:
+		c.drv = tlsDriver{}
+	case l == nil:
 		c.raw = rawio.New(nc)
 	}
 	s.mu.Lock()
@@ -296,8 +350,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // closeListeners stops accepting connections. Server.mu is held.
 func (s *Server) closeListeners() {
-	for _, ln := range s.listeners {
-		ln.Close()
+	for _, l := range s.listeners {
+		l.ln.Close()
 	}
 }
 
@@ -332,6 +386,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.stop() // handshakes in progress end
 	s.closeListeners()
 	for c := range s.conns {
 		c.closeSocket()
@@ -354,17 +409,19 @@ func (s *Server) CancelQueued(function, priority, by string) (int, error) {
 
 // Stats are the transport's counters.
 type Stats struct {
-	ConnectionsAccepted uint64
+	ConnectionsAccepted uint64 // TLS ones once their handshake completed
 	// ConnectionsRefused counts connections closed at once for a limit: the server's
 	// (MaxConnections) and the per-address one (MaxConnectionsPerIP).
 	ConnectionsRefused, ConnectionsRefusedPerIP uint64
 	BytesIn, BytesOut                           uint64
+	TLSHandshakeErrors                          uint64 // TLS connections closed because their handshake failed or timed out
 }
 
 // Stats reports the transport's counters.
 func (s *Server) Stats() Stats {
 	return Stats{ConnectionsAccepted: s.nextConnID.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
-		ConnectionsRefused: s.refused.total.Load(), ConnectionsRefusedPerIP: s.refused.perIP.Load()}
+		ConnectionsRefused: s.refused.total.Load(), ConnectionsRefusedPerIP: s.refused.perIP.Load(),
+		TLSHandshakeErrors: s.handshakes.failed.Load()}
 }
 
 // Done is closed when the server has been closed (by Close, Shutdown or the admin `shutdown`).
