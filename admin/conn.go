@@ -3,6 +3,7 @@ package admin
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gearhq/gear/internal/serveraddr"
 )
 
 // DialTimeout bounds connecting to a server when the context has no earlier deadline.
@@ -27,10 +30,15 @@ type Conn struct {
 	broken error
 }
 
-// Dial connects to addr ("host:port"), giving up after DialTimeout or when ctx ends.
-func Dial(ctx context.Context, addr string) (*Conn, error) {
+// Dial connects to addr ("host:port", or "tls://host:port" over TLS verified against the system's
+// CAs), giving up after DialTimeout or when ctx ends.
+func Dial(ctx context.Context, addr string) (*Conn, error) { return DialTLS(ctx, addr, nil) }
+
+// DialTLS is Dial over TLS with cfg (its ServerName, when empty, is the host dialled); a nil cfg
+// is Dial.
+func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Conn, error) {
 	d := net.Dialer{Timeout: DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := serveraddr.DialContext(ctx, &d, addr, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,8 +62,12 @@ const MinPayloadSize = headerSize
 
 // Config describes one run. Zero fields take the defaults of DefaultConfig.
 type Config struct {
-	// Server is the job server, host:port.
+	// Server is the job server, host:port (tls://host:port over TLS).
 	Server string
+	// TLS, when set, connects over TLS with this configuration. TLS connections are read and
+	// written through crypto/tls rather than with raw system calls, so they cost the generator
+	// more CPU per job.
+	TLS *tls.Config
 	// Scenario is one of the Scenario… names.
 	Scenario string
 	// Clients is the number of submitting connections (for idle: the number of idle connections).

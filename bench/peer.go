@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/internal/rawio"
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -24,9 +26,9 @@ type peer struct {
 	out []byte
 }
 
-func dialPeer(ctx context.Context, addr string, timeout time.Duration, maxPacket int) (*peer, error) {
+func dialPeer(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration, maxPacket int) (*peer, error) {
 	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := serveraddr.DialContext(ctx, &d, addr, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -147,7 +147,7 @@ func (r *run) closeAll() {
 }
 
 func (r *run) dial(ctx context.Context) (*peer, error) {
-	p, err := dialPeer(ctx, r.cfg.Server, r.cfg.Timeout, r.maxPacket)
+	p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (r *run) dialWorkers(ctx context.Context, n int, echo bool) ([]*worker, err
 		grab = protocol.GrabJob
 	}
 	for i := range ws {
-		p, err := dialPeer(ctx, r.cfg.Server, r.cfg.Timeout, r.maxPacket)
+		p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -35,9 +36,13 @@ const DefaultServer = serveraddr.Default
 type Options struct {
 	// Servers lists job servers, each an address or a comma-separated list of them, in any form
 	// ParseServers reads ("host", "host:port", "[v6]:port"...; port 4730 if omitted; duplicates
-	// dropped). Empty: GEARMAN_SERVERS (comma-separated, as libgearman reads it), else
-	// DefaultServer.
+	// dropped; "tls://host:port" for a server reached over TLS). Empty: GEARMAN_SERVERS
+	// (comma-separated, as libgearman reads it), else DefaultServer.
 	Servers []string
+	// TLS, when set, connects to every server over TLS with this configuration (its ServerName,
+	// when empty, is the host dialled). Nil: plain TCP, but for "tls://" servers, which are
+	// verified against the system's CAs.
+	TLS *tls.Config
 	// DialTimeout bounds each connection attempt (default 5 s).
 	DialTimeout time.Duration
 	// MaxBackoff caps the wait before a failed server is tried again (default 30 s; it starts at
@@ -174,7 +179,7 @@ func (s *server) get(ctx context.Context) (*conn, error) {
 	if now := time.Now(); now.Before(s.retryAt) {
 		return nil, &ConnError{Addr: s.addr, Err: errors.New("server down; next attempt in " + s.retryAt.Sub(now).Round(time.Millisecond).String())}
 	}
-	cn, err := dial(ctx, s.addr, s.c.opts.DialTimeout, s.c.opts.Logger)
+	cn, err := dial(ctx, s.addr, s.c.opts.TLS, s.c.opts.DialTimeout, s.c.opts.Logger)
 	if err != nil {
 		s.failures++
 		backoff := min(100*time.Millisecond<<min(s.failures-1, 20), s.c.opts.MaxBackoff)

@@ -3,11 +3,13 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -41,9 +43,11 @@ type reply struct {
 	err error
 }
 
-func dial(ctx context.Context, addr string, timeout time.Duration, log *slog.Logger) (*conn, error) {
+// dial connects to addr (over TLS when cfg is set or addr is "tls://host:port"), its handshake
+// bounded by timeout too.
+func dial(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration, log *slog.Logger) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := serveraddr.DialContext(ctx, &d, addr, cfg)
 	if err != nil {
 		return nil, err
 	}

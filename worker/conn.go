@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/protocol"
 )
 
@@ -63,7 +64,7 @@ func (sc *serverConn) run() {
 	backoff := 100 * time.Millisecond
 	for !w.stopping() {
 		d := net.Dialer{Timeout: w.opts.DialTimeout}
-		nc, err := d.Dial("tcp", sc.addr)
+		nc, err := serveraddr.DialContext(context.Background(), &d, sc.addr, w.opts.TLS)
 		if err != nil {
 			w.log.Warn("cannot connect to job server", "addr", sc.addr, "err", err, "retry_in", backoff)
 			select {

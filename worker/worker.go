@@ -16,6 +16,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +48,13 @@ var (
 type Options struct {
 	// Servers lists job servers, each an address or a comma-separated list of them, read as
 	// client.ParseServers reads them ("host", "host:port", "[v6]:port"...; port 4730 if omitted);
-	// empty: GEARMAN_SERVERS, else 127.0.0.1:4730. A malformed address makes New fail.
+	// empty: GEARMAN_SERVERS, else 127.0.0.1:4730; "tls://host:port" for a server reached over TLS.
+	// A malformed address makes New fail.
 	Servers []string
+	// TLS, when set, connects to every server over TLS with this configuration (its ServerName,
+	// when empty, is the host dialled). Nil: plain TCP, but for "tls://" servers, which are
+	// verified against the system's CAs.
+	TLS *tls.Config
 	// ID is sent with SET_CLIENT_ID, shown by the admin `workers` command.
 	ID string
 	// Concurrency is how many jobs run at once, across all servers (default 1).

@@ -1,10 +1,13 @@
 // Package serveraddr reads job server addresses the one way every part of Gear accepts them: the
 // client and worker libraries (Options.Servers, GEARMAN_SERVERS) and every gear subcommand
 // (--server, --listen). An address is "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6
-// address; a list is comma-separated, with spaces around entries ignored.
+// address, each optionally preceded by "tls://" (a server to reach over TLS); a list is
+// comma-separated, with spaces around entries ignored.
 package serveraddr
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,15 +27,24 @@ const Default = "127.0.0.1:" + DefaultPort
 // EnvVar names the environment variable libgearman reads its server list from.
 const EnvVar = "GEARMAN_SERVERS"
 
-// Addr is one address as given: Port is "" when it was left out ("host" or "host:").
+// TLSScheme starts an address of a server reached over TLS: "tls://host:port".
+const TLSScheme = "tls://"
+
+// Addr is one address as given: Port is "" when it was left out ("host" or "host:"); TLS when it
+// was given as "tls://...".
 type Addr struct {
 	Host, Port string
+	TLS        bool
 }
 
-// WithPort returns "host:port", with port where a.Port is empty (brackets around IPv6 hosts).
+// WithPort returns "host:port", with port where a.Port is empty (brackets around IPv6 hosts), and
+// "tls://" before it for a TLS address.
 func (a Addr) WithPort(port string) string {
 	if a.Port != "" {
 		port = a.Port
+	}
+	if a.TLS {
+		return TLSScheme + net.JoinHostPort(a.Host, port)
 	}
 	return net.JoinHostPort(a.Host, port)
 }
@@ -48,14 +60,19 @@ func Split(s string) (Addr, error) {
 		return bad("empty")
 	}
 	var a Addr
-	host, port, err := net.SplitHostPort(s)
+	rest, isTLS := strings.CutPrefix(s, TLSScheme)
+	if strings.Contains(rest, "://") {
+		return bad("unknown scheme (%s is the only one)", TLSScheme)
+	}
+	a.TLS = isTLS
+	host, port, err := net.SplitHostPort(rest)
 	switch {
 	case err == nil:
-		a = Addr{host, port}
-	case strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"): // "[v6]"
-		a.Host = s[1 : len(s)-1]
-	case !strings.ContainsAny(s, "[]"): // "host", or a bare IPv6 address (checked below)
-		a.Host = s
+		a.Host, a.Port = host, port
+	case strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]"): // "[v6]"
+		a.Host = rest[1 : len(rest)-1]
+	case !strings.ContainsAny(rest, "[]"): // "host", or a bare IPv6 address (checked below)
+		a.Host = rest
 	default:
 		return bad("unbalanced brackets")
 	}
@@ -66,14 +83,14 @@ func Split(s string) (Addr, error) {
 		strings.ContainsAny(a.Host, "[]/,") {
 		return bad("invalid host %q", a.Host)
 	}
-	bracketed := strings.HasPrefix(s, "[")
+	bracketed := strings.HasPrefix(rest, "[")
 	if strings.Contains(a.Host, ":") || bracketed {
 		ip, err := netip.ParseAddr(a.Host)
 		if err != nil || !ip.Is6() {
 			if bracketed {
 				return bad("%q in brackets is not an IPv6 address", a.Host)
 			}
-			return bad("%q is neither host:port nor an IPv6 address", s)
+			return bad("%q is neither host:port nor an IPv6 address", rest)
 		}
 	}
 	if a.Port != "" {
@@ -103,8 +120,8 @@ func SplitList(list string) ([]Addr, error) {
 	return out, nil
 }
 
-// Dial returns a as "host:port" to connect to: DefaultPort where no port was given, and port 0
-// refused (it only makes sense to listen on).
+// Dial returns a as "host:port" ("tls://host:port") to connect to: DefaultPort where no port was
+// given, and port 0 refused (it only makes sense to listen on).
 func (a Addr) Dial() (string, error) {
 	if a.Port == "0" {
 		return "", fmt.Errorf("server address %q: invalid port \"0\" (want a number from 1 to 65535)", a.WithPort(""))
@@ -122,7 +139,8 @@ func Parse(s string) (string, error) {
 }
 
 // ParseList reads a comma-separated list of servers to connect to and returns each as
-// "host:port", in order, without duplicates ("h" and "h:4730" are one server).
+// "host:port" (or "tls://host:port"), in order, without duplicates ("h" and "h:4730" are one
+// server).
 func ParseList(list string) ([]string, error) {
 	addrs, err := SplitList(list)
 	if err != nil {
@@ -178,3 +196,22 @@ func Servers(addrs []string, env string) ([]string, error) {
 
 // ErrNoServer is returned for a list of addresses that names no server at all ("", ",").
 var ErrNoServer = errors.New("no server given")
+
+// CutTLS splits an address to connect to, as Dial and Servers return it, into "host:port" and
+// whether it was given as a TLS address.
+func CutTLS(addr string) (hostPort string, isTLS bool) {
+	hostPort, isTLS = strings.CutPrefix(addr, TLSScheme)
+	return hostPort, isTLS
+}
+
+// DialContext connects to addr, as Dial and Servers return it: over TLS when cfg is not nil or
+// addr is "tls://host:port" (with cfg nil: the system's CAs, the host as the server name), else
+// over plain TCP. A TLS connection is returned with its handshake done, within d's timeout.
+func DialContext(ctx context.Context, d *net.Dialer, addr string, cfg *tls.Config) (net.Conn, error) {
+	hostPort, isTLS := CutTLS(addr)
+	if cfg == nil && !isTLS {
+		return d.DialContext(ctx, "tcp", hostPort)
+	}
+	td := tls.Dialer{NetDialer: d, Config: cfg}
+	return td.DialContext(ctx, "tcp", hostPort)
+}

@@ -25,6 +25,10 @@ func TestParse(t *testing.T) {
 		"2001:db8::1:80":    "[2001:db8::1:80]:4730", // bare: all of it is the address
 		"gear-1.example_x":  "gear-1.example_x:4730",
 		"h:65535":           "h:65535",
+		"tls://h":           "tls://h:4730",
+		" tls://h:4731 ":    "tls://h:4731",
+		"tls://[::1]:7":     "tls://[::1]:7",
+		"tls://::1":         "tls://[::1]:4730",
 	} {
 		if got, err := Parse(in); err != nil || got != want {
 			t.Errorf("Parse(%q) = %q, %v; want %q", in, got, err, want)
@@ -52,6 +56,12 @@ func TestParse(t *testing.T) {
 		"[::1]x":        "unbalanced brackets",
 		"a,b":           "invalid host",
 		"h:4730:extra:": "neither host:port nor an IPv6 address",
+		"tls://":        "no host",
+		"tls://:1":      "no host",
+		"tls://tls://h": "unknown scheme",
+		"http://h":      "unknown scheme",
+		"TLS://h":       "unknown scheme",
+		"tls://h:0":     "invalid port",
 	} {
 		got, err := Parse(in)
 		if err == nil || !strings.Contains(err.Error(), why) || !strings.Contains(err.Error(), "server address") {
@@ -63,7 +73,7 @@ func TestParse(t *testing.T) {
 // Port 0 is for listening: Split takes it, only the dialling forms refuse it.
 func TestSplit_PortZero(t *testing.T) {
 	a, err := Split("0.0.0.0:0")
-	if err != nil || a != (Addr{"0.0.0.0", "0"}) {
+	if err != nil || a != (Addr{Host: "0.0.0.0", Port: "0"}) {
 		t.Errorf("Split(0.0.0.0:0) = %+v, %v", a, err)
 	}
 	if got := (Addr{Host: "::"}).WithPort("4731"); got != "[::]:4731" {
@@ -84,6 +94,7 @@ func TestParseList(t *testing.T) {
 		{"host", []string{"host:4730"}},
 		{" a:1 , b ,, [::1]:9,[::1], ::1 ", []string{"a:1", "b:4730", "[::1]:9", "[::1]:4730"}},
 		{"h,h:4730,h:1", []string{"h:4730", "h:1"}},
+		{"h, tls://h:4731, tls://h:4731", []string{"h:4730", "tls://h:4731"}},
 	} {
 		if got, err := ParseList(tc.in); err != nil || !slices.Equal(got, tc.want) {
 			t.Errorf("ParseList(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
@@ -132,7 +143,8 @@ func TestServers(t *testing.T) {
 // FuzzParse: any input is read or refused, never a panic, and what Parse returns reads back as
 // itself.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"host", "h:1", "[::1]:7", "::1", "fe80::1%eth0", "[", "]:", "h:99999", "a,b"} {
+	for _, s := range []string{"host", "h:1", "[::1]:7", "::1", "fe80::1%eth0", "[", "]:", "h:99999", "a,b",
+		"tls://h:1", "tls://", "tls://tls://h", "tls://[::1]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -143,6 +155,10 @@ func FuzzParse(f *testing.F) {
 		again, err := Parse(got)
 		if err != nil || again != got {
 			t.Errorf("Parse(%q) = %q, which parses as %q, %v", s, got, again, err)
+		}
+		hostPort, isTLS := CutTLS(got)
+		if isTLS != strings.HasPrefix(strings.TrimSpace(s), TLSScheme) || strings.Contains(hostPort, "/") {
+			t.Errorf("Parse(%q) = %q: CutTLS gives %q, %v", s, got, hostPort, isTLS)
 		}
 	})
 }

@@ -67,6 +67,22 @@ func StartGearWith(t testing.TB, addr string, configure func(*server.Options)) (
 	return ln.Addr().String(), srv
 }
 
+// StartGearTLS starts an in-process Gear server with a plain and a TLS listener on free loopback
+// ports, its TLS configuration from files, and returns both addresses.
+func StartGearTLS(t testing.TB, files *server.TLSFiles) (plain, tlsAddr string, srv *server.Server) {
+	t.Helper()
+	plain, srv = StartGearWith(t, "127.0.0.1:0", func(o *server.Options) { o.TLS = files.Config() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ServeTLS(ln); err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	return plain, ln.Addr().String(), srv
+}
+
 // FreeAddr returns a loopback address nothing listens on (it was free a moment ago).
 func FreeAddr(t testing.TB) string {
 	t.Helper()

@@ -5,6 +5,7 @@ package builtin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -39,8 +40,10 @@ var AdminViews = []string{"status", "workers", "version"}
 // Invoker runs one of an allow-list of commands named by the job's data. There is never a shell,
 // and nothing outside the list runs.
 type Invoker struct {
-	// Server is the job server whose admin views are shown ("host:port").
+	// Server is the job server whose admin views are shown ("host:port", "tls://host:port").
 	Server string
+	// TLS, when set, is the TLS configuration to reach Server with (see admin.DialTLS).
+	TLS *tls.Config
 	// Commands maps extra allowed names to the argv they run (no shell; the job data is the name
 	// only, so no argument reaches the command from the client).
 	Commands map[string][]string
@@ -64,8 +67,13 @@ func (inv *Invoker) Func(ctx context.Context, j *worker.Job) ([]byte, error) {
 		return out, nil
 	}
 	if slices.Contains(AdminViews, name) {
+		c, err := admin.DialTLS(ctx, inv.Server, inv.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("invoke %s: %w", name, err)
+		}
+		defer c.Close()
 		var buf bytes.Buffer
-		if err := admin.Show(ctx, &buf, inv.Server, name, false); err != nil {
+		if err := admin.ShowFrom(ctx, &buf, c, name, false); err != nil {
 			return nil, fmt.Errorf("invoke %s: %w", name, err)
 		}
 		return buf.Bytes(), nil
