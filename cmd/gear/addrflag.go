@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gearhq/gear/internal/serveraddr"
@@ -38,6 +40,9 @@ func (f *addrFlag) Set(v string) error {
 	}
 	if len(addrs) == 0 {
 		return serveraddr.ErrNoServer
+	}
+	if f.listen && slices.ContainsFunc(addrs, func(a serveraddr.Addr) bool { return a.TLS }) {
+		return fmt.Errorf("%q: a listening address takes no tls:// (TLS listeners: --tls-cert, --tls-listen)", v)
 	}
 	if !f.listen {
 		if _, err := serveraddr.AppendDial(nil, addrs...); err != nil { // port 0

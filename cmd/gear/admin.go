@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -52,6 +53,11 @@ Options:
   --json                    print JSON; with several servers, an object keyed by server
   --timeout DURATION        give up on a server after this long (default 10s)
   --graceful                with shutdown: let running jobs finish
+  --tls                     connect over TLS (implied by the options below and by tls://HOST:PORT)
+  --tls-ca FILE             verify servers against these CA certificates (PEM; default: the system's)
+  --tls-cert FILE, --tls-key FILE
+                            client certificate and key, for servers that require one
+  --tls-server-name NAME    name the server's certificate must carry (default: the host)
   --http URL                read the views and take the actions through a Gear server's HTTP API
                             (gear server --http) instead of the Gearman port; bearer token from
                             $GEAR_HTTP_SECRET, basic auth as http://USER:PASSWORD@HOST:PORT
@@ -71,7 +77,8 @@ type adminRequest struct {
 	limits   []int // maxqueue
 	graceful bool  // shutdown
 	httpURL  string
-	token    string // for httpURL
+	token    string      // for httpURL
+	tls      *tls.Config // for the Gearman port; nil: plain TCP (but for tls:// servers)
 }
 
 func runAdmin(args []string) int {
@@ -95,6 +102,7 @@ func adminMain(args []string, stdout, stderr io.Writer, getenv func(string) stri
 // `gear admin --json status` and `gear admin status --json` work; "--" ends the options.
 func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, error) {
 	var servers addrFlag
+	var tlsFlags tlsClientFlags
 	req := &adminRequest{}
 	fs := flag.NewFlagSet("gear admin", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -105,6 +113,7 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 	fs.BoolVar(&req.graceful, "graceful", false, "")
 	fs.DurationVar(&req.timeout, "timeout", 10*time.Second, "")
 	fs.StringVar(&req.httpURL, "http", "", "")
+	tlsFlags.register(fs)
 
 	var flags, words []string
 	for i := 0; i < len(args); i++ {
@@ -143,7 +152,14 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 	if err := req.checkCommand(); err != nil {
 		return nil, err
 	}
+	var err error
+	if req.tls, err = tlsFlags.config(); err != nil {
+		return nil, err
+	}
 	if req.httpURL != "" {
+		if req.tls != nil {
+			return nil, errors.New("the --tls options are for the Gearman port; --http takes an https:// URL")
+		}
 		if servers.given() {
 			return nil, errors.New("--http and --server name two ways to one server: give one")
 		}
@@ -153,7 +169,6 @@ func parseAdminArgs(args []string, getenv func(string) string) (*adminRequest, e
 		req.servers, req.token = []string{req.httpURL}, getenv("GEAR_HTTP_SECRET")
 		return req, nil
 	}
-	var err error
 	if req.servers, err = servers.servers(getenv("GEARMAN_SERVERS")); err != nil {
 		return nil, err
 	}
@@ -320,28 +335,23 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 			res.err = adminActOn(ctx, &out, req, c)
 		}
 	default:
+		c, err := admin.DialTLS(ctx, addr, req.tls)
+		if err != nil {
+			res.err = err
+			break
+		}
+		defer c.Close()
 		switch req.command {
 		case "status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid":
-			res.err = admin.Show(ctx, &out, addr, req.command, req.json)
+			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:
-			res.err = adminAct(ctx, &out, req, addr)
+			res.err = adminActOn(ctx, &out, req, c)
 		}
 	}
 	if res.err == nil {
 		res.out = out.Bytes()
 	}
 	return res
-}
-
-// adminAct runs a command that changes the server (or reads its log level) and prints a
-// confirmation, or {"ok": true}.
-func adminAct(ctx context.Context, w io.Writer, req *adminRequest, addr string) error {
-	c, err := admin.Dial(ctx, addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return adminActOn(ctx, w, req, c)
 }
 
 // adminActor takes the admin actions: a Conn on the Gearman port or an HTTPConn.

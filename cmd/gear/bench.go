@@ -48,6 +48,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		server    addrFlag
 		scenarios string
 		jsonOut   bool
+		tlsFlags  tlsClientFlags
 	)
 	fs.Var(&server, "server", "job server `host:port` (port 4730 when omitted; default "+cfg.Server+")")
 	fs.StringVar(&scenarios, "scenario", cfg.Scenario, "scenarios to run, comma-separated, or all: "+strings.Join(bench.Scenarios, ", "))
@@ -61,6 +62,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "declare the outstanding jobs lost after this long without progress")
 	fs.BoolVar(&cfg.PlainGrab, "plain-grab", false, "workers send GRAB_JOB instead of GRAB_JOB_UNIQ")
 	fs.BoolVar(&jsonOut, "json", false, "print each result as a JSON object instead of a RESULT line")
+	tlsFlags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -84,6 +86,10 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			return fail(2, "one --server at a time, got %s", strings.Join(servers, ", "))
 		}
 		cfg.Server = servers[0]
+	}
+	var err error
+	if cfg.TLS, err = tlsFlags.config(); err != nil {
+		return fail(2, "%v", err)
 	}
 	var list []string
 	for _, s := range strings.Split(scenarios, ",") {

@@ -36,6 +36,7 @@ func runClient(args []string) int {
 		at         string
 		timeout    time.Duration
 		status     string
+		tlsFlags   tlsClientFlags
 	)
 	fs.Var(&servers, "server", "job server host:port (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
 	fs.Var(&servers, "s", "short for --server")
@@ -47,6 +48,7 @@ func runClient(args []string) int {
 	fs.StringVar(&at, "at", "", "run the (background) job at this time: RFC 3339, Unix seconds, or +DURATION")
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait forever)")
 	fs.StringVar(&status, "status", "", "show the status of this job handle and exit")
+	tlsFlags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -80,7 +82,11 @@ func runClient(args []string) int {
 	if err != nil {
 		return fail(2, "%v", err)
 	}
-	c, err := client.New(client.Options{Servers: srv})
+	tlsConfig, err := tlsFlags.config()
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	c, err := client.New(client.Options{Servers: srv, TLS: tlsConfig})
 	if err != nil {
 		return fail(1, "%v", err)
 	}

@@ -79,10 +79,10 @@ func (g *gearmandFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.protocol, "r", "", "short for --protocol")
 	fs.IntVar(&g.httpPort, "http-port", 8080, "port of --protocol http")
 	boolean(&g.version, "version", "V", "print the version and exit")
-	boolean(&g.ssl, "ssl", "", "gearmand's TLS: not yet in Gear (refused)")
-	fs.StringVar(&g.sslCAFile, "ssl-ca-file", "", "gearmand's TLS CA file: not yet in Gear (refused)")
-	fs.StringVar(&g.sslCertificate, "ssl-certificate", "", "gearmand's TLS certificate: not yet in Gear (refused)")
-	fs.StringVar(&g.sslKey, "ssl-key", "", "gearmand's TLS key: not yet in Gear (refused)")
+	boolean(&g.ssl, "ssl", "", "gearmand's TLS: refused, see --tls-cert")
+	fs.StringVar(&g.sslCAFile, "ssl-ca-file", "", "gearmand's TLS CA file: refused, see --tls-ca")
+	fs.StringVar(&g.sslCertificate, "ssl-certificate", "", "gearmand's TLS certificate: refused, see --tls-cert")
+	fs.StringVar(&g.sslKey, "ssl-key", "", "gearmand's TLS key: refused, see --tls-key")
 	g.plugin = map[string]*string{}
 	for plugin, names := range pluginOptions {
 		for _, name := range names {
@@ -114,7 +114,7 @@ func (b boolString) IsBoolFlag() bool   { return true }
 func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []string, err error) {
 	for _, name := range []string{"ssl", "ssl-ca-file", "ssl-certificate", "ssl-key"} {
 		if set[name] {
-			return nil, fmt.Errorf("--%s: TLS is not in Gear yet (it comes with Gear's own --tls options); run without it, or keep gearmand for TLS listeners", name)
+			return nil, fmt.Errorf("--%s: gearmand's TLS options are not taken; use Gear's --tls-cert and --tls-key (the --listen ports then speak TLS), and --tls-ca to require client certificates", name)
 		}
 	}
 	if g.protocol != "" && g.protocol != "http" {

@@ -73,6 +73,7 @@ type serverFlags struct {
 	httpSecret    string
 	httpReadOnly  bool
 	httpOpenLivez bool
+	tls           tlsServerFlags
 	notes         []string        // how gearmand options were mapped, for the log at start
 	fromConfig    map[string]bool // options the config file gave
 }
@@ -138,6 +139,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.StringVar(&f.httpSecret, "http-auth-secret-file", "", "file holding the --http-auth token or password (else the environment's GEAR_HTTP_SECRET)")
 	fs.BoolVar(&f.httpReadOnly, "http-read-only", false, "--http serves views, metrics and health only: every action is refused (403)")
 	fs.BoolVar(&f.httpOpenLivez, "http-open-livez", false, "with --http-auth, let /livez answer without credentials (for probes)")
+	f.tls.register(fs)
 	f.gearmand.register(fs)
 	// Errors are reported in one line, never with the whole usage (Go's flag package would print
 	// it, in single-dash style, on every mistake); --help prints it in gearmand's style.
@@ -431,6 +433,11 @@ func (f *serverFlags) effective() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	tlsFiles, err := f.tls.files() // the certificate files are read and checked
+	if err != nil {
+		return "", err
+	}
+	f.tls.apply(&opts, tlsFiles)
 	if _, err := store.ParseSyncMode(f.syncMode); err != nil {
 		return "", err
 	}
@@ -447,7 +454,7 @@ func (f *serverFlags) effective() (string, error) {
 	// The server's own checks: New validates the options; with no Listen and no Store it opens
 	// nothing, and Close stops what it started.
 	check := opts
-	check.Listen, check.Store = nil, nil
+	check.Listen, check.TLSListen, check.Store = nil, nil, nil
 	srv, err := server.New(check)
 	if err != nil {
 		return "", err
@@ -462,6 +469,7 @@ func (f *serverFlags) effective() (string, error) {
 		values[fl.Name] = fl.Value.String()
 	})
 	values["listen"] = strings.Join(opts.Listen, ",")
+	values["tls-listen"] = strings.Join(opts.TLSListen, ",")
 	values["job-handle-prefix"] = opts.HandlePrefix
 	values["verbose"] = strings.ToUpper(lv.String())
 	values["data-dir"] = dataDir
@@ -534,6 +542,11 @@ func serve(f *serverFlags, notify *os.File) error {
 	if err != nil {
 		return err
 	}
+	tlsFiles, err := f.tls.files()
+	if err != nil {
+		return err
+	}
+	f.tls.apply(&opts, tlsFiles)
 	var svc *serviceUser
 	if f.gearmand.user != "" {
 		if svc, err = lookupServiceUser(f.gearmand.user); err != nil {
@@ -656,7 +669,10 @@ func serve(f *serverFlags, notify *os.File) error {
 		web.Attach(srv)
 	}
 	logger.Info("gear server started", "version", server.Version, "listen", strings.Join(opts.Listen, ","),
-		"pid", os.Getpid(), "user", currentUserName())
+		"tls_listen", strings.Join(opts.TLSListen, ","), "pid", os.Getpid(), "user", currentUserName())
+	if tlsFiles != nil {
+		logger.Info("TLS certificate loaded", "files", tlsFiles.String(), "not_after", tlsFiles.NotAfter())
+	}
 	notifyParent(notify, nil)
 
 	for {
@@ -679,6 +695,7 @@ func serve(f *serverFlags, notify *os.File) error {
 						logger.Info("SIGHUP: access rules reloaded", "file", f.accessRules)
 					}
 				}
+				reloadTLS(tlsFiles, logger)
 			case syscall.SIGUSR1:
 				logger.Info("SIGUSR1: graceful shutdown")
 				go srv.Shutdown(context.Background())
@@ -751,6 +768,19 @@ func loadAccessRules(path string) (*access.Rules, error) {
 		return nil, fmt.Errorf("--access-rules %s: %w", path, err)
 	}
 	return rules, nil
+}
+
+// reloadTLS reads the TLS certificate files again (SIGHUP): established connections keep going,
+// new handshakes see the new files; on an error the ones in use stay, and the log says why.
+func reloadTLS(files *server.TLSFiles, logger *slog.Logger) {
+	if files == nil {
+		return
+	}
+	if err := files.Reload(); err != nil {
+		logger.Error("TLS certificates not reloaded; serving the previous ones", "err", err)
+		return
+	}
+	logger.Info("TLS certificates reloaded", "files", files.String(), "not_after", files.NotAfter())
 }
 
 // openStore opens the durable store the flags ask for (nil for --store memory).

@@ -488,13 +488,16 @@ var httpListenRe = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
 // httpListenAddr waits for the server's "http listening" log line and returns the address.
 func httpListenAddr(t *testing.T, p *proc) string {
 	t.Helper()
-	var addr string
-	waitFor(t, "the http listening log line", 30*time.Second, func() bool {
-		if m := httpListenRe.FindStringSubmatch(p.output()); m != nil {
-			addr = m[1]
-			return true
-		}
-		return false
+	return logMatch(t, p, httpListenRe, "the http listening log line")
+}
+
+// logMatch waits for a line of p's log that re matches and returns re's first group.
+func logMatch(t *testing.T, p *proc, re *regexp.Regexp, what string) string {
+	t.Helper()
+	var m []string
+	waitFor(t, what, 30*time.Second, func() bool {
+		m = re.FindStringSubmatch(p.output())
+		return m != nil
 	})
-	return addr
+	return m[1]
 }

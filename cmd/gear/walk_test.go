@@ -40,8 +40,14 @@ func gearCmd(t *testing.T, addr string, stdin string, args ...string) (stdout, s
 // waitForWorker polls the admin status until function has a worker.
 func waitForWorker(t *testing.T, addr, function string) {
 	t.Helper()
+	waitForWorkerWith(t, addr, function)
+}
+
+// waitForWorkerWith is waitForWorker with extra `gear admin` options (--tls-ca...).
+func waitForWorkerWith(t *testing.T, addr, function string, adminArgs ...string) {
+	t.Helper()
 	waitFor(t, "a worker for "+function, 20*time.Second, func() bool {
-		out, _, _ := gearCmd(t, addr, "", "admin", "status")
+		out, _, _ := gearCmd(t, addr, "", append(append([]string{"admin"}, adminArgs...), "status")...)
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)
 			if len(f) == 4 && f[0] == function && f[3] != "0" {

@@ -85,6 +85,7 @@ func runWorker(args []string) int {
 		maxLifetime time.Duration
 		splay       float64
 		verbose     string
+		tlsFlags    tlsClientFlags
 	)
 	fs.Var(&servers, "server", "job server host:port (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
 	fs.Var(&servers, "s", "short for --server")
@@ -106,6 +107,7 @@ func runWorker(args []string) int {
 	fs.DurationVar(&maxLifetime, "max-lifetime", 0, "recycle the worker after this long (0: never)")
 	fs.Float64Var(&splay, "lifetime-splay", 0.1, "add up to this fraction of --max-lifetime at random")
 	fs.StringVar(&verbose, "verbose", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	tlsFlags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -141,14 +143,18 @@ func runWorker(args []string) int {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	w, err := worker.New(worker.Options{Servers: srv, ID: id, Concurrency: concurrency, Guard: guard, Logger: logger})
+	tlsConfig, err := tlsFlags.config()
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	w, err := worker.New(worker.Options{Servers: srv, TLS: tlsConfig, ID: id, Concurrency: concurrency, Guard: guard, Logger: logger})
 	if err != nil {
 		return usageErr("%v", err)
 	}
 	if fnName != "" {
 		err = w.Register(fnName, builtin.Command(command), timeout)
 	} else {
-		inv := &builtin.Invoker{Server: srv[0], Commands: map[string][]string{}}
+		inv := &builtin.Invoker{Server: srv[0], TLS: tlsConfig, Commands: map[string][]string{}}
 		for _, spec := range allow {
 			name, argv, err := builtin.ParseAllow(spec)
 			if err != nil {
