@@ -1,10 +1,11 @@
 // Package interop drives an in-process Gear server with real third-party Gearman programs: the
 // `gearman` and `gearadmin` tools (libgearman), PHP's GearmanClient/GearmanWorker (pecl gearman on
-// libgearman) and Perl's Gearman::Client/Gearman::Worker. The tests speak Gearman themselves only to
-// watch the server: text admin commands (status, workers, show jobs) and GET_STATUS_UNIQUE.
+// libgearman) and Perl's Gearman::Client/Gearman::Worker (over TLS too, with IO::Socket::SSL), and
+// openssl s_client on a TLS port. The tests speak Gearman themselves only to watch the server: text
+// admin commands (status, workers, show jobs) and GET_STATUS_UNIQUE.
 //
 // A missing tool is a test failure, not a skip: CI installs them (gearman-tools, php-cli with
-// php-gearman, libgearman-client-perl).
+// php-gearman, libgearman-client-perl, libio-socket-ssl-perl, openssl).
 //
 // Every test starts its own server on 127.0.0.1:0, so tests run in parallel and never see each
 // other's jobs. Every process a test starts runs in its own process group, lives at most

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — installs what the test suite drives: Debian's gearmand (the reference server)
 # and the third-party Gearman clients (libgearman's gearman/gearadmin, PHP's pecl gearman, Perl's
-# Gearman::Client), and Chromium for the dashboard's browser tests (httpapi/dashboard_test.go).
+# Gearman::Client, with IO::Socket::SSL for its TLS connections), openssl (s_client against the TLS
+# port), and Chromium for the dashboard's browser tests (httpapi/dashboard_test.go).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl bsdextrautils curl chromium"
+PKGS="gearman-tools gearman-job-server php-cli php-gearman libgearman-client-perl libio-socket-ssl-perl openssl bsdextrautils curl chromium"
 need=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 [ -z "$need" ] && exit 0
