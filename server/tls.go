@@ -25,10 +25,10 @@ func (s *Server) handshake(nc net.Conn, host string) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		nc.Close()
 		s.mu.Lock()
-		s.release(host)
+		s.release(host) // before the close: a peer that sees it may connect again at once
 		s.mu.Unlock()
+		nc.Close()
 		if s.doneCtx.Err() == nil {
 			s.handshakes.failure(s.log, s.opts.Now(), nc.RemoteAddr().String(), err)
 		}

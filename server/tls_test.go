@@ -326,3 +326,29 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The connection limits count TLS connections from before their handshake: over the limit one is
+// closed without a packet (its peer expects a handshake), and a failed handshake gives its place
+// back.
+func TestTLS_ConnectionLimit(t *testing.T) {
+	ts := mustStartTLSServer(t, false, func(o *Options) { o.MaxConnections = 1 })
+	cfg := testcerts.ClientConfig(ts.ca, nil)
+	plaintext := mustConnect(t, ts.addr)
+	plaintext.send(protocol.EchoReq, "x")
+	plaintext.expectClosed()
+	first := mustConnectTLS(t, ts.addr, cfg) // the failed handshake released its place
+	if _, err := dialTLS(ts.addr, cfg); err == nil {
+		t.Fatal("a second TLS connection was served over MaxConnections 1")
+	}
+	if got := ts.s.Stats().ConnectionsRefused; got != 1 {
+		t.Fatalf("ConnectionsRefused = %d, want 1", got)
+	}
+	first.close()
+	checkFor(t, readTimeout, func() error {
+		tc, err := dialTLS(ts.addr, cfg)
+		if err == nil {
+			tc.Close()
+		}
+		return err
+	})
+}
