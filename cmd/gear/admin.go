@@ -48,8 +48,8 @@ Commands:
   shutdown [--graceful]     stop the server; --graceful lets running jobs finish first
 
 Options:
-  -s, --server HOST[:PORT]  server to talk to, repeatable or comma-separated (port 4730 if left out);
-                            default $GEARMAN_SERVERS, else 127.0.0.1:4730
+  -s, --server HOST[:PORT]  server to talk to, repeatable or comma-separated (port 4730 if left out;
+                            tls://HOST:PORT over TLS); default $GEARMAN_SERVERS, else 127.0.0.1:4730
   --json                    print JSON; with several servers, an object keyed by server
   --timeout DURATION        give up on a server after this long (default 10s)
   --graceful                with shutdown: let running jobs finish

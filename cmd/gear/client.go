@@ -38,7 +38,7 @@ func runClient(args []string) int {
 		status     string
 		tlsFlags   tlsClientFlags
 	)
-	fs.Var(&servers, "server", "job server host:port (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
+	fs.Var(&servers, "server", "job server host:port, or tls://host:port over TLS (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
 	fs.Var(&servers, "s", "short for --server")
 	fs.BoolVar(&background, "background", false, "queue the job and print its handle without waiting")
 	fs.BoolVar(&background, "b", false, "short for --background")

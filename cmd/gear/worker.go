@@ -87,7 +87,7 @@ func runWorker(args []string) int {
 		verbose     string
 		tlsFlags    tlsClientFlags
 	)
-	fs.Var(&servers, "server", "job server host:port (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
+	fs.Var(&servers, "server", "job server host:port, or tls://host:port over TLS (repeatable; default $GEARMAN_SERVERS or 127.0.0.1:4730)")
 	fs.Var(&servers, "s", "short for --server")
 	fs.Func("allow", "let invoke run NAME=COMMAND (repeatable; the command is split on spaces, never a shell)", func(v string) error {
 		allow = append(allow, v)
