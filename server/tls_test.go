@@ -247,7 +247,7 @@ func TestTLSFiles_Reload(t *testing.T) {
 
 	// A broken key: the reload fails and says why, the old certificate stays.
 	next := ts.ca.Server(t, "next")
-	copyFile(t, next.CertFile, ts.serverCrt.CertFile)
+	next.CopyTo(t, ts.serverCrt.CertFile, ts.serverCrt.KeyFile)
 	if err := os.WriteFile(ts.serverCrt.KeyFile, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -259,14 +259,12 @@ func TestTLSFiles_Reload(t *testing.T) {
 	}
 	// An expired certificate is refused likewise.
 	expired := ts.ca.ExpiredServer(t, "expired")
-	copyFile(t, expired.CertFile, ts.serverCrt.CertFile)
-	copyFile(t, expired.KeyFile, ts.serverCrt.KeyFile)
+	expired.CopyTo(t, ts.serverCrt.CertFile, ts.serverCrt.KeyFile)
 	if err := ts.files.Reload(); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("Reload with an expired certificate: %v", err)
 	}
 
-	copyFile(t, next.CertFile, ts.serverCrt.CertFile)
-	copyFile(t, next.KeyFile, ts.serverCrt.KeyFile)
+	next.CopyTo(t, ts.serverCrt.CertFile, ts.serverCrt.KeyFile)
 	if err := ts.files.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -314,17 +312,6 @@ func serverSerial(t *testing.T, addr string, cfg *tls.Config) *big.Int {
 	}
 	defer tc.Close()
 	return tc.ConnectionState().PeerCertificates[0].SerialNumber
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err == nil {
-		err = os.WriteFile(to, data, 0o600)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // The connection limits count TLS connections from before their handshake: over the limit one is

@@ -72,7 +72,7 @@ func TestTLS_SIGHUPRotatesCertificate(t *testing.T) {
 	ca := testcerts.NewCA(t, dir, "ca")
 	first, second := ca.Server(t, "first"), ca.Server(t, "second")
 	certFile, keyFile := dir+"/live.crt", dir+"/live.key"
-	copyPair(t, first, certFile, keyFile)
+	first.CopyTo(t, certFile, keyFile)
 	srv := startGear(t, nil, gearBin, "server", "--port", "0", "--tls-listen", ":0",
 		"--tls-cert", certFile, "--tls-key", keyFile)
 	plain, addr := listenAddr(t, srv), tlsListenAddr(t, srv)
@@ -85,7 +85,7 @@ func TestTLS_SIGHUPRotatesCertificate(t *testing.T) {
 		t.Fatalf("the server presents %q, want first", got)
 	}
 
-	copyPair(t, second, certFile, keyFile)
+	second.CopyTo(t, certFile, keyFile)
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(srv.output(), "TLS certificates reloaded") })
 	if got := presented(t, addr, cfg); got != "second" {
@@ -120,19 +120,6 @@ func presented(t *testing.T, addr string, cfg *tls.Config) string {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
-}
-
-func copyPair(t *testing.T, p *testcerts.Pair, certFile, keyFile string) {
-	t.Helper()
-	for from, to := range map[string]string{p.CertFile: certFile, p.KeyFile: keyFile} {
-		data, err := os.ReadFile(from)
-		if err == nil {
-			err = os.WriteFile(to, data, 0o600)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // --check-config reads the certificate files and shows where TLS is served; what could not serve

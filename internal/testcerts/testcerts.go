@@ -131,6 +131,20 @@ func (ca *CA) issue(tb testing.TB, name string, usage x509.ExtKeyUsage, from, to
 	}
 }
 
+// CopyTo writes the pair's certificate and key to certFile and keyFile (a rotation, in a test).
+func (p *Pair) CopyTo(tb testing.TB, certFile, keyFile string) {
+	tb.Helper()
+	for from, to := range map[string]string{p.CertFile: certFile, p.KeyFile: keyFile} {
+		data, err := os.ReadFile(from)
+		if err == nil {
+			err = os.WriteFile(to, data, 0o600)
+		}
+		if err != nil {
+			tb.Fatalf("testcerts: %v", err)
+		}
+	}
+}
+
 // ClientConfig is a client's TLS configuration trusting ca, presenting pair when it is not nil.
 func ClientConfig(ca *CA, pair *Pair) *tls.Config {
 	cfg := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
