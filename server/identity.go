@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 
@@ -13,6 +14,19 @@ func identityOf(nc net.Conn) access.Identity {
 	var id access.Identity
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		id.Addr = ap.Addr().Unmap()
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		// Only a certificate the server verified (--tls-ca) names anyone: without a client CA a
+		// certificate, if sent at all, is not checked.
+		st := tc.ConnectionState()
+		if len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
+			leaf := st.PeerCertificates[0]
+			id.CommonName = leaf.Subject.CommonName
+			id.Names = append(append(id.Names, leaf.DNSNames...), leaf.EmailAddresses...)
+			for _, u := range leaf.URIs {
+				id.Names = append(id.Names, u.String())
+			}
+		}
 	}
 	return id
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/access"
 	"github.com/gearhq/gear/internal/syncbuf"
 	"github.com/gearhq/gear/internal/testcerts"
 	"github.com/gearhq/gear/protocol"
@@ -338,4 +339,25 @@ func TestTLS_ConnectionLimit(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// On mutual TLS the access rules see the verified client certificate's common name.
+func TestTLS_AccessByCertificate(t *testing.T) {
+	rules, err := access.Parse([]byte(`
+[[rule]]
+who = ["cn:billing-*"]
+submit = ["billing.*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := mustStartTLSServer(t, true, func(o *Options) { o.Access = rules })
+	billing := mustConnectTLS(t, ts.addr, testcerts.ClientConfig(ts.ca, ts.ca.Client(t, "billing-app")))
+	other := mustConnectTLS(t, ts.addr, testcerts.ClientConfig(ts.ca, ts.ca.Client(t, "reports")))
+	billing.submit(protocol.SubmitJobBg, "billing.invoice", "", "x")
+	other.send(protocol.SubmitJobBg, "billing.invoice", "", "x")
+	other.expectError(protocol.CodePermissionDenied)
+	plain := mustConnect(t, ts.plain) // no certificate: no name
+	plain.send(protocol.SubmitJobBg, "billing.invoice", "", "x")
+	plain.expectError(protocol.CodePermissionDenied)
 }
