@@ -76,5 +76,7 @@ func WriteLimits(w io.Writer, l LimitsInfo) error {
 	tw.row("packet size", "-", max(int64(l.MaxPacketSize)))
 	tw.row("jobs", strconv.Itoa(l.Jobs), max(int64(l.MaxJobs)))
 	tw.row("queued payload bytes", strconv.FormatInt(l.QueuedBytes, 10), max(l.MaxQueuedBytes))
+	tw.row("seconds for one packet", "-", max(l.PacketTimeout))
+	tw.row("seconds of silence", "-", max(l.SilentTimeout))
 	return tw.flush()
 }

@@ -40,7 +40,7 @@ func TestCore_ServerLimits(t *testing.T) {
 	client.send(protocol.SubmitJobBg, "capped", "", "b")
 	client.expect("JOB_CREATED "+handle(4), "ERROR QUEUE_ERROR Job queue is full")
 	reply, _ := c.Admin(recorder{}, client.p, []byte("limits"))
-	want := "max_connections\t7\nmax_connections_per_ip\t0\nconnections\t2\nmax_packet_size\t99\nmax_jobs\t3\njobs\t3\nmax_queued_bytes\t10\nqueued_bytes\t6\n.\n"
+	want := "max_connections\t7\nmax_connections_per_ip\t0\nconnections\t2\nmax_packet_size\t99\nmax_jobs\t3\njobs\t3\nmax_queued_bytes\t10\nqueued_bytes\t6\npacket_timeout_seconds\t0\nsilent_timeout_seconds\t0\n.\n"
 	if string(reply) != want {
 		t.Fatalf("limits reply %q, want %q", reply, want)
 	}

@@ -186,6 +186,8 @@ var (
 	descOldest        = prometheus.NewDesc("gear_oldest_queued_job_age_seconds", "How long the oldest queued job of a function has waited.", []string{"function"}, nil)
 	descConns         = prometheus.NewDesc("gear_connections", "Open connections, by kind: worker (registered a function or asked for a job) or client.", []string{"kind"}, nil)
 	descAccepted      = prometheus.NewDesc("gear_connections_accepted_total", "Connections accepted.", nil, nil)
+	descTimedOut      = prometheus.NewDesc("gear_connections_timed_out_total", "Connections closed for a packet slower than --packet-timeout (reason packet) or for silence past --silent-timeout (reason silent).", []string{"reason"}, nil)
+	descTLSFailed     = prometheus.NewDesc("gear_tls_handshake_failures_total", "TLS handshakes that failed or timed out (plaintext clients on a TLS port included).", nil, nil)
 	descRefused       = prometheus.NewDesc("gear_connections_refused_total", "Connections refused for a limit: the server's total (--max-connections) or per remote address (--max-connections-per-ip).", []string{"limit"}, nil)
 	descUp            = prometheus.NewDesc("gear_ready", "1 once the server listens with its stored jobs replayed.", nil, nil)
 	descBytes         = prometheus.NewDesc("gear_network_bytes_total", "Bytes read from (in) and written to (out) Gearman peers.", []string{"direction"}, nil)
@@ -199,7 +201,7 @@ var (
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descConns,
-		descAccepted, descRefused, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize} {
+		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize} {
 		ch <- d
 	}
 }
@@ -255,6 +257,9 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(stats.ConnectionsAccepted))
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(stats.ConnectionsRefused), "total")
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(stats.ConnectionsRefusedPerIP), "per_address")
+	ch <- prometheus.MustNewConstMetric(descTimedOut, prometheus.CounterValue, float64(stats.ConnectionsTimedOut), "packet")
+	ch <- prometheus.MustNewConstMetric(descTimedOut, prometheus.CounterValue, float64(stats.ConnectionsSilent), "silent")
+	ch <- prometheus.MustNewConstMetric(descTLSFailed, prometheus.CounterValue, float64(stats.TLSHandshakeErrors))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesIn), "in")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(stats.BytesOut), "out")
 	if st, ok := srv.Core().StoreStats(); ok {

@@ -393,6 +393,8 @@ type LimitsInfo struct {
 	Jobs                int   `json:"jobs"`
 	MaxQueuedBytes      int64 `json:"max_queued_bytes"`
 	QueuedBytes         int64 `json:"queued_bytes"`
+	PacketTimeout       int64 `json:"packet_timeout_seconds"`
+	SilentTimeout       int64 `json:"silent_timeout_seconds"`
 }
 
 // AppendLimits renders `limits`: one "name\tvalue" line per field, then ".".
@@ -405,6 +407,7 @@ func AppendLimits(b []byte, l LimitsInfo) []byte {
 		{"connections", int64(l.Connections)}, {"max_packet_size", int64(l.MaxPacketSize)},
 		{"max_jobs", int64(l.MaxJobs)}, {"jobs", int64(l.Jobs)},
 		{"max_queued_bytes", l.MaxQueuedBytes}, {"queued_bytes", l.QueuedBytes},
+		{"packet_timeout_seconds", l.PacketTimeout}, {"silent_timeout_seconds", l.SilentTimeout},
 	} {
 		b = append(b, f.name...)
 		b = append(b, '\t')
@@ -441,6 +444,10 @@ func ParseLimits(lines []string) (LimitsInfo, error) {
 			l.MaxQueuedBytes = n
 		case "queued_bytes":
 			l.QueuedBytes = n
+		case "packet_timeout_seconds":
+			l.PacketTimeout = n
+		case "silent_timeout_seconds":
+			l.SilentTimeout = n
 		}
 	}
 	return l, nil

@@ -27,6 +27,8 @@ type conn struct {
 	log  *slog.Logger
 	peer *core.Peer
 	host string // remote address without the port: what MaxConnectionsPerIP counts
+	in   inputWatch
+	rdec *protocol.Decoder // the reader goroutine's decoder (nil under an event loop: loopConn.dec)
 
 	// batch lists the connections this connection's reader sent to while answering what it has read
 	// so far; it writes them out before it next waits for input. Owned by the reader goroutine
@@ -72,6 +74,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	}
 	c.peer = core.NewPeer(id, remote, c.log, c)
 	c.peer.Identity = identityOf(nc)
+	c.in.connected = s.opts.Now().UnixNano()
 	c.batch = &c.ownBatch
 	c.drv = goroutines{}
 	return c
@@ -415,6 +418,7 @@ type socketReader struct {
 
 func (r socketReader) Read(p []byte) (int, error) {
 	r.c.ownBatch.flush(r.c)
+	r.c.in.waiting(r.c.rdec.Buffered(), r.c.s.opts.Now)
 	if r.c.raw != nil {
 		n, err := r.c.raw.Read(p)
 		r.c.s.bytesIn.Add(uint64(max(n, 0)))
@@ -428,7 +432,8 @@ func (r socketReader) Read(p []byte) (int, error) {
 // readLoop decodes frames and dispatches them until the peer leaves or breaks the protocol.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
-	c.serve(protocol.NewDecoder(socketReader{c}, c.s.opts.MaxPacketSize))
+	c.rdec = protocol.NewDecoder(socketReader{c}, c.s.opts.MaxPacketSize)
+	c.serve(c.rdec)
 	c.s.dropConn(c)
 	c.ownBatch.flush(c) // pushes to other peers, made while reading or when leaving
 	c.closeAfterFlush()
@@ -451,6 +456,7 @@ func (c *conn) serve(dec *protocol.Decoder) (ended bool) {
 			}
 			continue
 		}
+		c.in.sawFrame()
 		if f.IsText {
 			c.admin(f.Line)
 		} else {

@@ -315,6 +315,7 @@ func (l *ioLoop) readFrom(c *conn) {
 		l.endReading(c)
 		return
 	}
+	c.in.waiting(c.dec.Buffered(), l.s.opts.Now)
 	c.dec.Release() // unless it holds part of a frame
 }
 

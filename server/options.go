@@ -70,6 +70,13 @@ type Options struct {
 	MaxJobs        int
 	MaxQueuedBytes int64
 	MaxQueue       map[string]protocol.PriorityInts
+	// PacketTimeout bounds how long one packet (or admin line) may take to arrive once its first
+	// byte has; SilentTimeout how long a connection may stay without sending a complete one
+	// (0: no limit). Offenders are closed with a log line (see watch.go). By default a packet has
+	// two minutes (64 MiB at 550 KB/s) and silence is allowed: some client libraries connect
+	// before their first job, and gearmand never cut them.
+	PacketTimeout time.Duration
+	SilentTimeout time.Duration
 	// MaxConnections bounds the open connections (0: no limit), MaxConnectionsPerIP those from one
 	// remote address; a connection over either gets ERROR CONNECTION_LIMIT and is closed.
 	MaxConnections      int
@@ -107,7 +114,8 @@ func (o *Options) coreOptions() core.Options {
 		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
 		Access: o.Access, MaxJobs: o.MaxJobs, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue,
 		TransportLimits: protocol.LimitsInfo{MaxConnections: o.MaxConnections,
-			MaxConnectionsPerIP: o.MaxConnectionsPerIP, MaxPacketSize: o.MaxPacketSize},
+			MaxConnectionsPerIP: o.MaxConnectionsPerIP, MaxPacketSize: o.MaxPacketSize,
+			PacketTimeout: int64(o.PacketTimeout / time.Second), SilentTimeout: int64(o.SilentTimeout / time.Second)},
 	}
 }
 
@@ -124,6 +132,7 @@ func DefaultOptions() Options {
 		WakeTimeout:     time.Second,
 		KeepaliveIdle:   60 * time.Second,
 		MaxPacketSize:   64 << 20,
+		PacketTimeout:   2 * time.Minute,
 		MaxOutbound:     256 << 20,
 		IOLoops:         defaultIOLoops(),
 		FunctionIdleTTL: 5 * time.Minute,
@@ -143,6 +152,9 @@ func defaultIOLoops() int { return max(1, runtime.GOMAXPROCS(0)/4) }
 func (o *Options) validate() error {
 	if o.MaxPacketSize <= 0 {
 		return fmt.Errorf("max packet size must be positive, got %d", o.MaxPacketSize)
+	}
+	if o.PacketTimeout < 0 || o.SilentTimeout < 0 {
+		return fmt.Errorf("timeouts must be 0 (none) or more, got packet %v and silent %v", o.PacketTimeout, o.SilentTimeout)
 	}
 	if o.MaxConnections < 0 || o.MaxConnectionsPerIP < 0 {
 		return fmt.Errorf("connection limits must be 0 (none) or more, got %d and %d per address", o.MaxConnections, o.MaxConnectionsPerIP)

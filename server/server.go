@@ -42,17 +42,19 @@ type Server struct {
 	log  *slog.Logger
 	core *core.Core
 
-	mu         sync.Mutex // guards conns, admitted, listeners and closed
-	conns      map[*conn]struct{}
-	admitted   admission
-	refused    refusals
-	listeners  []listener
-	closed     bool
-	nextConnID atomic.Uint64 // also the count of connections accepted
-	bytesIn    atomic.Uint64 // read from peers
-	bytesOut   atomic.Uint64 // written to peers
-	loops      []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
-	handshakes handshakeLog  // failed TLS handshakes, counted and logged at a bounded rate
+	mu       sync.Mutex // guards conns, admitted, listeners and closed
+	conns    map[*conn]struct{}
+	admitted admission
+	refused  refusals
+	// connections closed by the packet and silence timeouts (watch.go)
+	closedSlow, closedSilent atomic.Uint64
+	listeners                []listener
+	closed                   bool
+	nextConnID               atomic.Uint64 // also the count of connections accepted
+	bytesIn                  atomic.Uint64 // read from peers
+	bytesOut                 atomic.Uint64 // written to peers
+	loops                    []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
+	handshakes               handshakeLog  // failed TLS handshakes, counted and logged at a bounded rate
 
 	done    chan struct{}   // closed by Close
 	doneCtx context.Context // ends with done: bounds TLS handshakes in progress
@@ -95,6 +97,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s.wg.Add(1 + len(s.loops))
 	go s.tickLoop()
+	if opts.PacketTimeout > 0 || opts.SilentTimeout > 0 {
+		s.wg.Add(1)
+		go s.sweepLoop()
+	}
 	for _, l := range s.loops {
 		go l.run()
 	}
@@ -413,14 +419,18 @@ type Stats struct {
 	// ConnectionsRefused counts connections closed at once for a limit: the server's
 	// (MaxConnections) and the per-address one (MaxConnectionsPerIP).
 	ConnectionsRefused, ConnectionsRefusedPerIP uint64
-	BytesIn, BytesOut                           uint64
-	TLSHandshakeErrors                          uint64 // TLS connections closed because their handshake failed or timed out
+	// ConnectionsTimedOut counts connections closed for a packet slower than PacketTimeout,
+	// ConnectionsSilent for saying nothing within SilentTimeout.
+	ConnectionsTimedOut, ConnectionsSilent uint64
+	BytesIn, BytesOut                      uint64
+	TLSHandshakeErrors                     uint64 // TLS connections closed because their handshake failed or timed out
 }
 
 // Stats reports the transport's counters.
 func (s *Server) Stats() Stats {
 	return Stats{ConnectionsAccepted: s.nextConnID.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		ConnectionsRefused: s.refused.total.Load(), ConnectionsRefusedPerIP: s.refused.perIP.Load(),
+		ConnectionsTimedOut: s.closedSlow.Load(), ConnectionsSilent: s.closedSilent.Load(),
 		TLSHandshakeErrors: s.handshakes.failed.Load()}
 }
 

@@ -55,6 +55,8 @@ type serverFlags struct {
 	maxConns      int
 	accessRules   string
 	maxJobs       int
+	packetTimeout time.Duration
+	silentTimeout time.Duration
 	maxQueued     int64
 	maxQueue      maxQueueFlag
 	maxConnsPerIP int
@@ -119,6 +121,8 @@ func newServerFlags(name string) *serverFlags {
 	fs.BoolVar(&f.checkConfig, "check-config", false, "read the flags, environment and config file, print the effective options (name = value, sorted by name) and exit: 0 if they are valid, else 1 with the error; nothing listens and the data directory is not opened")
 	fs.IntVar(&f.maxPacket, "max-packet-size", d.MaxPacketSize, "largest packet accepted, in bytes")
 	fs.StringVar(&f.accessRules, "access-rules", "", "who may submit, serve and administer what: a TOML rules file (see README, \"Running it safely\"), reloaded on SIGHUP; without it everything is allowed")
+	fs.DurationVar(&f.packetTimeout, "packet-timeout", d.PacketTimeout, "how long one packet may take to arrive once it has begun; a peer slower than that is closed (0: no limit)")
+	fs.DurationVar(&f.silentTimeout, "silent-timeout", d.SilentTimeout, "how long a connection may stay without sending anything; then it is closed (0: no limit)")
 	fs.IntVar(&f.maxJobs, "max-jobs", 0, "most unfinished jobs of all functions; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
 	fs.Int64Var(&f.maxQueued, "max-queued-bytes", 0, "most bytes of job payloads held in memory; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
 	fs.Var(&f.maxQueue, "max-queue", "FUNCTION=N or FUNCTION=HIGH,NORMAL,LOW: a function's queue limit from the start, as the admin maxqueue sets it (repeatable)")
@@ -516,6 +520,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.MaxPacketSize = f.maxPacket
 	opts.MaxConnections, opts.MaxConnectionsPerIP = f.maxConns, f.maxConnsPerIP
 	opts.MaxJobs, opts.MaxQueuedBytes, opts.MaxQueue = f.maxJobs, f.maxQueued, f.maxQueue.limits
+	opts.PacketTimeout, opts.SilentTimeout = f.packetTimeout, f.silentTimeout
 	if f.accessRules != "" {
 		if opts.Access, err = loadAccessRules(f.accessRules); err != nil {
 			return opts, err
