@@ -38,6 +38,8 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 		return protocol.AppendStore(nil, s.Store()), AdminNone // the store answers without the lock
 	case protocol.AdminLimits:
 		return protocol.AppendLimits(nil, s.Limits()), AdminNone // a view that takes the lock itself
+	case protocol.AdminMaxQueue: // settings are stored outside the lock
+		return []byte(s.adminMaxQueue(cmd.Args, peerName(p))), AdminNone
 	}
 	s.lock()
 	defer s.mu.Unlock()
@@ -58,8 +60,6 @@ func (s *Core) adminCommand(tx Tx, cmd protocol.AdminCommand) ([]byte, AdminActi
 		return []byte("OK " + s.levelName() + "\n"), AdminNone
 	case protocol.AdminGetPID:
 		return []byte("OK " + strconv.Itoa(pid) + "\n"), AdminNone
-	case protocol.AdminMaxQueue:
-		return []byte(s.adminMaxQueue(cmd.Args)), AdminNone
 	case protocol.AdminShowJobs:
 		return protocol.AppendJobs(nil, s.jobList()), AdminNone
 	case protocol.AdminShowUniqueJobs:
@@ -93,7 +93,7 @@ func (s *Core) adminCommand(tx Tx, cmd protocol.AdminCommand) ([]byte, AdminActi
 // adminMaxQueue handles "maxqueue FUNCTION [MAX | HIGH NORMAL LOW]"; 0 or less means unlimited. The
 // function is created if it does not exist, so the limit is in force for its first job (gearmand
 // silently ignores it).
-func (s *Core) adminMaxQueue(args []string) string {
+func (s *Core) adminMaxQueue(args []string, by string) string {
 	if len(args) == 0 {
 		return "ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+maxqueue\r\n"
 	}
@@ -115,22 +115,27 @@ func (s *Core) adminMaxQueue(args []string) string {
 	default:
 		return "ERR INVALID_ARGUMENTS Usage:+maxqueue+FUNCTION+[MAX|HIGH+NORMAL+LOW]\r\n"
 	}
-	s.setMaxQueue(args[0], limits)
+	if _, err := s.SetFunction(args[0], func(fs *FunctionSettings) { fs.MaxQueue = limits }, by); err != nil {
+		return "ERR QUEUE_ERROR " + strings.ReplaceAll(err.Error(), " ", "+") + "\r\n"
+	}
 	return "OK\r\n"
 }
 
 // SetMaxQueue limits the queued jobs of a function per priority (0: no limit). The function is
 // created if it does not exist, so the limit holds for its first job.
-func (s *Core) SetMaxQueue(function string, limits protocol.PriorityInts) {
-	s.lock()
-	defer s.mu.Unlock()
-	s.setMaxQueue(function, [numPriorities]int{max(limits.High, 0), max(limits.Normal, 0), max(limits.Low, 0)})
+func (s *Core) SetMaxQueue(function string, limits protocol.PriorityInts) error {
+	_, err := s.SetFunction(function, func(fs *FunctionSettings) {
+		fs.MaxQueue = [numPriorities]int{max(limits.High, 0), max(limits.Normal, 0), max(limits.Low, 0)}
+	}, "api")
+	return err
 }
 
-func (s *Core) setMaxQueue(function string, limits [numPriorities]int) {
-	f := s.function([]byte(function), true)
-	f.maxQueue = limits
-	s.collect(f)
+// peerName names an admin peer for the log of what it changed.
+func peerName(p *Peer) string {
+	if p == nil {
+		return "admin"
+	}
+	return "admin " + p.Identity.String()
 }
 
 // CancelQueued cancels the jobs of a function waiting in its queue — of one priority, or of all

@@ -65,6 +65,8 @@ type Core struct {
 	functions    map[string]*function
 	jobs         map[uint64]*job // every unfinished job, by seq
 	queuedBytes  int64           // payload bytes of the unfinished jobs
+	tokenWaits   []*function     // rate-limited functions waiting for a token (gates.go)
+	settingsMu   sync.Mutex      // orders SetFunction's store writes; taken before the lock
 	jobsPeak     int             // largest len(jobs) since it was last rebuilt
 	foreignJobs  map[string]*job // replayed jobs whose handle is not HandlePrefix:seq, by handle
 	prefix       string          // HandlePrefix + ":"
@@ -120,8 +122,12 @@ func New(opts Options, async Tx) (*Core, error) {
 		}
 	}
 	s.mu.Lock()
+	err := s.loadSettings() // what operators set while serving; then what the start options set
 	s.applyMaxQueue()
 	s.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("loading function settings: %w", err)
+	}
 	return s, nil
 }
 

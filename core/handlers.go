@@ -256,7 +256,7 @@ func (s *Core) canDo(tx Tx, c *Peer, name []byte, timeout time.Duration) {
 	f.workers = append(f.workers, c)
 	s.emitPeer(EventRegistered, c, f.name)
 	// A worker that registers while asleep can have work at once.
-	if c.sleeping && !c.noopSent && f.queuedTotal() > 0 {
+	if c.sleeping && !c.noopSent && s.hasWork(f) {
 		s.sendNoop(tx, c)
 	}
 }
@@ -297,7 +297,7 @@ func (s *Core) preSleep(tx Tx, c *Peer) {
 		return
 	}
 	for _, a := range c.abilities {
-		if a.fn.queuedTotal() > 0 {
+		if s.hasWork(a.fn) {
 			s.sendNoop(tx, c)
 			return
 		}

@@ -71,6 +71,9 @@ func (s *Core) enqueue(tx Tx, j *job, front bool) {
 // wake-ups spread over the fleet. How many depends on Options.WorkerWakeup. A worker that was
 // passed over (woken before and never grabbed, see checkWakes) is woken only when no other will do.
 func (s *Core) wake(tx Tx, f *function) {
+	if f.gate != nil && !s.gateOpen(f, s.opts.Now()) {
+		return // woken when the gate opens (gateOpened, checkTokens)
+	}
 	limit := s.opts.WorkerWakeup
 	switch {
 	case limit == WakeOnePerJob:
@@ -149,12 +152,21 @@ func (s *Core) checkWakes(tx Tx, now time.Time) time.Time {
 // (as gearmand 2.0), rotating among its functions so none starves at equal priority.
 func (s *Core) nextJob(c *Peer) *job {
 	n := len(c.abilities)
+	var now time.Time // read once, and only for a gated function
 	for p := prioHigh; p < numPriorities; p++ {
 		for i := 0; i < n; i++ {
 			k := (c.grabNext + i) % n
 			f := c.abilities[k].fn
 			if f.queued[p] == 0 {
 				continue
+			}
+			if f.gate != nil {
+				if now.IsZero() {
+					now = s.opts.Now()
+				}
+				if !s.gateOpen(f, now) {
+					continue
+				}
 			}
 			if j := f.queues[p].popRunnable(); j != nil {
 				f.queued[p]--
@@ -171,6 +183,9 @@ func (s *Core) assign(j *job, c *Peer) {
 	j.state = jobRunning
 	j.worker = c
 	j.fn.running++
+	if g := j.fn.gate; g != nil {
+		g.started()
+	}
 	if c.running == nil {
 		c.running = make(map[*job]int64)
 	}
@@ -293,6 +308,9 @@ func (s *Core) requeueLost(tx Tx, j *job) {
 // unassign takes running job j away from its worker.
 func (s *Core) unassign(j *job) {
 	j.fn.running--
+	if g := j.fn.gate; g != nil && g.maxRunning > 0 && j.fn.running == g.maxRunning-1 {
+		defer s.gateOpened(s.async, j.fn) // a place to run: once the job has left the worker
+	}
 	s.timeouts.remove(j)
 	if w := j.worker; w != nil {
 		delete(w.running, j)

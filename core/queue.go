@@ -192,6 +192,10 @@ type function struct {
 	uniquesPeak int // largest len(uniques) since it was last rebuilt
 	// observerSlot is the Observer's per-function state (Event.Slot).
 	observerSlot any
+	gate         *gate // pause and limits; nil: none (gates.go)
+	// when the settings last changed, and who changed them
+	settingsUpdated int64
+	settingsOrigin  string
 }
 
 // total is what gearmand's `status` calls TOTAL: every job of the function that is not finished.
@@ -212,7 +216,7 @@ func (f *function) limitCount() int { return f.total() + f.persisting }
 // does not accumulate ghosts of long-gone workers as gearmand's does.
 func (f *function) idle() bool {
 	return !f.explicit && f.limitCount() == 0 && len(f.workers) == 0 &&
-		f.maxQueue == [numPriorities]int{}
+		f.maxQueue == [numPriorities]int{} && f.gate == nil
 }
 
 func (st jobState) String() string {

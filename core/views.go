@@ -74,6 +74,7 @@ func (s *Core) Functions() []protocol.FunctionInfo {
 		if oldest > 0 {
 			fi.OldestAge = max(0, float64(now-oldest)/1e9)
 		}
+		gateInfo(f, &fi)
 		out[i] = fi
 	}
 	return out

@@ -162,7 +162,9 @@ func Listen(opts Options) (*HTTP, error) {
 		if err := json.NewDecoder(r.Body).Decode(&limits); err != nil {
 			return nil, errBadRequest(`body must be {"high": N, "normal": N, "low": N} (0: no limit): ` + err.Error())
 		}
-		s.Core().SetMaxQueue(fn, limits)
+		if err := s.Core().SetMaxQueue(fn, limits); err != nil {
+			return nil, err
+		}
 		h.log.Info("http action", "action", "maxqueue", "function", fn, "high", limits.High, "normal", limits.Normal, "low", limits.Low, "by", by)
 		return map[string]any{"function": fn, "max_queue": limits}, nil
 	}))

@@ -88,6 +88,11 @@ type FunctionInfo struct {
 	Running   int          `json:"running"`
 	Workers   int          `json:"workers"`
 	MaxQueue  PriorityInts `json:"max_queue"` // 0: no limit
+	// Gates (Gear): paused, at most MaxRunning running at once, at most RatePerSec starts a second
+	// (0: no limit).
+	Paused     bool    `json:"paused"`
+	MaxRunning int     `json:"max_running"`
+	RatePerSec float64 `json:"rate_per_sec"`
 	// OldestAge is how long the oldest queued job has waited, in seconds (0 with none queued, or
 	// when the server keeps no submission times: it does for stored jobs and with an Observer).
 	OldestAge float64 `json:"oldest_age_seconds"`

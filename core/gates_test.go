@@ -1,0 +1,155 @@
+package core
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gearhq/gear/protocol"
+	"github.com/gearhq/gear/store"
+)
+
+// A paused function keeps its jobs and takes submits, gives no worker a job, and wakes its
+// sleeping workers when resumed.
+func TestGates_Pause(t *testing.T) {
+	c, _ := newTestCore(t, nil)
+	client, worker := connect(t, c), connect(t, c)
+	worker.send(protocol.CanDo, "fn")
+	if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.Paused = true }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	worker.send(protocol.PreSleep)
+	client.send(protocol.SubmitJobBg, "fn", "", "a")
+	client.expect("JOB_CREATED " + handle(1))
+	worker.expect() // no NOOP for a paused function
+	worker.send(protocol.GrabJob)
+	worker.expect("NO_JOB")
+	if fs := c.Functions(); len(fs) != 1 || !fs[0].Paused || fs[0].Queued.Normal != 1 {
+		t.Fatalf("functions view of a paused function: %+v", fs)
+	}
+	worker.send(protocol.PreSleep)
+	if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.Paused = false }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	worker.expect("NOOP")
+	worker.send(protocol.GrabJob)
+	worker.expect("JOB_ASSIGN " + handle(1) + " fn a")
+}
+
+// At most MaxRunning jobs of a function run at once, whatever the number of workers; a job that
+// ends lets the next one start and wakes a sleeper for it.
+func TestGates_MaxRunning(t *testing.T) {
+	c, _ := newTestCore(t, nil)
+	client := connect(t, c)
+	if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.MaxRunning = 2 }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		client.send(protocol.SubmitJobBg, "fn", "", fmt.Sprint(i))
+	}
+	var workers []*fakePeer
+	for range 4 {
+		w := connect(t, c)
+		w.send(protocol.CanDo, "fn")
+		workers = append(workers, w)
+	}
+	for i, w := range workers {
+		w.send(protocol.GrabJob)
+		if i < 2 {
+			w.expect(fmt.Sprintf("JOB_ASSIGN %s fn %d", handle(i+1), i))
+		} else {
+			w.expect("NO_JOB")
+			w.send(protocol.PreSleep)
+		}
+	}
+	workers[0].send(protocol.WorkComplete, handle(1), "")
+	workers[2].expect("NOOP")
+	workers[3].expect()
+	workers[2].send(protocol.GrabJob)
+	workers[2].expect("JOB_ASSIGN " + handle(3) + " fn 2")
+	workers[3].send(protocol.GrabJob)
+	workers[3].expect("NO_JOB")
+}
+
+// The rate limit: a bucket of RateBurst tokens refilled at RatePerSec; Tick wakes a sleeper when
+// a token comes back.
+func TestGates_Rate(t *testing.T) {
+	c, clock := newTestCore(t, nil)
+	client, worker := connect(t, c), connect(t, c)
+	if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.RatePerSec, fs.RateBurst = 2, 2 }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		client.send(protocol.SubmitJobBg, "fn", "", fmt.Sprint(i))
+	}
+	worker.send(protocol.CanDo, "fn")
+	for i := range 2 {
+		worker.send(protocol.GrabJob)
+		worker.expect(fmt.Sprintf("JOB_ASSIGN %s fn %d", handle(i+1), i))
+		worker.send(protocol.WorkComplete, handle(i+1), "")
+	}
+	worker.send(protocol.GrabJob)
+	worker.expect("NO_JOB")
+	worker.send(protocol.PreSleep)
+	next := c.Tick(recorder{}, clock.Now())
+	if want := clock.Now().Add(500 * time.Millisecond); next.After(want) {
+		t.Fatalf("next tick at %v, want by %v (the next token)", next, want)
+	}
+	clock.Advance(499 * time.Millisecond)
+	c.Tick(recorder{}, clock.Now())
+	worker.expect()
+	clock.Advance(time.Millisecond)
+	c.Tick(recorder{}, clock.Now())
+	worker.expect("NOOP")
+	worker.send(protocol.GrabJob)
+	worker.expect("JOB_ASSIGN " + handle(3) + " fn 2")
+	worker.send(protocol.GrabJob)
+	worker.expect("NO_JOB")
+	if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.RatePerSec = -1 }, "test"); err == nil {
+		t.Fatal("a negative rate was accepted")
+	}
+}
+
+// Settings survive a restart with a store that keeps them; start options win over stored ones.
+func TestGates_Stored(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *store.Pebble {
+		st, err := store.OpenPebble(dir, store.SyncNone, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	c, _ := newTestCore(t, func(o *Options) { o.Store = st })
+	if _, err := c.SetFunction("paused", func(fs *FunctionSettings) { fs.Paused = true }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetFunction("limited", func(fs *FunctionSettings) { fs.MaxRunning, fs.MaxQueue = 3, [3]int{5, 5, 5} }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetFunction("cleared", func(fs *FunctionSettings) { fs.Paused = true }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetFunction("cleared", func(fs *FunctionSettings) { fs.Paused = false }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = open()
+	t.Cleanup(func() { st.Close() })
+	c, _ = newTestCore(t, func(o *Options) {
+		o.Store = st
+		o.MaxQueue = map[string]protocol.PriorityInts{"limited": {High: 9, Normal: 9, Low: 9}}
+	})
+	got := map[string]protocol.FunctionInfo{}
+	for _, f := range c.Functions() {
+		got[f.Name] = f
+	}
+	if !got["paused"].Paused || got["limited"].MaxRunning != 3 || got["limited"].MaxQueue.High != 9 {
+		t.Fatalf("after the restart: %+v", got)
+	}
+	if _, ok := got["cleared"]; ok {
+		t.Fatalf("a function whose settings went back to the defaults is still kept: %+v", got["cleared"])
+	}
+}
