@@ -34,6 +34,8 @@ type (
 	StoreInfo = protocol.StoreInfo
 	// LimitsInfo is the reply to `limits`, a Gear extension.
 	LimitsInfo = protocol.LimitsInfo
+	// FunctionInfo is a function with its state and limits (`functions`, a Gear extension).
+	FunctionInfo = protocol.FunctionInfo
 )
 
 // ServerError is an "ERR CODE text" reply. Code is the server's error word (UNKNOWN_JOB,

@@ -164,6 +164,27 @@ func (c *HTTPConn) Store(ctx context.Context) (StoreInfo, error) {
 	return s, c.call(ctx, "GET", "/api/v1/store", nil, &s)
 }
 
+// FunctionsView is the functions view with states and limits.
+func (c *HTTPConn) FunctionsView(ctx context.Context) ([]FunctionInfo, error) {
+	return c.Functions(ctx)
+}
+
+// Pause pauses a function.
+func (c *HTTPConn) Pause(ctx context.Context, function string) error {
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/pause", nil, &map[string]any{})
+}
+
+// Resume resumes a function.
+func (c *HTTPConn) Resume(ctx context.Context, function string) error {
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/resume", nil, &map[string]any{})
+}
+
+// Limit sets how many of a function's jobs run at once and start per second (0: no limit).
+func (c *HTTPConn) Limit(ctx context.Context, function string, maxRunning int, rate float64, burst int) error {
+	body := map[string]any{"max_running": maxRunning, "rate_per_sec": rate, "rate_burst": burst}
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/limits", body, &map[string]any{})
+}
+
 // Limits is the limits view.
 func (c *HTTPConn) Limits(ctx context.Context) (LimitsInfo, error) {
 	var l LimitsInfo

@@ -191,7 +191,7 @@ type flavor struct {
 	runningQueued bool
 	// cancelKeepsJob: a cancelled job stays in `show jobs`, IGNORE_JOB=1, until dequeued (gearmand).
 	cancelKeepsJob bool
-	// store: the server answers `store` and `limits` (Gear).
+	// store: the server answers `store`, `limits` and `functions` (Gear).
 	store bool
 }
 
@@ -303,7 +303,7 @@ func testLive(t *testing.T, addr string, fl flavor) {
 		}
 		for _, view := range views {
 			b.Reset()
-			if (view == "store" || view == "limits") && !fl.store {
+			if (view == "store" || view == "limits" || view == "functions") && !fl.store {
 				if err := Show(ctx, &b, addr, view, false); err == nil || b.Len() > 0 {
 					t.Errorf("Show %s (Gear only) on a server without it: %v %q", view, err, b.String())
 				}

@@ -9,7 +9,7 @@ import (
 )
 
 // views lists the views Show prints, in the order `gear admin --help` documents them.
-var views = []string{"status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid"}
+var views = []string{"status", "priority", "functions", "workers", "jobs", "unique", "store", "limits", "version", "pid"}
 
 // Show dials addr, queries one view and writes exactly what `gear admin VIEW` prints for one server:
 // a table (a plain list for "unique", "name value" lines for "store", one line for "version" and
@@ -41,6 +41,7 @@ type Viewer interface {
 	UniqueJobs(context.Context) ([]string, error)
 	Store(context.Context) (StoreInfo, error)
 	Limits(context.Context) (LimitsInfo, error)
+	FunctionsView(context.Context) ([]FunctionInfo, error)
 	Version(context.Context) (string, error)
 	PID(context.Context) (int, error)
 }
@@ -83,6 +84,8 @@ func query(ctx context.Context, c Viewer, view string) (any, error) {
 		return c.Store(ctx)
 	case "limits":
 		return c.Limits(ctx)
+	case "functions":
+		return c.FunctionsView(ctx)
 	case "version":
 		v, err := c.Version(ctx)
 		return versionInfo{Version: v}, err
@@ -123,6 +126,8 @@ func render(w io.Writer, view string, v any, asJSON bool) error {
 		return WriteStore(w, v)
 	case LimitsInfo:
 		return WriteLimits(w, v)
+	case []FunctionInfo:
+		return WriteFunctions(w, v)
 	case versionInfo:
 		_, err := io.WriteString(w, v.Version+"\n")
 		return err

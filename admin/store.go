@@ -80,3 +80,59 @@ func WriteLimits(w io.Writer, l LimitsInfo) error {
 	tw.row("seconds of silence", "-", max(l.SilentTimeout))
 	return tw.flush()
 }
+
+// FunctionsView runs `functions` (Gear only): every function with its state (paused or not) and
+// limits.
+func (c *Conn) FunctionsView(ctx context.Context) ([]FunctionInfo, error) {
+	lines, err := c.gearOnly(ctx, "functions", "")
+	if err != nil {
+		return nil, err
+	}
+	v, err := adminErr(protocol.ParseFunctions(lines))
+	return v, c.checkParse(err)
+}
+
+// Pause runs `pause FUNCTION` (Gear only): no worker is given its jobs until Resume.
+func (c *Conn) Pause(ctx context.Context, function string) error {
+	if err := checkArg("function name", function); err != nil {
+		return err
+	}
+	return c.ok(ctx, "pause "+function)
+}
+
+// Resume runs `resume FUNCTION` (Gear only).
+func (c *Conn) Resume(ctx context.Context, function string) error {
+	if err := checkArg("function name", function); err != nil {
+		return err
+	}
+	return c.ok(ctx, "resume "+function)
+}
+
+// Limit runs `limit FUNCTION MAX_RUNNING RATE [BURST]` (Gear only): at most maxRunning of its jobs
+// run at once, at most rate start a second (0: no limit).
+func (c *Conn) Limit(ctx context.Context, function string, maxRunning int, rate float64, burst int) error {
+	if err := checkArg("function name", function); err != nil {
+		return err
+	}
+	return c.ok(ctx, fmt.Sprintf("limit %s %d %s %d", function, maxRunning, strconv.FormatFloat(rate, 'g', -1, 64), burst))
+}
+
+// WriteFunctions prints the functions view: name, jobs queued, running, workers, state, limits.
+func WriteFunctions(w io.Writer, fs []FunctionInfo) error {
+	lim := func(n float64) string {
+		if n == 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(n, 'g', -1, 64)
+	}
+	tw := newTable(w, "FUNCTION\tQUEUED\tRUNNING\tWORKERS\tSTATE\tMAX RUNNING\tRATE/S")
+	for _, f := range fs {
+		state := "active"
+		if f.Paused {
+			state = "paused"
+		}
+		tw.row(cell(f.Name), strconv.Itoa(f.Queued.High+f.Queued.Normal+f.Queued.Low+f.Scheduled), strconv.Itoa(f.Running),
+			strconv.Itoa(f.Workers), state, lim(float64(f.MaxRunning)), lim(f.RatePerSec))
+	}
+	return tw.flush()
+}

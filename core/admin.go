@@ -40,6 +40,10 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 		return protocol.AppendLimits(nil, s.Limits()), AdminNone // a view that takes the lock itself
 	case protocol.AdminMaxQueue: // settings are stored outside the lock
 		return []byte(s.adminMaxQueue(cmd.Args, peerName(p))), AdminNone
+	case protocol.AdminPause, protocol.AdminResume, protocol.AdminLimit:
+		return []byte(s.adminGate(cmd, peerName(p))), AdminNone
+	case protocol.AdminFunctions:
+		return protocol.AppendFunctions(nil, s.Functions()), AdminNone
 	}
 	s.lock()
 	defer s.mu.Unlock()
@@ -116,6 +120,41 @@ func (s *Core) adminMaxQueue(args []string, by string) string {
 		return "ERR INVALID_ARGUMENTS Usage:+maxqueue+FUNCTION+[MAX|HIGH+NORMAL+LOW]\r\n"
 	}
 	if _, err := s.SetFunction(args[0], func(fs *FunctionSettings) { fs.MaxQueue = limits }, by); err != nil {
+		return "ERR QUEUE_ERROR " + strings.ReplaceAll(err.Error(), " ", "+") + "\r\n"
+	}
+	return "OK\r\n"
+}
+
+// adminGate handles "pause FUNCTION", "resume FUNCTION" and
+// "limit FUNCTION MAX_RUNNING RATE_PER_SECOND [BURST]" (0: no limit).
+func (s *Core) adminGate(cmd protocol.AdminCommand, by string) string {
+	usage := map[string]string{protocol.AdminPause: "pause+FUNCTION", protocol.AdminResume: "resume+FUNCTION",
+		protocol.AdminLimit: "limit+FUNCTION+MAX_RUNNING+RATE_PER_SECOND+[BURST]"}[cmd.Name]
+	bad := "ERR INVALID_ARGUMENTS Usage:+" + usage + "\r\n"
+	var change func(*FunctionSettings)
+	switch {
+	case cmd.Name == protocol.AdminPause && len(cmd.Args) == 1:
+		change = func(fs *FunctionSettings) { fs.Paused = true }
+	case cmd.Name == protocol.AdminResume && len(cmd.Args) == 1:
+		change = func(fs *FunctionSettings) { fs.Paused = false }
+	case cmd.Name == protocol.AdminLimit && (len(cmd.Args) == 3 || len(cmd.Args) == 4):
+		running, err1 := strconv.Atoi(cmd.Args[1])
+		rate, err2 := strconv.ParseFloat(cmd.Args[2], 64)
+		burst, err3 := 0, error(nil)
+		if len(cmd.Args) == 4 {
+			burst, err3 = strconv.Atoi(cmd.Args[3])
+		}
+		if err1 != nil || err2 != nil || err3 != nil {
+			return bad
+		}
+		change = func(fs *FunctionSettings) { fs.MaxRunning, fs.RatePerSec, fs.RateBurst = running, rate, burst }
+	default:
+		return bad
+	}
+	if _, err := s.SetFunction(cmd.Args[0], change, by); err != nil {
+		if errors.Is(err, ErrBadSettings) {
+			return "ERR INVALID_ARGUMENTS " + strings.ReplaceAll(strings.TrimPrefix(err.Error(), ErrBadSettings.Error()+"\n"), " ", "+") + "\r\n"
+		}
 		return "ERR QUEUE_ERROR " + strings.ReplaceAll(err.Error(), " ", "+") + "\r\n"
 	}
 	return "OK\r\n"

@@ -168,6 +168,41 @@ func Listen(opts Options) (*HTTP, error) {
 		h.log.Info("http action", "action", "maxqueue", "function", fn, "high", limits.High, "normal", limits.Normal, "low", limits.Low, "by", by)
 		return map[string]any{"function": fn, "max_queue": limits}, nil
 	}))
+	for _, verb := range []string{"pause", "resume"} {
+		mux.HandleFunc("POST /api/v1/functions/{function}/"+verb, h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+			fn := r.PathValue("function")
+			fs, err := s.Core().SetFunction(fn, func(fs *core.FunctionSettings) { fs.Paused = verb == "pause" }, by)
+			if err != nil {
+				return nil, err
+			}
+			h.log.Info("http action", "action", verb, "function", fn, "by", by)
+			return map[string]any{"function": fn, "settings": fs}, nil
+		}))
+	}
+	mux.HandleFunc("POST /api/v1/functions/{function}/limits", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+		fn := r.PathValue("function")
+		var body struct {
+			MaxRunning int     `json:"max_running"`
+			RatePerSec float64 `json:"rate_per_sec"`
+			RateBurst  int     `json:"rate_burst"`
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			return nil, errBadRequest(`body must be {"max_running": N, "rate_per_sec": R, "rate_burst": B} (0: no limit): ` + err.Error())
+		}
+		fs, err := s.Core().SetFunction(fn, func(fs *core.FunctionSettings) {
+			fs.MaxRunning, fs.RatePerSec, fs.RateBurst = body.MaxRunning, body.RatePerSec, body.RateBurst
+		}, by)
+		if errors.Is(err, core.ErrBadSettings) {
+			return nil, errBadRequest(err.Error())
+		} else if err != nil {
+			return nil, err
+		}
+		h.log.Info("http action", "action", "limits", "function", fn, "max_running", body.MaxRunning,
+			"rate_per_sec", body.RatePerSec, "by", by)
+		return map[string]any{"function": fn, "settings": fs}, nil
+	}))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})

@@ -817,3 +817,37 @@ func mustRules(t *testing.T, text string) *access.Rules {
 	}
 	return r
 }
+
+// Pause, resume and run limits through the API; visible in the functions view and the metrics.
+func TestAPI_PauseAndLimits(t *testing.T) {
+	e := start(t, 100)
+	queuedJob(t, e, "gated")
+	if code, body := postJSON(t, e.web+"/api/v1/functions/gated/pause", ""); code != 200 || !strings.Contains(body, `"paused": true`) {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	if fs := e.srv.Core().Functions(); len(fs) != 1 || !fs[0].Paused {
+		t.Fatalf("functions after pause: %+v", fs)
+	}
+	if v, _ := value(e.scrape(t), "gear_function_paused", map[string]string{"function": "gated"}); v != 1 {
+		t.Errorf("gear_function_paused %v, want 1", v)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/gated/limits", `{"max_running": 3, "rate_per_sec": 2.5}`); code != 200 || !strings.Contains(body, `"max_running": 3`) {
+		t.Fatalf("limits: %d %s", code, body)
+	}
+	for body, want := range map[string]int{`{"max_running": -1}`: 400, `{"rate": 1}`: 400, `{"rate_per_sec": "x"}`: 400} {
+		if code, got := postJSON(t, e.web+"/api/v1/functions/gated/limits", body); code != want {
+			t.Errorf("limits %s: %d %s, want %d", body, code, got, want)
+		}
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/functions/gated/resume", ""); code != 200 {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	_, body := get(t, e.web+"/api/v1/functions?search=gated")
+	if !strings.Contains(string(body), `"paused": false`) || !strings.Contains(string(body), `"rate_per_sec": 2.5`) {
+		t.Fatalf("functions view: %s", body)
+	}
+	ro := startWith(t, 100, func(o *httpapi.Options) { o.ReadOnly = true })
+	if code, _ := postJSON(t, ro.web+"/api/v1/functions/gated/pause", ""); code != 403 {
+		t.Errorf("pause in read-only mode: %d", code)
+	}
+}

@@ -183,6 +183,7 @@ var (
 	descScheduled     = prometheus.NewDesc("gear_scheduled_jobs", "Epoch jobs not yet due, per function.", []string{"function"}, nil)
 	descRunning       = prometheus.NewDesc("gear_running_jobs", "Jobs assigned to a worker, per function.", []string{"function"}, nil)
 	descWorkers       = prometheus.NewDesc("gear_workers", "Worker connections registered for a function.", []string{"function"}, nil)
+	descPaused        = prometheus.NewDesc("gear_function_paused", "1 while a function is paused (no worker is given its jobs); under _other, how many are.", []string{"function"}, nil)
 	descOldest        = prometheus.NewDesc("gear_oldest_queued_job_age_seconds", "How long the oldest queued job of a function has waited.", []string{"function"}, nil)
 	descConns         = prometheus.NewDesc("gear_connections", "Open connections, by kind: worker (registered a function or asked for a job) or client.", []string{"kind"}, nil)
 	descAccepted      = prometheus.NewDesc("gear_connections_accepted_total", "Connections accepted.", nil, nil)
@@ -200,7 +201,7 @@ var (
 )
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descConns,
+	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descPaused, descConns,
 		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize} {
 		ch <- d
 	}
@@ -221,6 +222,7 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 		scheduled, running int
 		workers            int
 		oldest             float64
+		paused             int
 	}
 	byLabel := map[string]*agg{}
 	var order []string
@@ -239,6 +241,9 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 		a.running += f.Running
 		a.workers += f.Workers
 		a.oldest = max(a.oldest, f.OldestAge)
+		if f.Paused {
+			a.paused++
+		}
 	}
 	for _, l := range order {
 		a := byLabel[l]
@@ -249,6 +254,7 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRunning, prometheus.GaugeValue, float64(a.running), l)
 		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(a.workers), l)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, a.oldest, l)
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, float64(a.paused), l)
 	}
 	info := srv.Core().Info()
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(info.Workers), "worker")

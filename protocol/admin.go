@@ -33,6 +33,12 @@ const (
 	AdminStore = "store"
 	// AdminLimits is a Gear extension: the server's limits and how much of each is in use.
 	AdminLimits = "limits"
+	// Gear extensions: pause and resume a function, limit how many of its jobs run at once and
+	// start per second, and list functions with those settings.
+	AdminPause     = "pause"
+	AdminResume    = "resume"
+	AdminLimit     = "limit"
+	AdminFunctions = "functions"
 )
 
 // multiWord lists the commands whose name spans several words, longest first so "show unique jobs"
@@ -48,7 +54,7 @@ var multiWord = [][]string{
 var singleWord = map[string]bool{
 	AdminStatus: true, AdminPriorityStatus: true, AdminWorkers: true, AdminVersion: true,
 	AdminVerbose: true, AdminGetPID: true, AdminMaxQueue: true, AdminShutdown: true, AdminStore: true,
-	AdminLimits: true,
+	AdminLimits: true, AdminPause: true, AdminResume: true, AdminLimit: true, AdminFunctions: true,
 }
 
 // ParseAdmin parses one admin line (without its line ending). Words are separated by runs of spaces or

@@ -457,3 +457,49 @@ func ParseLimits(lines []string) (LimitsInfo, error) {
 	}
 	return l, nil
 }
+
+// AppendFunctions renders `functions` (a Gear extension): one line per function,
+// "FUNCTION\tQUEUED\tRUNNING\tWORKERS\tSTATE\tMAX_RUNNING\tRATE", then ".". QUEUED counts every
+// priority and scheduled jobs; STATE is "active" or "paused"; 0 is no limit.
+func AppendFunctions(b []byte, fs []FunctionInfo) []byte {
+	for _, f := range fs {
+		b = append(b, f.Name...)
+		b = appendTabInts(b, f.Queued.High+f.Queued.Normal+f.Queued.Low+f.Scheduled, f.Running, f.Workers)
+		b = b[:len(b)-1] // appendTabInts ends the line
+		if f.Paused {
+			b = append(b, "\tpaused\t"...)
+		} else {
+			b = append(b, "\tactive\t"...)
+		}
+		b = strconv.AppendInt(b, int64(f.MaxRunning), 10)
+		b = append(b, '\t')
+		b = strconv.AppendFloat(b, f.RatePerSec, 'g', -1, 64)
+		b = append(b, '\n')
+	}
+	return append(b, ".\n"...)
+}
+
+// ParseFunctions parses the lines of a `functions` reply (without the "." line).
+func ParseFunctions(lines []string) ([]FunctionInfo, error) {
+	out := make([]FunctionInfo, 0, len(lines))
+	for _, line := range lines {
+		fields := strings.Split(line, "\t")
+		if len(fields) < 7 {
+			return nil, fmt.Errorf("malformed functions line %q", line)
+		}
+		n := len(fields)
+		name := strings.Join(fields[:n-6], "\t") // a name may hold a tab
+		queued, e1 := strconv.Atoi(fields[n-6])
+		running, e2 := strconv.Atoi(fields[n-5])
+		workers, e3 := strconv.Atoi(fields[n-4])
+		maxRunning, e4 := strconv.Atoi(fields[n-2])
+		rate, e5 := strconv.ParseFloat(fields[n-1], 64)
+		state := fields[n-3]
+		if err := errors.Join(e1, e2, e3, e4, e5); err != nil || (state != "paused" && state != "active") {
+			return nil, fmt.Errorf("malformed functions line %q", line)
+		}
+		out = append(out, FunctionInfo{Name: name, Queued: PriorityInts{Normal: queued}, Running: running,
+			Workers: workers, Paused: state == "paused", MaxRunning: maxRunning, RatePerSec: rate})
+	}
+	return out, nil
+}

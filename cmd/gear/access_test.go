@@ -86,3 +86,38 @@ func TestServer_LimitsFlagsAndAdminView(t *testing.T) {
 		}
 	}
 }
+
+// gear admin pause, resume, limit and functions, on the Gearman port and over HTTP.
+func TestAdmin_PauseResumeLimit(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--http", "127.0.0.1:0")
+	addr := listenAddr(t, p)
+	web := "http://" + httpListenAddr(t, p)
+	for _, via := range [][]string{{"--server", addr}, {"--http", web}} {
+		run := func(args ...string) string {
+			t.Helper()
+			out, errOut, code := admRun(t, nil, append(via, args...)...)
+			if code != 0 {
+				t.Fatalf("gear admin %v %v: %d %s", via, args, code, errOut)
+			}
+			return out
+		}
+		if out := run("pause", "images"); !strings.Contains(out, "paused function images") {
+			t.Errorf("pause: %q", out)
+		}
+		if out := run("limit", "images", "3", "2.5"); !strings.Contains(out, "3 running at once, 2.5 starts a second") {
+			t.Errorf("limit: %q", out)
+		}
+		out := run("functions")
+		if !strings.Contains(out, "images") || !strings.Contains(out, "paused") || !strings.Contains(out, "2.5") {
+			t.Errorf("functions via %v:\n%s", via, out)
+		}
+		run("resume", "images")
+		run("limit", "images", "0", "0")
+		if out := run("functions"); !strings.Contains(out, "active") {
+			t.Errorf("functions after resume via %v:\n%s", via, out)
+		}
+	}
+	if _, errOut, code := admRun(t, nil, "--server", addr, "limit", "images", "x", "1"); code == 0 || !strings.Contains(errOut, "whole numbers") {
+		t.Errorf("a bad limit: %d %q", code, errOut)
+	}
+}

@@ -29,6 +29,7 @@ Query or control Gearman job servers (Gear, gearmand, the Perl server) over the 
 
 Commands:
   status                    functions: jobs queued or running, jobs running, available workers
+  functions                 functions with their state (active or paused) and limits (Gear only)
   priority                  functions: queued jobs per priority (high, normal, low), workers
   workers                   worker connections: client ID, IP, descriptor, functions
   jobs                      unfinished jobs: handle, retries, cancelled (ignored), queued
@@ -45,6 +46,11 @@ Commands:
   drop FUNCTION             forget a function that has no workers and no running jobs
   maxqueue FUNCTION [MAX | HIGH NORMAL LOW]
                             limit a function's queue, per priority; no limit or 0 is unlimited
+  pause FUNCTION            give no worker a job of FUNCTION until resumed; submits go on (Gear only)
+  resume FUNCTION           hand out FUNCTION's jobs again (Gear only)
+  limit FUNCTION RUNNING RATE [BURST]
+                            at most RUNNING of its jobs at once, RATE starts a second (0: no
+                            limit; BURST starts at once, default one second's worth) (Gear only)
   shutdown [--graceful]     stop the server; --graceful lets running jobs finish first
 
 Options:
@@ -74,8 +80,9 @@ type adminRequest struct {
 	timeout  time.Duration
 	command  string
 	args     []string
-	limits   []int // maxqueue
-	graceful bool  // shutdown
+	limits   []int     // maxqueue
+	limit    gateLimit // limit
+	graceful bool      // shutdown
 	httpURL  string
 	token    string      // for httpURL
 	tls      *tls.Config // for the Gearman port; nil: plain TCP (but for tls:// servers)
@@ -190,7 +197,7 @@ func (r *adminRequest) checkCommand() error {
 	nargs := map[string][]int{
 		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "limits": {0}, "version": {0},
 		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
-		"shutdown": {0},
+		"shutdown": {0}, "functions": {0}, "pause": {1}, "resume": {1}, "limit": {3, 4},
 	}
 	want, ok := nargs[r.command]
 	if !ok {
@@ -206,6 +213,19 @@ func (r *adminRequest) checkCommand() error {
 		if v := r.args[0]; v == "" || strings.ContainsAny(v, " \t\r\n\x00") {
 			return fmt.Errorf("%s: %q is not a valid argument (empty or with whitespace)", r.command, v)
 		}
+	}
+	if r.command == "limit" {
+		running, err1 := strconv.Atoi(r.args[1])
+		rate, err2 := strconv.ParseFloat(r.args[2], 64)
+		burst := 0
+		var err3 error
+		if len(r.args) == 4 {
+			burst, err3 = strconv.Atoi(r.args[3])
+		}
+		if err1 != nil || err2 != nil || err3 != nil || running < 0 || rate < 0 || burst < 0 {
+			return fmt.Errorf("limit: RUNNING and BURST are whole numbers, RATE a number, all 0 or more: %s", adminCommandSyntax("limit"))
+		}
+		r.limit = gateLimit{running, rate, burst}
 	}
 	if r.command == "maxqueue" {
 		for _, v := range r.args[1:] {
@@ -223,8 +243,10 @@ func adminCommandSyntax(cmd string) string {
 	switch cmd {
 	case "cancel":
 		return "cancel HANDLE"
-	case "create", "drop":
+	case "create", "drop", "pause", "resume":
 		return cmd + " FUNCTION"
+	case "limit":
+		return "limit FUNCTION RUNNING RATE [BURST]"
 	case "maxqueue":
 		return "maxqueue FUNCTION [MAX | HIGH NORMAL LOW]"
 	case "shutdown":
@@ -329,7 +351,7 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 		}
 		res.addr = c.Addr()
 		switch req.command {
-		case "status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid":
+		case "status", "priority", "functions", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:
 			res.err = adminActOn(ctx, &out, req, c)
@@ -342,7 +364,7 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 		}
 		defer c.Close()
 		switch req.command {
-		case "status", "priority", "workers", "jobs", "unique", "store", "limits", "version", "pid":
+		case "status", "priority", "functions", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:
 			res.err = adminActOn(ctx, &out, req, c)
@@ -361,6 +383,9 @@ type adminActor interface {
 	CreateFunction(context.Context, string) error
 	DropFunction(context.Context, string) error
 	MaxQueue(context.Context, string, ...int) error
+	Pause(context.Context, string) error
+	Resume(context.Context, string) error
+	Limit(ctx context.Context, function string, maxRunning int, rate float64, burst int) error
 	Shutdown(context.Context, bool) error
 }
 
@@ -386,6 +411,15 @@ func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActo
 		err, msg = c.DropFunction(ctx, req.args[0]), "dropped function "+req.args[0]
 	case "maxqueue":
 		err, msg = c.MaxQueue(ctx, req.args[0], req.limits...), adminDescribeLimits(req.args[0], req.limits)
+	case "pause":
+		err, msg = c.Pause(ctx, req.args[0]), "paused function "+req.args[0]+": its jobs wait until resumed"
+	case "resume":
+		err, msg = c.Resume(ctx, req.args[0]), "resumed function "+req.args[0]
+	case "limit":
+		l := req.limit
+		err = c.Limit(ctx, req.args[0], l.running, l.rate, l.burst)
+		msg = fmt.Sprintf("limit %s: %s running at once, %s starts a second", req.args[0],
+			unlimitedOr(float64(l.running)), unlimitedOr(l.rate))
 	case "shutdown":
 		err, msg = c.Shutdown(ctx, req.graceful), "shutting down"
 		if req.graceful {
@@ -402,6 +436,20 @@ func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActo
 	}
 	_, err = fmt.Fprintln(w, msg)
 	return err
+}
+
+// gateLimit is the arguments of `gear admin limit`.
+type gateLimit struct {
+	running int
+	rate    float64
+	burst   int
+}
+
+func unlimitedOr(n float64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(n, 'g', -1, 64)
 }
 
 func adminDescribeLimits(fn string, limits []int) string {

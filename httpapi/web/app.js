@@ -300,6 +300,45 @@
     });
   }
 
+  function pauseFunction(fn, done) {
+    const pausing = !fn.paused;
+    confirmAction({
+      title: pausing ? 'Pause this function?' : 'Resume this function?',
+      body: [
+        el('p', {}, pausing ? 'Give no worker a job of ' : 'Hand out the jobs of ', el('code', { text: fn.function }),
+          pausing ? ' until it is resumed.' : ' again.'),
+        el('p', { class: 'muted' }, pausing ? 'Queued jobs stay and submits are still accepted; running jobs finish.' : 'Sleeping workers are woken for its queued jobs.'),
+      ],
+      ok: pausing ? 'Pause' : 'Resume',
+      run: async () => {
+        await post(`functions/${enc(fn.function)}/${pausing ? 'pause' : 'resume'}`);
+        return `${pausing ? 'Paused' : 'Resumed'} ${fn.function}.`;
+      },
+      done,
+    });
+  }
+
+  function setRunLimits(fn, done) {
+    const running = el('input', { type: 'number', min: '0', step: '1', id: 'limit-running', value: String(fn.max_running || 0) });
+    const rate = el('input', { type: 'number', min: '0', step: 'any', id: 'limit-rate', value: String(fn.rate_per_sec || 0) });
+    confirmAction({
+      title: 'Set the run limits?',
+      body: [
+        el('p', {}, 'How many jobs of ', el('code', { text: fn.function }), ' may run at once across all workers, and start per second (0: no limit).'),
+        el('div', { class: 'fields' }, el('label', {}, 'running at once ', running), el('label', {}, 'starts per second ', rate)),
+      ],
+      ok: 'Set limits',
+      run: async () => {
+        const r = running.value.trim(), q = rate.value.trim();
+        if (!/^\d+$/.test(r)) throw new InvalidInput('running at once: a whole number, 0 or more');
+        if (!/^\d+(\.\d+)?$/.test(q)) throw new InvalidInput('starts per second: a number, 0 or more');
+        await post(`functions/${enc(fn.function)}/limits`, { max_running: Number(r), rate_per_sec: Number(q), rate_burst: 0 });
+        return `Run limits of ${fn.function}: ${Number(r) || 'any number'} at once, ${Number(q) || 'no limit on'} starts a second.`;
+      },
+      done,
+    });
+  }
+
   // ---- routing: #/page/ARG?query
 
   function parseHash() {
@@ -578,11 +617,15 @@
       { key: 'workers', label: 'Workers', sort: 'workers', num: true, cell: (f) => num(f.workers) },
       { key: 'oldest', label: 'Oldest', sort: 'oldest', num: true, cell: (f) => age(f.oldest_age_seconds) },
       { key: 'max-queue', label: 'Max queue', num: true, cell: (f) => (sumPrio(f.max_queue) ? prioText(f.max_queue) : 'none') },
+      { key: 'state', label: 'State', cell: (f) => (f.paused ? 'paused' : 'active') },
+      { key: 'limits', label: 'Running / rate limit', num: true, cell: (f) => `${f.max_running || '-'} / ${f.rate_per_sec ? f.rate_per_sec + '/s' : '-'}` },
     ],
     rowAttrs: (f) => ({ 'data-function': f.function }),
     actions: (f, reload) => [
       actionButton('Cancel queued…', { action: 'cancel-queued', function: f.function }, () => cancelQueued(f, reload)),
       actionButton('Max queue…', { action: 'maxqueue', function: f.function }, () => setMaxQueue(f, reload)),
+      actionButton(f.paused ? 'Resume…' : 'Pause…', { action: f.paused ? 'resume' : 'pause', function: f.function }, () => pauseFunction(f, reload)),
+      actionButton('Run limits…', { action: 'limits', function: f.function }, () => setRunLimits(f, reload)),
       actionButton('Drop…', { action: 'drop', function: f.function }, () => dropFunction(f, reload)),
     ],
   });

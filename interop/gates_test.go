@@ -1,0 +1,168 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/testenv"
+	"github.com/gearhq/gear/worker"
+)
+
+// Pause and resume with a PHP worker: while its function is paused the worker, busy with another
+// function, is never given the paused function's job; resumed, it is.
+func TestPause_PHPWorker(t *testing.T) {
+	needPHP(t)
+	g := startGear(t, nil)
+	pfx := prefix(t)
+	w := g.startScriptWorker(t, "php", pfx, "php-pause", false)
+	if got := g.admin(t, "pause "+pfx+".rev"); got != "OK\r\n" {
+		t.Fatalf("pause: %q", got)
+	}
+	c := testenv.NewClient(t, g.addr())
+	ctx := testenv.CtxTimeout(t, 30*time.Second)
+	if _, err := c.SubmitBackground(ctx, pfx+".rev", []byte("paused job"), client.Submission{}); err != nil {
+		t.Fatalf("a submit to a paused function: %v", err)
+	}
+	// Work of another function goes through the same worker meanwhile.
+	for i := range 3 {
+		j, err := c.Submit(ctx, pfx+".progress", []byte(fmt.Sprint(i)), client.Submission{})
+		if err == nil {
+			_, err = j.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, j := range w.jobs(t) { // the log names functions without the prefix
+		if j.fn == "rev" {
+			t.Fatalf("the PHP worker was given a job of the paused function: %+v", j)
+		}
+	}
+	if out := g.admin(t, "functions"); !strings.Contains(out, pfx+".rev\t1\t0\t1\tpaused\t0\t0\n") {
+		t.Fatalf("functions while paused:\n%s", out)
+	}
+	if got := g.admin(t, "resume "+pfx+".rev"); got != "OK\r\n" {
+		t.Fatalf("resume: %q", got)
+	}
+	waitFor(t, "the resumed job at the PHP worker", func() (bool, string) {
+		js := w.jobs(t)
+		return len(js) == 4 && js[3].fn == "rev" && js[3].workload == "paused job", fmt.Sprint(js)
+	})
+}
+
+// A limit of 3 running at once holds across 8 workers, counted by the workers themselves and by
+// the server, and is reached.
+func TestMaxRunning_AcrossWorkers(t *testing.T) {
+	g := startGear(t, nil)
+	fn := prefix(t) + ".limited"
+	if got := g.admin(t, "limit "+fn+" 3 0"); got != "OK\r\n" {
+		t.Fatalf("limit: %q", got)
+	}
+	var inFlight, peak atomic.Int64
+	gateFn := func(ctx context.Context, j *worker.Job) ([]byte, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select { // long enough for the others to pile up behind the limit
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}
+	for range 8 {
+		testenv.StartWorker(t, []string{g.addr()}, 1, map[string]worker.Func{fn: gateFn})
+	}
+	c := testenv.NewClient(t, g.addr())
+	ctx := testenv.CtxTimeout(t, 60*time.Second)
+	var wg sync.WaitGroup
+	var maxSeen atomic.Int64
+	stop := make(chan struct{})
+	go func() { // the server's own count, watched while the jobs run
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if st, ok := g.status(t, fn); ok {
+				for m := maxSeen.Load(); int64(st.running) > m && !maxSeen.CompareAndSwap(m, int64(st.running)); m = maxSeen.Load() {
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	for range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := c.Submit(ctx, fn, nil, client.Submission{})
+			if err == nil {
+				_, err = j.Wait(ctx)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if p := peak.Load(); p > 3 || maxSeen.Load() > 3 {
+		t.Fatalf("%d Go workers' jobs at once (the server saw %d running): the limit is 3", p, maxSeen.Load())
+	}
+	if peak.Load() < 3 {
+		t.Fatalf("at most %d job ran at once: the test did not exercise the limit", peak.Load())
+	}
+	t.Logf("peak running: %d counted by the workers, %d seen by the server", peak.Load(), maxSeen.Load())
+}
+
+// A rate of 50 starts a second, measured over 10 s by the workers, within 10 %.
+func TestRateLimit_Measured(t *testing.T) {
+	g := startGear(t, nil)
+	fn := prefix(t) + ".rated"
+	if got := g.admin(t, "limit "+fn+" 0 50 1"); got != "OK\r\n" {
+		t.Fatalf("limit: %q", got)
+	}
+	var mu sync.Mutex
+	var starts []time.Time
+	count := func(context.Context, *worker.Job) ([]byte, error) {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		return nil, nil
+	}
+	for range 4 {
+		testenv.StartWorker(t, []string{g.addr()}, 2, map[string]worker.Func{fn: count})
+	}
+	c := testenv.NewClient(t, g.addr())
+	ctx := testenv.CtxTimeout(t, 60*time.Second)
+	for i := range 700 {
+		if _, err := c.SubmitBackground(ctx, fn, []byte(fmt.Sprint(i)), client.Submission{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, "11 s of starts", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(starts) > 0 && time.Since(starts[0]) > 11*time.Second
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	from := starts[0].Add(time.Second) // past any start-up burst
+	n := 0
+	for _, s := range starts {
+		if !s.Before(from) && s.Before(from.Add(10*time.Second)) {
+			n++
+		}
+	}
+	t.Logf("%d starts in 10 s (50/s wanted)", n)
+	if n < 450 || n > 550 {
+		t.Fatalf("%d starts in 10 s; want 500 ± 10 %%", n)
+	}
+}
