@@ -126,7 +126,7 @@ func TestMaxRunning_AcrossWorkers(t *testing.T) {
 func TestRateLimit_Measured(t *testing.T) {
 	g := startGear(t, nil)
 	fn := prefix(t) + ".rated"
-	if got := g.admin(t, "limit "+fn+" 0 50 1"); got != "OK\r\n" {
+	if got := g.admin(t, "limit "+fn+" 0 50"); got != "OK\r\n" { // burst: one second's worth
 		t.Fatalf("limit: %q", got)
 	}
 	var mu sync.Mutex
