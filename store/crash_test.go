@@ -21,11 +21,13 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 )
 
-// startHelper runs the helper process with the given settings and returns its stdout lines.
-func startHelper(t *testing.T, dir string, mode SyncMode, env ...string) (*exec.Cmd, *bufio.Scanner) {
+// startHelper runs the helper process on a store of e at where with the given settings and returns
+// its stdout lines.
+func startHelper(t *testing.T, e engine, where string, mode SyncMode, env ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStoreProcess$")
-	cmd.Env = append(os.Environ(), "GEAR_STORE_HELPER_DIR="+dir, "GEAR_STORE_HELPER_SYNC="+mode.String())
+	cmd.Env = append(os.Environ(), "GEAR_STORE_HELPER_ENGINE="+e.name, "GEAR_STORE_HELPER_DIR="+where,
+		"GEAR_STORE_HELPER_SYNC="+mode.String())
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -41,14 +43,18 @@ func startHelper(t *testing.T, dir string, mode SyncMode, env ...string) (*exec.
 
 // A job whose callback reported it durable survives a kill of the process at once, in every sync
 // mode: SyncInterval and SyncNone promise that a crash of the process loses nothing. Large jobs fill
-// several 4 MiB memtables, so the WAL rotates and memtables flush while the helper runs.
-func TestPebble_AcknowledgedSurvivesKill(t *testing.T) {
+// several of Pebble's 4 MiB memtables, so the WAL rotates and memtables flush while the helper runs.
+func TestStore_AcknowledgedSurvivesKill(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) { acknowledgedSurvivesKill(t, e) })
+}
+
+func acknowledgedSurvivesKill(t *testing.T, e engine) {
 	const acks = 300
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
 		for _, size := range []int{16, 32 << 10} {
 			t.Run(fmt.Sprintf("%s/%dB", mode, size), func(t *testing.T) {
-				dir := t.TempDir()
-				cmd, sc := startHelper(t, dir, mode, "GEAR_STORE_HELPER_SIZE="+strconv.Itoa(size))
+				where := e.fresh(t)
+				cmd, sc := startHelper(t, e, where, mode, "GEAR_STORE_HELPER_SIZE="+strconv.Itoa(size))
 				var last uint64
 				for last < acks && sc.Scan() {
 					var err error
@@ -62,7 +68,7 @@ func TestPebble_AcknowledgedSurvivesKill(t *testing.T) {
 				cmd.Process.Kill()
 				cmd.Wait()
 
-				p := mustOpen(t, dir, mode)
+				p := e.openAt(t, where, mode)
 				got := replay(t, p)
 				if uint64(len(got)) < last {
 					t.Fatalf("%d jobs survived, but %d were acknowledged", len(got), last)
@@ -83,11 +89,15 @@ func TestPebble_AcknowledgedSurvivesKill(t *testing.T) {
 
 // A finished job's removal reaches the operating system as soon as it is committed, in every mode:
 // after a crash of the process, jobs that ended before it do not run again.
-func TestPebble_RemovalSurvivesKill(t *testing.T) {
+func TestStore_RemovalSurvivesKill(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) { removalSurvivesKill(t, e) })
+}
+
+func removalSurvivesKill(t *testing.T, e engine) {
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
 		t.Run(mode.String(), func(t *testing.T) {
-			dir := t.TempDir()
-			cmd, sc := startHelper(t, dir, mode, "GEAR_STORE_HELPER_REMOVE=1")
+			where := e.fresh(t)
+			cmd, sc := startHelper(t, e, where, mode, "GEAR_STORE_HELPER_REMOVE=1")
 			for sc.Scan() && sc.Text() != "removed" {
 			}
 			if sc.Text() != "removed" {
@@ -95,7 +105,7 @@ func TestPebble_RemovalSurvivesKill(t *testing.T) {
 			}
 			cmd.Process.Kill()
 			cmd.Wait()
-			if got := replay(t, mustOpen(t, dir, mode)); len(got) != 0 {
+			if got := replay(t, e.openAt(t, where, mode)); len(got) != 0 {
 				t.Fatalf("%d removed jobs came back after the kill", len(got))
 			}
 		})
@@ -115,7 +125,11 @@ func TestHelperStoreProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := OpenPebble(dir, mode, nil)
+	i := slices.IndexFunc(engines, func(e engine) bool { return e.name == os.Getenv("GEAR_STORE_HELPER_ENGINE") })
+	if i < 0 {
+		t.Fatalf("GEAR_STORE_HELPER_ENGINE=%q", os.Getenv("GEAR_STORE_HELPER_ENGINE"))
+	}
+	p, err := engines[i].open(dir, mode)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"math"
 	"sync/atomic"
+	"time"
 )
 
 // Histogram counts observations into fixed buckets without a lock, so a store can report the
@@ -65,4 +66,57 @@ func (h *Histogram) Snapshot() HistogramSnapshot {
 	}
 	s.Count += h.counts[len(h.bounds)].Load()
 	return s
+}
+
+// counters are what both stores count for Stats: stored jobs, the last durable commit and the last
+// error, and each batch's commit (how many, how long, how large).
+type counters struct {
+	jobs         atomic.Int64
+	lastSync     atomic.Int64 // Unix nanoseconds
+	lastErr      atomic.Pointer[string]
+	commits      atomic.Int64 // batches committed
+	commitErrors atomic.Int64
+	committedOps atomic.Int64
+	commitNanos  atomic.Int64
+	// 100 µs .. 3.3 s, and 1 .. 32768 operations
+	commitLatency *Histogram
+	batchSize     *Histogram
+}
+
+func (c *counters) init() {
+	c.commitLatency = NewHistogram(exponential(0.0001, 2, 16)...)
+	c.batchSize = NewHistogram(exponential(1, 2, 16)...)
+}
+
+// observeCommit counts a batch of ops that took took to commit, failed if err is not nil.
+func (c *counters) observeCommit(ops int, took time.Duration, err error) {
+	c.commits.Add(1)
+	c.committedOps.Add(int64(ops))
+	c.commitNanos.Add(int64(took))
+	c.commitLatency.Observe(took.Seconds())
+	c.batchSize.Observe(float64(ops))
+	if err != nil {
+		c.commitErrors.Add(1)
+	}
+}
+
+// setError records err as the store's last error.
+func (c *counters) setError(err error) {
+	msg := err.Error()
+	c.lastErr.Store(&msg)
+}
+
+// stats returns the counters as Stats of the given engine.
+func (c *counters) stats(engine, path string, mode SyncMode) Stats {
+	st := Stats{Engine: engine, Path: path, Sync: mode, Jobs: c.jobs.Load(),
+		Commits: c.commits.Load(), CommitErrors: c.commitErrors.Load(), CommittedOps: c.committedOps.Load(),
+		CommitTime:    time.Duration(c.commitNanos.Load()),
+		CommitLatency: c.commitLatency.Snapshot(), BatchSize: c.batchSize.Snapshot()}
+	if ns := c.lastSync.Load(); ns != 0 {
+		st.LastSync = time.Unix(0, ns)
+	}
+	if e := c.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,44 +25,24 @@ type Pebble struct {
 	log  *slog.Logger
 	wal  *walFS // decides which WAL syncs reach the disk
 
-	mu      sync.Mutex
-	queue   []op
-	spare   []op // the committer's last batch, emptied, to be the next queue
-	adds    int  // Adds in queue
-	gather  int  // while the committer gathers Adds for one fsync, how many it waits for
-	closing bool
-	closed  bool // Close has waited for callbacks: later ones are not tracked
-	wake    chan struct{}
-	done    chan struct{} // closed when the committer (commitLoop) has returned
-
-	// callbacks tracks the goroutines that report refused operations (store closing, disk full);
-	// Close waits for them. Add is called under mu, and only while !closed.
-	callbacks sync.WaitGroup
+	lifecycle // its mu guards the queue: refused operations are the store closing, the disk full
+	queue     []op
+	spare     []op // the committer's last batch, emptied, to be the next queue
+	adds      int  // Adds in queue
+	gather    int  // while the committer gathers Adds for one fsync, how many it waits for
 
 	// The committer's own: the moving average of its fsyncs (how long it gathers at most), and the
 	// first fsync error, after which it writes nothing more.
 	syncTime time.Duration
 	syncErr  error
 
-	closeOnce sync.Once
-	closeErr  error
-
 	minFree       atomic.Uint64
 	freeBytes     atomic.Uint64
 	freeCheckedAt atomic.Int64
 
-	jobs         atomic.Int64
-	nextSeq      atomic.Uint64
-	lastSync     atomic.Int64 // Unix nanoseconds
-	lastErr      atomic.Pointer[string]
-	dirty        atomic.Bool  // written since the last fsync (SyncInterval)
-	commits      atomic.Int64 // batches committed
-	commitErrors atomic.Int64
-	committedOps atomic.Int64
-	commitNanos  atomic.Int64
-	// 100 µs .. 3.3 s, and 1 .. 32768 operations
-	commitLatency *Histogram
-	batchSize     *Histogram
+	nextSeq atomic.Uint64
+	dirty   atomic.Bool // written since the last fsync (SyncInterval)
+	counters
 }
 
 type opKind uint8
@@ -114,8 +93,9 @@ func openPebble(dir string, mode SyncMode, log *slog.Logger, fs vfs.FS) (*Pebble
 		}
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
-	p := &Pebble{db: db, path: dir, mode: mode, log: log, wal: wal, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		commitLatency: NewHistogram(exponential(0.0001, 2, 16)...), batchSize: NewHistogram(exponential(1, 2, 16)...)}
+	p := &Pebble{db: db, path: dir, mode: mode, log: log, wal: wal}
+	p.initLifecycle()
+	p.counters.init()
 	if v, closer, err := db.Get(metaNextSeq); err == nil {
 		if len(v) == 8 {
 			p.nextSeq.Store(binary.BigEndian.Uint64(v))
@@ -225,24 +205,6 @@ func (p *Pebble) push(o op) {
 	p.mu.Unlock()
 	if wake {
 		p.signal()
-	}
-}
-
-// callbackLocked runs done(err) on a goroutine of its own, never the caller's: the server calls Add
-// holding the lock its callback takes. The goroutine is one Close waits for, unless Close has
-// already finished waiting (p.closed), when there is nothing left to wait for it. p.mu is held.
-func (p *Pebble) callbackLocked(done func(error), err error) {
-	if p.closed {
-		go done(err)
-		return
-	}
-	p.callbacks.Go(func() { done(err) })
-}
-
-func (p *Pebble) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -430,15 +392,7 @@ func (p *Pebble) commit(ops []op, adds int) {
 		}
 	}
 	p.record(err, synced)
-	p.commits.Add(1)
-	p.committedOps.Add(int64(len(ops)))
-	took := time.Since(began)
-	p.commitNanos.Add(int64(took))
-	p.commitLatency.Observe(took.Seconds())
-	p.batchSize.Observe(float64(len(ops)))
-	if err != nil {
-		p.commitErrors.Add(1)
-	}
+	p.observeCommit(len(ops), time.Since(began), err)
 	if err == nil {
 		p.jobs.Add(int64(adds) - removes)
 		p.nextSeq.Store(next)
@@ -455,8 +409,7 @@ func (p *Pebble) commit(ops []op, adds int) {
 
 func (p *Pebble) record(err error, synced bool) {
 	if err != nil {
-		msg := err.Error()
-		p.lastErr.Store(&msg)
+		p.setError(err)
 		p.log.Error("store write failed", "err", err)
 		return
 	}
@@ -466,39 +419,19 @@ func (p *Pebble) record(err error, synced bool) {
 }
 
 // Stats reports the store's state.
-func (p *Pebble) Stats() Stats {
-	st := Stats{Engine: "pebble", Path: p.path, Sync: p.mode, Jobs: p.jobs.Load(),
-		Commits: p.commits.Load(), CommitErrors: p.commitErrors.Load(), CommittedOps: p.committedOps.Load(),
-		CommitTime:    time.Duration(p.commitNanos.Load()),
-		CommitLatency: p.commitLatency.Snapshot(), BatchSize: p.batchSize.Snapshot()}
-	if ns := p.lastSync.Load(); ns != 0 {
-		st.LastSync = time.Unix(0, ns)
-	}
-	if e := p.lastErr.Load(); e != nil {
-		st.LastError = *e
-	}
-	return st
-}
+func (p *Pebble) Stats() Stats { return p.stats("pebble", p.path, p.mode) }
 
 // Close applies what is queued, syncs, closes the engine, and waits for the callbacks of the
 // operations it refused meanwhile. Later calls wait for the first one and return its result.
 func (p *Pebble) Close() error {
 	p.closeOnce.Do(func() {
-		p.mu.Lock()
-		p.closing = true
-		p.mu.Unlock()
-		p.signal()
-		<-p.done
+		p.stopCommitter()
 		err := p.db.LogData(nil, pebble.Sync)
 		if err == nil {
 			err = p.wal.syncWAL()
 		}
 		p.closeErr = errors.Join(err, p.db.Close())
-		// No callback is tracked once closed is set, so none is added while Wait runs.
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
-		p.callbacks.Wait()
+		p.waitCallbacks()
 	})
 	return p.closeErr
 }

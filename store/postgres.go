@@ -1,0 +1,590 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres keeps background jobs as rows of a PostgreSQL database, for operators who already run,
+// back up and replicate one, and as the shared record of a fleet of gear servers (issue 17).
+//
+// A server still serves its jobs from memory; the table is their durable record. Writes are group
+// committed as in the Pebble store: one committer goroutine takes everything queued — Adds,
+// Removes, SetRetries, ReserveSeq — and sends it as one pipeline of at most four statements (a
+// multi-row INSERT from arrays, one UPDATE of retries, one DELETE ... WHERE seq = ANY, the server
+// row's next sequence number) followed by a single Sync: PostgreSQL runs a pipeline up to its Sync
+// as one implicit transaction, so a batch costs one round trip and one commit. An Add's callback
+// runs after that COMMIT has returned (under SyncAlways, after the commit's WAL flush).
+//
+// Every job row carries its owner, the server that serves it: the handle prefix, which already has
+// to differ between servers that share clients. Each server has a row in gear_servers with an epoch
+// that grows at every start; the fleet's leases, adoption and fencing (later) build on both.
+type Postgres struct {
+	pool   *pgxpool.Pool
+	lock   *pgxpool.Conn // holds the owner's advisory lock for the life of the store
+	owner  string
+	epoch  int64
+	where  string // the database's URL, password masked
+	mode   SyncMode
+	log    *slog.Logger
+	commit time.Duration // a batch's deadline
+
+	ownerWait time.Duration
+
+	lifecycle // its mu guards the queue: refused operations are the store closing, a bad sequence number
+	queue     []pgOp
+	spare     []pgOp
+
+	// The committer's own: removals, retry counts and reservations of a batch that failed, carried
+	// into the next one (a removal lost would run a finished job again after a restart).
+	retry []pgOp
+
+	nextSeq  atomic.Uint64
+	savedSeq uint64 // next_seq as committed in the server row (committer only, after Open)
+	counters
+}
+
+// pgOp is a queued write. An Add and a SetRetries keep the *Job the core built for them (it is not
+// changed after the call).
+type pgOp struct {
+	kind opKind
+	seq  uint64
+	job  *Job
+	done func(error)
+}
+
+// PostgresOptions configures OpenPostgres.
+type PostgresOptions struct {
+	// URL is a postgres:// URL or a "key=value ..." connection string; empty, PostgreSQL's PG*
+	// environment variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, ...) say where.
+	URL string
+	// Owner names this server in the database: its jobs' owner. The server uses its job handle
+	// prefix. A second store opened with the same owner is refused while the first is open.
+	Owner string
+	// Sync SyncAlways commits with PostgreSQL's synchronous_commit on (an acknowledged job survives
+	// a crash of the database's machine); SyncInterval and SyncNone with it off, leaving the WAL
+	// flush to PostgreSQL's WAL writer (a crash of the gear server still loses nothing; one of the
+	// database's machine up to three wal_writer_delay, 600 ms by default).
+	Sync SyncMode
+	Log  *slog.Logger
+	// OwnerWait is how long a start waits for the owner's lock, which a server killed a moment ago
+	// may still hold until PostgreSQL notices. Default 5 s.
+	OwnerWait time.Duration
+	// CommitTimeout bounds a batch: connecting, the statements and the commit. A database that does
+	// not answer fails the batch's Adds (ERROR QUEUE_ERROR) instead of holding the submits. Default 10 s.
+	CommitTimeout time.Duration
+}
+
+// ParsePostgresURL checks a URL or connection string (or, if empty, the PG* environment) the way
+// OpenPostgres reads it, without connecting.
+func ParsePostgresURL(s string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(s)
+	if err != nil {
+		return nil, fmt.Errorf("--postgres-url: %w", err)
+	}
+	return cfg, nil
+}
+
+// MaskPostgresURL returns where a URL or connection string points, with no password: a URL as
+// given with its password (in the user part or the query) replaced by xxxxx; a connection string or
+// the environment as the URL of its first host, user and database.
+func MaskPostgresURL(s string) string {
+	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	cfg, err := pgxpool.ParseConfig(s)
+	if err != nil {
+		return "(invalid)"
+	}
+	c := cfg.ConnConfig
+	u := &url.URL{Scheme: "postgres", Path: "/" + c.Database}
+	if c.User != "" {
+		u.User = url.User(c.User)
+	}
+	if strings.HasPrefix(c.Host, "/") {
+		u.RawQuery = url.Values{"host": {c.Host}, "port": {strconv.Itoa(int(c.Port))}}.Encode()
+	} else {
+		u.Host = net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+	}
+	return u.String()
+}
+
+// OpenPostgres connects, creates or migrates the schema, and claims the owner's server row (a new
+// epoch). The database must be up: a server that cannot reach its store does not start.
+func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
+	if o.Owner == "" {
+		return nil, errors.New("postgres store: no owner name")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.OwnerWait <= 0 {
+		o.OwnerWait = 5 * time.Second
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 10 * time.Second
+	}
+	cfg, err := ParsePostgresURL(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	where := MaskPostgresURL(o.URL)
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > o.CommitTimeout {
+		cfg.ConnConfig.ConnectTimeout = o.CommitTimeout
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	if _, ok := rp["application_name"]; !ok {
+		rp["application_name"] = "gear"
+	}
+	if o.Sync == SyncAlways {
+		rp["synchronous_commit"] = "on"
+	} else {
+		rp["synchronous_commit"] = "off"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %w", where, err)
+	}
+	p := &Postgres{pool: pool, owner: o.Owner, where: where, mode: o.Sync, log: o.Log, commit: o.CommitTimeout, ownerWait: o.OwnerWait}
+	p.initLifecycle()
+	p.counters.init()
+	if err := p.open(ctx); err != nil {
+		if p.lock != nil {
+			p.lock.Release()
+		}
+		pool.Close()
+		return nil, fmt.Errorf("postgres %s: %w", where, err)
+	}
+	go p.commitLoop()
+	return p, nil
+}
+
+func (p *Postgres) open(ctx context.Context) error {
+	if err := migrate(ctx, p.pool); err != nil {
+		return err
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	p.lock = conn
+	// A server killed a moment ago may still hold the lock: its session ends when PostgreSQL sees
+	// the connection closed. Wait a little for that, then give up.
+	wait := fmt.Sprintf("SET lock_timeout = %d", p.ownerWait.Milliseconds())
+	if _, err := conn.Exec(ctx, wait); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockOwner, p.owner); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			return fmt.Errorf("owner %q is in use by another gear server (give each server its own --job-handle-prefix)", p.owner)
+		}
+		return err
+	}
+	if _, err := conn.Exec(ctx, `RESET lock_timeout`); err != nil {
+		return err
+	}
+	var next int64
+	err = p.pool.QueryRow(ctx, `INSERT INTO gear_servers (owner, epoch, next_seq) VALUES ($1, 1, 1)
+		ON CONFLICT (owner) DO UPDATE SET epoch = gear_servers.epoch + 1, started = now(), heartbeat = now()
+		RETURNING epoch, next_seq`, p.owner).Scan(&p.epoch, &next)
+	if err != nil {
+		return err
+	}
+	p.savedSeq = uint64(max(next, 1))
+	p.nextSeq.Store(p.savedSeq)
+	p.log.Info("postgres store", "owner", p.owner, "epoch", p.epoch)
+	return nil
+}
+
+// The advisory locks' first key: the schema's migrations, and a server's hold on its owner name.
+const (
+	lockMigrate = 0x6765_6172 // "gear"
+	lockOwner   = 0x6765_6171
+)
+
+// migrations bring the schema from version i to i+1. Each runs in the same transaction as the
+// version it records, under an advisory lock, so two servers starting at once on a new database
+// neither both create the tables nor see them half made. Append only: never change a released one.
+var migrations = []string{
+	// 1: the servers of a fleet and their jobs. Strings are bytea: Gearman function names, unique
+	// keys and handles are bytes, and may hold NUL or invalid UTF-8, which text refuses. due is Unix
+	// seconds (0: runnable now) and created Unix nanoseconds, as the server keeps them.
+	`CREATE TABLE gear_servers (
+		owner       text PRIMARY KEY,
+		epoch       bigint NOT NULL,
+		next_seq    bigint NOT NULL DEFAULT 1,
+		started     timestamptz NOT NULL DEFAULT now(),
+		heartbeat   timestamptz NOT NULL DEFAULT now(),
+		lease_until timestamptz
+	);
+	CREATE TABLE gear_jobs (
+		owner    text NOT NULL REFERENCES gear_servers (owner),
+		seq      bigint NOT NULL,
+		handle   bytea NOT NULL,
+		function bytea NOT NULL,
+		uniq     bytea NOT NULL,
+		reducer  bytea NOT NULL,
+		priority smallint NOT NULL CHECK (priority BETWEEN 0 AND 2),
+		due      bigint NOT NULL,
+		retries  bigint NOT NULL,
+		created  bigint NOT NULL,
+		data     bytea NOT NULL,
+		PRIMARY KEY (owner, seq)
+	)`,
+}
+
+// SchemaVersion is the schema version this build creates.
+var SchemaVersion = len(migrations)
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, lockMigrate); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS gear_schema_version (version int NOT NULL)`); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	var v int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM gear_schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this gear knows (%d): upgrade gear", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("schema migration to version %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM gear_schema_version`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO gear_schema_version (version) VALUES ($1)`, len(migrations)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Replay calls fn for the owner's jobs in submission order.
+func (p *Postgres) Replay(fn func(*Job) error) error {
+	ctx := context.Background()
+	rows, err := p.pool.Query(ctx, `SELECT seq, handle, function, uniq, reducer, priority, due, retries, created, data
+		FROM gear_jobs WHERE owner = $1 ORDER BY seq`, p.owner)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", p.where, err)
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var seq, retries int64
+		var prio int16
+		var handle, function, unique, reducer []byte
+		j := &Job{}
+		if err := rows.Scan(&seq, &handle, &function, &unique, &reducer, &prio, &j.When, &retries, &j.Created, &j.Data); err != nil {
+			return fmt.Errorf("postgres %s: %w", p.where, err)
+		}
+		if prio < 0 || prio > 2 || retries < 0 || retries > math.MaxUint32 || seq < 0 {
+			return fmt.Errorf("%w %d: priority %d, retries %d", ErrCorrupt, seq, prio, retries)
+		}
+		j.Seq, j.Priority, j.Retries = uint64(seq), uint8(prio), uint32(retries)
+		j.Handle, j.Function, j.Unique, j.Reducer = string(handle), string(function), string(unique), string(reducer)
+		if j.Data == nil {
+			j.Data = []byte{}
+		}
+		if j.Seq >= p.nextSeq.Load() {
+			p.nextSeq.Store(j.Seq + 1)
+		}
+		n++
+		if err := fn(j); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres %s: %w", p.where, err)
+	}
+	p.jobs.Store(n)
+	return nil
+}
+
+// NextSeq is the first sequence number no job of this owner used.
+func (p *Postgres) NextSeq() uint64 { return p.nextSeq.Load() }
+
+// Add queues j for the next batch; done reports when its row is committed, never on the caller's
+// goroutine.
+func (p *Postgres) Add(j *Job, done func(error)) {
+	if j.Seq > math.MaxInt64 {
+		p.mu.Lock()
+		p.callbackLocked(done, fmt.Errorf("postgres store: sequence number %d does not fit a bigint", j.Seq))
+		p.mu.Unlock()
+		return
+	}
+	p.push(pgOp{kind: opAdd, seq: j.Seq, job: j, done: done})
+}
+
+// Remove queues the deletion of a job's row.
+func (p *Postgres) Remove(seq uint64) { p.push(pgOp{kind: opRemove, seq: seq}) }
+
+// SetRetries queues an update of j's retry count.
+func (p *Postgres) SetRetries(j *Job) { p.push(pgOp{kind: opUpdate, seq: j.Seq, job: j}) }
+
+// ReserveSeq queues a reservation of sequence numbers below upTo.
+func (p *Postgres) ReserveSeq(upTo uint64) { p.push(pgOp{kind: opReserve, seq: upTo}) }
+
+func (p *Postgres) push(o pgOp) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closing {
+		p.queue = append(p.queue, o)
+		p.signal()
+	} else if o.done != nil {
+		p.callbackLocked(o.done, errors.New("store is closed"))
+	}
+}
+
+// retryDelay is how soon the removals of a failed batch are tried again when nothing else is queued.
+const retryDelay = time.Second
+
+// commitLoop commits what is queued, batch after batch: everything queued while one batch was in
+// flight goes into the next, so concurrent submitters share round trips and WAL flushes.
+func (p *Postgres) commitLoop() {
+	defer close(p.done)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-p.wake:
+		case <-retry.C:
+		}
+		p.mu.Lock()
+		batch, closing := p.queue, p.closing
+		p.queue = p.spare[:0]
+		p.mu.Unlock()
+		if len(p.retry) > 0 {
+			batch = append(p.retry, batch...)
+			p.retry = nil
+		}
+		if len(batch) > 0 {
+			p.commitBatch(batch)
+		}
+		clear(batch)
+		if cap(batch) <= 4096 {
+			p.spare = batch[:0]
+		}
+		if closing {
+			if len(p.retry) > 0 {
+				p.log.Error("postgres store closed with writes not committed: finished jobs may run again", "writes", len(p.retry))
+			}
+			return
+		}
+		if len(p.retry) > 0 {
+			retry.Reset(retryDelay)
+		}
+	}
+}
+
+// pgBatch is a batch folded into the statements that write it: an Add followed by its Remove in
+// the same batch writes nothing, and a SetRetries of a job added in the same batch changes the row
+// to insert.
+type pgBatch struct {
+	adds    []*Job
+	addAt   map[uint64]int // seq → index in adds
+	updates map[uint64]uint32
+	removes []int64
+	reserve uint64
+	maxSeq  uint64
+}
+
+func fold(ops []pgOp) *pgBatch {
+	b := &pgBatch{addAt: map[uint64]int{}, updates: map[uint64]uint32{}}
+	for _, o := range ops {
+		switch o.kind {
+		case opAdd:
+			b.addAt[o.seq] = len(b.adds)
+			b.adds = append(b.adds, o.job)
+			b.maxSeq = max(b.maxSeq, o.seq)
+		case opUpdate:
+			if i, ok := b.addAt[o.seq]; ok {
+				j := *b.adds[i]
+				j.Retries = o.job.Retries
+				b.adds[i] = &j
+			} else {
+				b.updates[o.seq] = o.job.Retries
+			}
+		case opRemove:
+			if i, ok := b.addAt[o.seq]; ok {
+				b.adds[i] = nil
+				delete(b.addAt, o.seq)
+			} else {
+				delete(b.updates, o.seq)
+				b.removes = append(b.removes, int64(o.seq))
+			}
+		case opReserve:
+			b.reserve = max(b.reserve, o.seq)
+		}
+	}
+	return b
+}
+
+func (p *Postgres) commitBatch(ops []pgOp) {
+	b := fold(ops)
+	next := p.savedSeq
+	if len(b.adds) > 0 {
+		next = max(next, b.maxSeq+1)
+	}
+	next = max(next, b.reserve)
+
+	var q pgx.Batch
+	var inserted int
+	if len(b.adds) > 0 {
+		n := len(b.adds)
+		seq, prio, due, retries, created := make([]int64, 0, n), make([]int16, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		handle, function, unique, reducer, data := make([][]byte, 0, n), make([][]byte, 0, n), make([][]byte, 0, n), make([][]byte, 0, n), make([][]byte, 0, n)
+		for _, j := range b.adds {
+			if j == nil {
+				continue
+			}
+			seq = append(seq, int64(j.Seq))
+			prio = append(prio, int16(j.Priority))
+			due = append(due, j.When)
+			retries = append(retries, int64(j.Retries))
+			created = append(created, j.Created)
+			handle = append(handle, []byte(j.Handle))
+			function = append(function, []byte(j.Function))
+			unique = append(unique, []byte(j.Unique))
+			reducer = append(reducer, []byte(j.Reducer))
+			d := j.Data
+			if d == nil {
+				d = []byte{} // NOT NULL: a job without data has empty data
+			}
+			data = append(data, d)
+		}
+		if inserted = len(seq); inserted > 0 {
+			q.Queue(`INSERT INTO gear_jobs (owner, seq, handle, function, uniq, reducer, priority, due, retries, created, data)
+				SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[],
+					$7::smallint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[])`,
+				p.owner, seq, handle, function, unique, reducer, prio, due, retries, created, data)
+		}
+	}
+	if len(b.updates) > 0 {
+		seqs, counts := make([]int64, 0, len(b.updates)), make([]int64, 0, len(b.updates))
+		for s, r := range b.updates {
+			seqs, counts = append(seqs, int64(s)), append(counts, int64(r))
+		}
+		q.Queue(`UPDATE gear_jobs SET retries = u.retries FROM unnest($2::bigint[], $3::bigint[]) AS u (seq, retries)
+			WHERE gear_jobs.owner = $1 AND gear_jobs.seq = u.seq`, p.owner, seqs, counts)
+	}
+	removeAt := -1
+	if len(b.removes) > 0 {
+		removeAt = q.Len()
+		q.Queue(`DELETE FROM gear_jobs WHERE owner = $1 AND seq = ANY($2)`, p.owner, b.removes)
+	}
+	if next > p.savedSeq {
+		q.Queue(`UPDATE gear_servers SET next_seq = greatest(next_seq, $2) WHERE owner = $1`, p.owner, int64(min(next, math.MaxInt64)))
+	}
+
+	began := time.Now()
+	var err error
+	var removed int64
+	if q.Len() > 0 {
+		removed, err = p.send(&q, removeAt)
+	}
+	p.observeCommit(len(ops), time.Since(began), err)
+	if err != nil {
+		p.setError(err)
+		p.log.Error("store write failed", "err", err)
+		for _, o := range ops {
+			if o.kind != opAdd {
+				p.retry = append(p.retry, o)
+			}
+		}
+	} else {
+		p.jobs.Add(int64(inserted) - removed)
+		p.savedSeq = max(p.savedSeq, next)
+		if next > p.nextSeq.Load() {
+			p.nextSeq.Store(next)
+		}
+		p.lastSync.Store(time.Now().UnixNano())
+	}
+	for _, o := range ops {
+		if o.done != nil {
+			o.done(err)
+		}
+	}
+}
+
+// send runs the batch's statements as one implicit transaction and returns the number of rows the
+// statement at removeAt deleted.
+func (p *Postgres) send(q *pgx.Batch, removeAt int) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
+	defer cancel()
+	br := p.pool.SendBatch(ctx, q)
+	var removed int64
+	var err error
+	for i := range q.Len() {
+		tag, e := br.Exec()
+		if e != nil {
+			err = e
+			break
+		}
+		if i == removeAt {
+			removed = tag.RowsAffected()
+		}
+	}
+	// Close reads up to the Sync: its ReadyForQuery comes after the COMMIT.
+	if err = errors.Join(err, br.Close()); err != nil {
+		return 0, fmt.Errorf("postgres: %w", err)
+	}
+	return removed, nil
+}
+
+// Stats reports the store's state.
+func (p *Postgres) Stats() Stats { return p.stats("postgres", p.where, p.mode) }
+
+// Owner is the name the store's jobs are kept under, and Epoch the server row's epoch of this run.
+func (p *Postgres) Owner() string { return p.owner }
+
+// Epoch is the number of times a store was opened under this owner, this one included.
+func (p *Postgres) Epoch() int64 { return p.epoch }
+
+// Close commits what is queued, releases the owner and closes the connections. Later calls wait for
+// the first one and return its result.
+func (p *Postgres) Close() error {
+	p.closeOnce.Do(func() {
+		p.stopCommitter()
+		// Releasing the connection that holds the advisory lock would keep the lock in the pool's
+		// session: close that connection instead, which ends the session and its lock.
+		if c := p.lock.Hijack(); c != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.Close(ctx)
+			cancel()
+		}
+		p.pool.Close()
+		p.waitCallbacks()
+	})
+	return p.closeErr
+}
