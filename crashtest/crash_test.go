@@ -403,8 +403,7 @@ func seed(t *testing.T) uint64 {
 // crashRound submits numJobs jobs, kills the server after a random number of acknowledgements while
 // submits are in flight, restarts it, optionally crashes it again while a job runs, drains the
 // queue and checks the runs.
-func crashRound(t *testing.T, rng *rand.Rand, killDuringDrain bool, flags ...string) {
-	dir := t.TempDir()
+func crashRound(t *testing.T, rng *rand.Rand, dir []string, killDuringDrain bool, flags ...string) {
 	specs := makeSpecs(rng, numJobs)
 	killAt := int64(numJobs/10 + rng.IntN(numJobs*8/10))
 	t.Logf("kill after %d acknowledged submits", killAt)
@@ -489,19 +488,35 @@ func crashRound(t *testing.T, rng *rand.Rand, killDuringDrain bool, flags ...str
 func TestCrash_KillDuringSubmit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed(t), 0))
 	for round := range 5 {
-		t.Run("round "+strconv.Itoa(round+1), func(t *testing.T) { crashRound(t, rng, false) })
+		t.Run("round "+strconv.Itoa(round+1), func(t *testing.T) { crashRound(t, rng, pebbleStore(t), false) })
 	}
 }
 
 func TestCrash_KillDuringSubmitSyncInterval(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed(t), 1))
 	for round := range 2 {
-		t.Run("round "+strconv.Itoa(round+1), func(t *testing.T) { crashRound(t, rng, false, "--sync", "interval") })
+		t.Run("round "+strconv.Itoa(round+1), func(t *testing.T) {
+			crashRound(t, rng, pebbleStore(t), false, "--sync", "interval")
+		})
 	}
 }
 
 func TestCrash_KillDuringDrain(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed(t), 2))
-	t.Run("sync always", func(t *testing.T) { crashRound(t, rng, true) })
-	t.Run("sync none", func(t *testing.T) { crashRound(t, rng, true, "--sync", "none") })
+	t.Run("sync always", func(t *testing.T) { crashRound(t, rng, pebbleStore(t), true) })
+	t.Run("sync none", func(t *testing.T) { crashRound(t, rng, pebbleStore(t), true, "--sync", "none") })
+}
+
+// The same rounds with the jobs in PostgreSQL: the server is killed, its database lives on.
+func TestCrash_PostgresKillDuringSubmit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(seed(t), 3))
+	for round := range 3 {
+		t.Run("round "+strconv.Itoa(round+1), func(t *testing.T) { crashRound(t, rng, postgresStore(t), false) })
+	}
+	t.Run("sync interval", func(t *testing.T) { crashRound(t, rng, postgresStore(t), false, "--sync", "interval") })
+}
+
+func TestCrash_PostgresKillDuringDrain(t *testing.T) {
+	rng := rand.New(rand.NewPCG(seed(t), 4))
+	crashRound(t, rng, postgresStore(t), true)
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gearhq/gear/internal/testpg"
 )
 
 // gearBin is the gear binary under test, built once by TestMain (with -race when the tests are).
@@ -41,6 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testpg.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -74,12 +77,21 @@ func (s *server) output() string {
 
 var listenRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// startServer starts `gear server` on a free loopback port with a Pebble store in dataDir, plus extra
-// flags, and waits until it listens. The process is killed when the test ends if still running.
-func startServer(t testing.TB, dataDir string, extra ...string) *server {
+// pebbleStore is the flags of a Pebble store in a new data directory.
+func pebbleStore(t testing.TB) []string {
+	return []string{"--store", "pebble", "--data-dir", t.TempDir()}
+}
+
+// postgresStore is the flags of a PostgreSQL store in a new database of the test cluster.
+func postgresStore(t testing.TB) []string {
+	return []string{"--store", "postgres", "--postgres-url", testpg.NewDB(t)}
+}
+
+// startServer starts `gear server` on a free loopback port with the store storeFlags choose, plus
+// extra flags, and waits until it listens. The process is killed when the test ends if still running.
+func startServer(t testing.TB, storeFlags []string, extra ...string) *server {
 	t.Helper()
-	args := append([]string{"server", "--store", "pebble", "--data-dir", dataDir, "--port", "0",
-		"--job-handle-prefix", "H:crash"}, extra...)
+	args := append(append([]string{"server", "--port", "0", "--job-handle-prefix", "H:crash"}, storeFlags...), extra...)
 	s := &server{t: t, cmd: exec.Command(gearBin, args...), done: make(chan struct{})}
 	// The race runtime reports to stderr and goes on; it must not sleep before exiting.
 	s.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 atexit_sleep_ms=0", "GEAR_STORE=", "GEAR_DATA_DIR=")

@@ -118,8 +118,8 @@ type ClientInfo struct {
 // StoreInfo is the reply to `store`, a Gear extension: where the server keeps background jobs. A
 // server keeping them in memory only reports Engine "memory" and nothing else.
 type StoreInfo struct {
-	Engine    string `json:"engine"`     // "pebble" or "memory"
-	Path      string `json:"path"`       // the data directory
+	Engine    string `json:"engine"`     // "pebble", "postgres" or "memory"
+	Path      string `json:"path"`       // the data directory; for postgres the URL, password masked
 	Sync      string `json:"sync"`       // "always", "interval" or "none"
 	Jobs      int64  `json:"jobs"`       // background jobs stored
 	LastSync  string `json:"last_sync"`  // RFC 3339 time of the last fsync, UTC; "" before the first

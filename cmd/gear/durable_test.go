@@ -8,12 +8,14 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/gearhq/gear/admin"
+	"github.com/gearhq/gear/internal/testpg"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
@@ -79,10 +82,44 @@ func jobHandles(t *testing.T, addr string) []string {
 	return hs
 }
 
-func TestDurable_RestartKeepsJobs(t *testing.T) {
+// durableStore is where a test's servers keep their jobs: the flags that choose it, what the start
+// log says of it, and the path the store view shows.
+type durableStore struct {
+	name, log, path string
+	flags           []string
+}
+
+func pebbleStore(t *testing.T) durableStore {
 	dir := t.TempDir()
-	p, addr := startDurable(t, dir)
-	if !strings.Contains(p.output(), `msg="durable store" engine=pebble data_dir=`+dir+" sync=always") {
+	return durableStore{name: "pebble", log: `msg="durable store" engine=pebble data_dir=` + dir + " sync=always",
+		path: dir, flags: []string{"--store", "pebble", "--data-dir", dir}}
+}
+
+// postgresStore is a new database on the test cluster, its URL given with a password (the cluster
+// trusts local connections and ignores it) that the server must never show.
+func postgresStore(t *testing.T) durableStore {
+	url := strings.Replace(testpg.NewDB(t), "gear@", "gear:s3cret@", 1)
+	return durableStore{name: "postgres", log: `msg="durable store" engine=postgres database=`,
+		path: store.MaskPostgresURL(url), flags: []string{"--store", "postgres", "--postgres-url", url}}
+}
+
+// startStored starts `gear server --port 0` on st and returns it with its address.
+func startStored(t *testing.T, st durableStore) (*proc, string) {
+	t.Helper()
+	p := startGear(t, []string{noExitSleep}, gearBin, append([]string{"server", "--port", "0"}, st.flags...)...)
+	return p, listenAddr(t, p)
+}
+
+func TestDurable_RestartKeepsJobs(t *testing.T) {
+	for _, mk := range []func(*testing.T) durableStore{pebbleStore, postgresStore} {
+		st := mk(t)
+		t.Run(st.name, func(t *testing.T) { restartKeepsJobs(t, st) })
+	}
+}
+
+func restartKeepsJobs(t *testing.T, st durableStore) {
+	p, addr := startStored(t, st)
+	if !strings.Contains(p.output(), st.log) {
 		t.Errorf("the start log does not name the store:\n%s", p.output())
 	}
 	client := admConnect(t, addr)
@@ -100,13 +137,16 @@ func TestDurable_RestartKeepsJobs(t *testing.T) {
 	}
 	stopGear(t, p)
 
-	_, addr = startDurable(t, dir)
+	p, addr = startStored(t, st)
 	info := storeInfo(t, addr)
-	if info.Engine != "pebble" || info.Path != dir || info.Sync != "always" || info.Jobs != 3 || info.LastError != "" {
+	if info.Engine != st.name || info.Path != st.path || info.Sync != "always" || info.Jobs != 3 || info.LastError != "" {
 		t.Fatalf("store after restart: %+v", info)
 	}
 	table := admMustRun(t, addr, "store")
-	if !regexp.MustCompile(`^engine      pebble\npath        ` + regexp.QuoteMeta(dir) +
+	if strings.Contains(table+p.output(), "s3cret") {
+		t.Errorf("the password shows:\n%s\n%s", table, p.output())
+	}
+	if !regexp.MustCompile(`^engine      ` + st.name + `\npath        ` + regexp.QuoteMeta(st.path) +
 		`\nsync        always\njobs        3\nlast sync   \S+\nlast error  -\n$`).MatchString(table) {
 		t.Errorf("gear admin store:\n%s", table)
 	}
@@ -135,6 +175,12 @@ func TestDurable_RestartKeepsJobs(t *testing.T) {
 func TestDurable_StoreSelection(t *testing.T) {
 	dir := t.TempDir()
 	state := t.TempDir()
+	pg := testpg.NewDB(t)
+	cluster := testpg.Shared(t)
+	pgDB := pg[strings.LastIndex(pg, "/")+1 : strings.Index(pg, "?")]
+	pgEnv := []string{"GEAR_STORE=postgres", "PGHOST=" + cluster.Dir(), "PGPORT=" + strconv.Itoa(cluster.Port()),
+		"PGUSER=gear", "PGDATABASE=" + pgDB, "PGPASSWORD=s3cret"}
+	pgEnvPath := store.MaskPostgresURL(fmt.Sprintf("host=%s port=%d user=gear dbname=%s", cluster.Dir(), cluster.Port(), pgDB))
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -152,6 +198,10 @@ func TestDurable_StoreSelection(t *testing.T) {
 		{"default directory", []string{"GEAR_STORE=pebble", "XDG_STATE_HOME=" + state}, nil,
 			admin.StoreInfo{Engine: "pebble", Path: filepath.Join(state, "gear-data"), Sync: "always"}},
 		{"gearmand's -q builtin", []string{"GEAR_STORE="}, []string{"-q", "builtin"}, admin.StoreInfo{Engine: "memory"}},
+		{"postgres from the environment", []string{"GEAR_STORE=postgres", "GEAR_POSTGRES_URL=" + pg}, nil,
+			admin.StoreInfo{Engine: "postgres", Path: store.MaskPostgresURL(pg), Sync: "always"}},
+		{"postgres from PG variables", pgEnv, []string{"--sync", "interval"},
+			admin.StoreInfo{Engine: "postgres", Path: pgEnvPath, Sync: "interval"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startGear(t, append(tc.env, noExitSleep), gearBin, append([]string{"server", "--port", "0"}, tc.args...)...)

@@ -64,6 +64,7 @@ type serverFlags struct {
 	functionTTL   time.Duration
 	storeKind     string
 	dataDir       string
+	postgresURL   string
 	syncMode      string
 	queueType     string
 	minFree       byteSize
@@ -129,7 +130,8 @@ func newServerFlags(name string) *serverFlags {
 	fs.IntVar(&f.maxConns, "max-connections", 0, "most open connections; more are told ERROR CONNECTION_LIMIT and closed (0: no limit)")
 	fs.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 0, "most open connections from one remote address (0: no limit)")
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
-	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded) or memory (env GEAR_STORE)")
+	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded), postgres (durable, in a PostgreSQL database: see --postgres-url) or memory (env GEAR_STORE)")
+	fs.StringVar(&f.postgresURL, "postgres-url", "", "with --store postgres, the database: a postgres://USER:PASSWORD@HOST:PORT/DB URL or a \"host=... dbname=...\" string (env GEAR_POSTGRES_URL; if empty, PostgreSQL's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD... say where)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
 	f.minFree = 64 << 20
@@ -180,6 +182,9 @@ func (f *serverFlags) parse(args []string) error {
 	}
 	if v := os.Getenv("GEAR_DATA_DIR"); v != "" && !set["data-dir"] {
 		f.dataDir = v
+	}
+	if v := os.Getenv("GEAR_POSTGRES_URL"); v != "" && !set["postgres-url"] {
+		f.postgresURL = v
 	}
 	if f.queueType == "builtin" && !set["store"] {
 		f.storeKind = "memory"
@@ -445,6 +450,11 @@ func (f *serverFlags) effective() (string, error) {
 	if _, err := store.ParseSyncMode(f.syncMode); err != nil {
 		return "", err
 	}
+	if f.storeKind == "postgres" { // the URL's syntax only: nothing is opened
+		if _, err := store.ParsePostgresURL(f.postgresURL); err != nil {
+			return "", err
+		}
+	}
 	var svc *serviceUser
 	if f.gearmand.user != "" {
 		if svc, err = lookupServiceUser(f.gearmand.user); err != nil {
@@ -477,6 +487,9 @@ func (f *serverFlags) effective() (string, error) {
 	values["job-handle-prefix"] = opts.HandlePrefix
 	values["verbose"] = strings.ToUpper(lv.String())
 	values["data-dir"] = dataDir
+	if f.postgresURL != "" {
+		values["postgres-url"] = store.MaskPostgresURL(f.postgresURL)
+	}
 	names := slices.Sorted(maps.Keys(values))
 	var b strings.Builder
 	for _, n := range names {
@@ -610,7 +623,7 @@ func serve(f *serverFlags, notify *os.File) error {
 		}
 		defer web.Close()
 	}
-	st, err := openStore(f, dataDir, logger)
+	st, err := openStore(f, dataDir, opts.HandlePrefix, logger)
 	if err != nil {
 		return err
 	}
@@ -788,8 +801,9 @@ func reloadTLS(files *server.TLSFiles, logger *slog.Logger) {
 	logger.Info("TLS certificates reloaded", "files", files.String(), "not_after", files.NotAfter())
 }
 
-// openStore opens the durable store the flags ask for (nil for --store memory).
-func openStore(f *serverFlags, dir string, logger *slog.Logger) (store.Store, error) {
+// openStore opens the durable store the flags ask for (nil for --store memory). owner names the
+// server in a PostgreSQL store: its handle prefix.
+func openStore(f *serverFlags, dir, owner string, logger *slog.Logger) (store.Store, error) {
 	mode, err := store.ParseSyncMode(f.syncMode)
 	if err != nil {
 		return nil, err
@@ -798,9 +812,18 @@ func openStore(f *serverFlags, dir string, logger *slog.Logger) (store.Store, er
 	case "memory":
 		logger.Info("background jobs are kept in memory only (--store memory): they do not survive a restart")
 		return nil, nil
+	case "postgres":
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := store.OpenPostgres(ctx, store.PostgresOptions{URL: f.postgresURL, Owner: owner, Sync: mode, Log: logger})
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("durable store", "engine", "postgres", "database", st.Stats().Path, "owner", owner, "sync", mode.String())
+		return st, nil
 	case "pebble":
 	default:
-		return nil, fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+		return nil, errUnknownStore(f.storeKind)
 	}
 	st, err := store.OpenPebble(dir, mode, logger)
 	if err != nil {
@@ -811,15 +834,19 @@ func openStore(f *serverFlags, dir string, logger *slog.Logger) (store.Store, er
 	return st, nil
 }
 
+func errUnknownStore(kind string) error {
+	return fmt.Errorf("unknown store %q (pebble, postgres or memory)", kind)
+}
+
 // resolvedDataDir is the durable store's directory: --data-dir, else the default for the user the
-// server runs as (svc: the one --user switches to); "" for --store memory.
+// server runs as (svc: the one --user switches to); "" for --store memory and postgres.
 func (f *serverFlags) resolvedDataDir(svc *serviceUser) (string, error) {
 	switch f.storeKind {
-	case "memory":
+	case "memory", "postgres":
 		return "", nil
 	case "pebble":
 	default:
-		return "", fmt.Errorf("unknown store %q (pebble or memory)", f.storeKind)
+		return "", errUnknownStore(f.storeKind)
 	}
 	if f.dataDir != "" {
 		return f.dataDir, nil

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/internal/testpg"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 	// not share (and lock) the user's default data directory.
 	os.Setenv("GEAR_STORE", "memory")
 	code := m.Run()
+	testpg.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
