@@ -249,6 +249,13 @@ var migrations = []string{
 		data     bytea NOT NULL,
 		PRIMARY KEY (owner, seq)
 	)`,
+	// 2: a function's settings (pause, limits), as the core encodes them: SettingsStore.
+	`CREATE TABLE gear_settings (
+		owner    text NOT NULL REFERENCES gear_servers (owner),
+		function bytea NOT NULL,
+		data     bytea NOT NULL,
+		PRIMARY KEY (owner, function)
+	)`,
 }
 
 // SchemaVersion is the schema version this build creates.
@@ -560,6 +567,44 @@ func (p *Postgres) send(q *pgx.Batch, removeAt int) (int64, error) {
 		return 0, fmt.Errorf("postgres: %w", err)
 	}
 	return removed, nil
+}
+
+// SaveSettings records a function's settings (nil: forgets them), committed before it returns.
+func (p *Postgres) SaveSettings(function string, data []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
+	defer cancel()
+	var err error
+	if data == nil {
+		_, err = p.pool.Exec(ctx, `DELETE FROM gear_settings WHERE owner = $1 AND function = $2`, p.owner, []byte(function))
+	} else {
+		_, err = p.pool.Exec(ctx, `INSERT INTO gear_settings (owner, function, data) VALUES ($1, $2, $3)
+			ON CONFLICT (owner, function) DO UPDATE SET data = excluded.data`, p.owner, []byte(function), data)
+	}
+	if err != nil {
+		return fmt.Errorf("saving the settings of %s: postgres: %w", function, err)
+	}
+	return nil
+}
+
+// LoadSettings calls fn for every function's settings.
+func (p *Postgres) LoadSettings(fn func(function string, data []byte) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
+	defer cancel()
+	rows, err := p.pool.Query(ctx, `SELECT function, data FROM gear_settings WHERE owner = $1 ORDER BY function`, p.owner)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", p.where, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var function, data []byte
+		if err := rows.Scan(&function, &data); err != nil {
+			return err
+		}
+		if err := fn(string(function), data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // Stats reports the store's state.

@@ -229,3 +229,31 @@ func TestPostgres_SeqBeyondBigint(t *testing.T) {
 	}
 	mustAdd(t, p, job(1, 1))
 }
+
+// A database made by an older gear is migrated forward, keeping its jobs.
+func TestPostgres_MigratesAnOlderSchema(t *testing.T) {
+	url := testpg.NewDB(t)
+	c := sqlConn(t, url)
+	ctx := context.Background()
+	for _, q := range []string{
+		`CREATE TABLE gear_schema_version (version int NOT NULL)`, migrations[0],
+		`INSERT INTO gear_schema_version VALUES (1)`,
+		`INSERT INTO gear_servers (owner, epoch, next_seq) VALUES ('H:old', 4, 100)`,
+		`INSERT INTO gear_jobs VALUES ('H:old', 7, 'H:old:7', 'fn', '', '', 1, 0, 0, 0, 'data')`,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	p := mustOpenPG(t, url, "H:old", SyncAlways)
+	if got := replay(t, p); len(got) != 1 || got[0].Seq != 7 || string(got[0].Data) != "data" || p.Epoch() != 5 || p.NextSeq() != 100 {
+		t.Fatalf("after migration: %v, epoch %d, next %d", got, p.Epoch(), p.NextSeq())
+	}
+	var v int
+	if err := c.QueryRow(ctx, `SELECT version FROM gear_schema_version`).Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("schema version %d (%v), want %d", v, err, SchemaVersion)
+	}
+	if err := p.SaveSettings("fn", []byte("{}")); err != nil {
+		t.Fatalf("settings after migration: %v", err)
+	}
+}

@@ -462,3 +462,31 @@ func addConcurrently(t *testing.T, s Store, writers, perWriter int, then func(se
 	}
 	wg.Wait()
 }
+
+// A function's settings survive a restart; nil forgets them; names are bytes.
+func TestStore_SettingsSurviveReopen(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) {
+		s := e.openNew(t, SyncAlways)
+		ss := s.Store.(SettingsStore)
+		for name, data := range map[string]string{"resize": `{"paused":true}`, "a\x00\xff": "x", "gone": "y"} {
+			if err := ss.SaveSettings(name, []byte(data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ss.SaveSettings("resize", []byte(`{"max_running":2}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.SaveSettings("gone", nil); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		err := s.reopen(t).Store.(SettingsStore).LoadSettings(func(name string, data []byte) error {
+			got[name] = string(data)
+			return nil
+		})
+		want := map[string]string{"resize": `{"max_running":2}`, "a\x00\xff": "x"}
+		if err != nil || !maps.Equal(got, want) {
+			t.Fatalf("LoadSettings after reopen: %q, %v; want %q", got, err, want)
+		}
+	})
+}
