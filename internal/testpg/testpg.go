@@ -91,7 +91,10 @@ var errNotInstalled = errors.New("PostgreSQL is not installed: no initdb in /usr
 
 // binDir finds the newest installed PostgreSQL's programs.
 func binDir() (string, error) {
-	if d := os.Getenv("GEAR_TESTPG_BIN"); d != "" {
+	if d := os.Getenv("GEAR_TESTPG_BIN"); d != "" { // another PostgreSQL's programs
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return "", fmt.Errorf("%w (GEAR_TESTPG_BIN=%s: %v)", errNotInstalled, d, err)
+		}
 		return d, nil
 	}
 	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
