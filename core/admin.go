@@ -269,6 +269,9 @@ func (s *Core) cancelJob(tx Tx, handle, by string) bool {
 		return false
 	}
 	s.log.Info("job cancelled", "handle", handle, "function", j.fn.name, "by", by)
+	if w := j.worker; j.state == jobRunning && w != nil && w.cancelAware && !w.gone {
+		s.send(tx, w, protocol.WorkCancel, s.handleArg(j)) // so its function can stop
+	}
 	s.failClients(tx, j, "job cancelled")
 	s.emitJob(EventCancelled, j, "cancelled by "+by)
 	s.finish(j)

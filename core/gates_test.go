@@ -153,3 +153,31 @@ func TestGates_Stored(t *testing.T) {
 		t.Fatalf("a function whose settings went back to the defaults is still kept: %+v", got["cleared"])
 	}
 }
+
+// WORK_CANCEL goes only to a worker that asked for it; the other's late result is dropped quietly.
+func TestCore_CancelRunningTellsOptedInWorker(t *testing.T) {
+	c, _ := newTestCore(t, nil)
+	client, aware, plain := connect(t, c), connect(t, c), connect(t, c)
+	aware.send(protocol.OptionReq, OptionCancellation)
+	aware.expect("OPTION_RES cancellation")
+	for _, w := range []*fakePeer{aware, plain} {
+		w.send(protocol.CanDo, "fn")
+		client.send(protocol.SubmitJob, "fn", "", "x")
+		w.send(protocol.GrabJob)
+		w.take()
+	}
+	client.take()
+	for i, w := range []*fakePeer{aware, plain} {
+		if err := c.CancelJob(recorder{}, handle(i+1), "test"); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			w.expect("WORK_CANCEL " + handle(1))
+		} else {
+			w.expect()
+		}
+		w.send(protocol.WorkComplete, handle(i+1), "late")
+		w.expect()
+	}
+	client.expect("WORK_FAIL "+handle(1), "WORK_FAIL "+handle(2))
+}

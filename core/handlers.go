@@ -417,13 +417,21 @@ func (s *Core) getStatusUnique(tx Tx, c *Peer, unique []byte) {
 
 // optionReq handles OPTION_REQ "NAME": only "exceptions" exists.
 func (s *Core) optionReq(tx Tx, c *Peer, name []byte) {
-	if !bytes.EqualFold(name, []byte("exceptions")) {
+	switch {
+	case bytes.EqualFold(name, []byte("exceptions")):
+		c.exceptions = true
+	case bytes.EqualFold(name, []byte(OptionCancellation)):
+		c.cancelAware = true
+	default:
 		s.sendError(tx, c, protocol.CodeUnknownOption, "Server does not recognize given option")
 		return
 	}
-	c.exceptions = true
 	s.send(tx, c, protocol.OptionRes, name)
 }
+
+// OptionCancellation is the OPTION_REQ with which a worker asks to be told (WORK_CANCEL) when a
+// job it runs is cancelled (a Gear extension; gearmand answers it with UNKNOWN_OPTION).
+const OptionCancellation = "cancellation"
 
 // setClientID handles SET_CLIENT_ID "ID", shown by the admin `workers`. Truncated as in gearmand;
 // spaces and control bytes would break the `workers` line format, so they become '_'.

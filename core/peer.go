@@ -29,22 +29,23 @@ type Peer struct {
 	// Identity is who the peer is, for the access rules; the transport sets it before Connect.
 	Identity access.Identity
 
-	clientID   string
-	abilities  []ability
-	grabNext   int  // round-robin start among abilities
-	isWorker   bool // registered a function or asked for a job
-	sleeping   bool // sent PRE_SLEEP and has not asked for work since
-	noopSent   bool // a NOOP is on its way for the current sleep
-	wokenAt    time.Time
-	passedOver bool // woken and never asked for a job: woken last until it grabs again
-	exceptions bool
-	running    map[*job]int64    // jobs assigned to this worker: when each started (Unix ns; kept only for an Observer)
-	waiting    map[*job]struct{} // foreground jobs this client waits on
-	ended      [recentEnds]*job
-	endedNext  int
-	gone       bool            // disconnected; never sent to again
-	grant      *access.Grant   // what the access rules let it do (nil: everything)
-	maySubmit  map[string]bool // memo of grant.MaySubmit
+	clientID    string
+	abilities   []ability
+	grabNext    int  // round-robin start among abilities
+	isWorker    bool // registered a function or asked for a job
+	sleeping    bool // sent PRE_SLEEP and has not asked for work since
+	noopSent    bool // a NOOP is on its way for the current sleep
+	wokenAt     time.Time
+	passedOver  bool // woken and never asked for a job: woken last until it grabs again
+	exceptions  bool
+	cancelAware bool              // asked for WORK_CANCEL (OPTION_REQ "cancellation")
+	running     map[*job]int64    // jobs assigned to this worker: when each started (Unix ns; kept only for an Observer)
+	waiting     map[*job]struct{} // foreground jobs this client waits on
+	ended       [recentEnds]*job
+	endedNext   int
+	gone        bool            // disconnected; never sent to again
+	grant       *access.Grant   // what the access rules let it do (nil: everything)
+	maySubmit   map[string]bool // memo of grant.MaySubmit
 }
 
 // NewPeer returns a peer for a new connection; Connect registers it.

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,4 +166,79 @@ func TestRateLimit_Measured(t *testing.T) {
 	if n < 450 || n > 550 {
 		t.Fatalf("%d starts in 10 s; want 500 ± 10 %%", n)
 	}
+}
+
+// Cancel a running job: its client gets WORK_FAIL at once; a Gear worker (which asked with
+// OPTION_REQ "cancellation") sees its context end; a PHP worker, not told, finishes later and its
+// late WORK_COMPLETE is dropped without an error to it, and it goes on working.
+func TestCancelRunning(t *testing.T) {
+	needPHP(t)
+	g := startGear(t, nil)
+	pfx := prefix(t)
+	c := testenv.NewClient(t, g.addr())
+	ctx := testenv.CtxTimeout(t, 30*time.Second)
+
+	t.Run("gear worker", func(t *testing.T) {
+		fn := pfx + ".cancellable"
+		started, ended := make(chan string, 1), make(chan error, 1)
+		testenv.StartWorker(t, []string{g.addr()}, 1, map[string]worker.Func{fn: func(ctx context.Context, j *worker.Job) ([]byte, error) {
+			started <- j.Handle
+			<-ctx.Done()
+			ended <- context.Cause(ctx)
+			return nil, ctx.Err()
+		}})
+		job, err := c.Submit(ctx, fn, nil, client.Submission{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := <-started
+		t0 := time.Now()
+		if got := g.admin(t, "cancel job "+h); got != "OK\r\n" {
+			t.Fatalf("cancel: %q", got)
+		}
+		if _, err := job.Wait(ctx); err == nil {
+			t.Fatal("the client of a cancelled job got a result")
+		}
+		clientTook := time.Since(t0)
+		select {
+		case cause := <-ended:
+			t.Logf("client told in %v, worker's context ended in %v: %v", clientTook, time.Since(t0), cause)
+			if cause == nil || !strings.Contains(cause.Error(), "cancelled on the job server") {
+				t.Errorf("the worker's context ended with %v, want the server's cancellation", cause)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the Gear worker's context did not end")
+		}
+		if clientTook > time.Second {
+			t.Errorf("the client learned of the cancellation after %v", clientTook)
+		}
+	})
+
+	t.Run("php worker", func(t *testing.T) {
+		w := g.startScriptWorker(t, "php", pfx, "php-cancel", false)
+		release := t.TempDir() + "/release"
+		job, err := c.Submit(ctx, pfx+".gate", []byte(release), client.Submission{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := w.waitJob(t, 1).handle
+		if got := g.admin(t, "cancel job "+h); got != "OK\r\n" {
+			t.Fatalf("cancel: %q", got)
+		}
+		if _, err := job.Wait(ctx); err == nil {
+			t.Fatal("the client of a cancelled job got a result")
+		}
+		if err := os.WriteFile(release, nil, 0o644); err != nil { // the PHP job now completes, late
+			t.Fatal(err)
+		}
+		j2, err := c.Submit(ctx, pfx+".rev", []byte("still works"), client.Submission{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := j2.Wait(ctx); err != nil || string(out) != "skrow llits" {
+			t.Fatalf("the PHP worker after its late result: %q %v", out, err)
+		}
+		// That the late result gets no ERROR (which libgearman would report) is checked on the
+		// wire by the cancel-job case of server/admin_test.go (the worker gets nothing back).
+	})
 }

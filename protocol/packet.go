@@ -74,7 +74,12 @@ const (
 	GetStatusUnique           Type = 41
 	StatusResUnique           Type = 42
 
-	maxType = StatusResUnique
+	// WorkCancel (Gear extension, server to worker): "HANDLE". The job was cancelled while the
+	// worker ran it; sent only to a worker that asked with OPTION_REQ "cancellation", so no other
+	// worker ever receives a type it does not know. Numbered well past gearmand's range.
+	WorkCancel Type = 128
+
+	maxType = WorkCancel
 )
 
 // typeInfo describes how a packet type is laid out: argc is the number of arguments including the
@@ -127,10 +132,12 @@ var types = [maxType + 1]typeInfo{
 	JobAssignAll:              {"JOB_ASSIGN_ALL", 5},
 	GetStatusUnique:           {"GET_STATUS_UNIQUE", 1},
 	StatusResUnique:           {"STATUS_RES_UNIQUE", 6},
+	WorkCancel:                {"WORK_CANCEL", 1},
 }
 
-// Valid reports whether t is a packet type the protocol defines (1..42, 5 being reserved).
-func (t Type) Valid() bool { return t >= CanDo && t <= maxType && t != 5 }
+// Valid reports whether t is a packet type the protocol defines (1..42, 5 being reserved), or
+// Gear's WORK_CANCEL.
+func (t Type) Valid() bool { return t >= CanDo && t <= StatusResUnique && t != 5 || t == WorkCancel }
 
 // emptyDataOptional reports whether a packet of type t may carry just its handle, meaning empty data.
 func (t Type) emptyDataOptional() bool {

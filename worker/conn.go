@@ -96,6 +96,36 @@ type workerConn struct {
 	wmu     sync.Mutex
 	mu      sync.Mutex
 	readErr error
+	// cancels are the running jobs' context cancels, by handle, for WORK_CANCEL. Guarded by mu.
+	cancels map[string]context.CancelCauseFunc
+}
+
+// errCancelledByServer is the context cause of a job the server cancelled (WORK_CANCEL).
+var errCancelledByServer = errors.New("gearman: the job was cancelled on the job server")
+
+// track registers a running job's cancel under its handle; the returned func forgets it.
+func (cn *workerConn) track(handle string, cancel context.CancelCauseFunc) (forget func()) {
+	cn.mu.Lock()
+	if cn.cancels == nil {
+		cn.cancels = make(map[string]context.CancelCauseFunc)
+	}
+	cn.cancels[handle] = cancel
+	cn.mu.Unlock()
+	return func() {
+		cn.mu.Lock()
+		delete(cn.cancels, handle)
+		cn.mu.Unlock()
+	}
+}
+
+// cancelJob ends the context of the running job the server cancelled.
+func (cn *workerConn) cancelJob(handle string) {
+	cn.mu.Lock()
+	cancel := cn.cancels[handle]
+	cn.mu.Unlock()
+	if cancel != nil {
+		cancel(errCancelledByServer)
+	}
 }
 
 func newWorkerConn(sc *serverConn, nc net.Conn) *workerConn {
@@ -139,6 +169,18 @@ func (cn *workerConn) readLoop() {
 		if f.IsText {
 			continue
 		}
+		// Answers to OPTION_REQ "cancellation" and WORK_CANCEL itself are handled here, whatever
+		// the serving loop waits for.
+		switch pk := &f.Packet; {
+		case pk.Type == protocol.WorkCancel:
+			cn.cancelJob(string(pk.Args[0]))
+			continue
+		case pk.Type == protocol.OptionRes:
+			continue
+		case pk.Type == protocol.Error && string(pk.Args[0]) == protocol.CodeUnknownOption:
+			cn.sc.w.log.Debug("the job server cannot tell this worker of cancelled jobs", "addr", cn.sc.addr)
+			continue
+		}
 		p := &protocol.Packet{Type: f.Packet.Type, Args: make([][]byte, len(f.Packet.Args))}
 		for i, a := range f.Packet.Args {
 			p.Args[i] = bytes.Clone(a)
@@ -165,7 +207,9 @@ func (cn *workerConn) serve() {
 		}
 	}()
 
-	var hello []byte
+	// Ask to be told of cancelled jobs (a Gear extension: other servers answer UNKNOWN_OPTION,
+	// which readLoop drops).
+	hello := protocol.AppendRequest(nil, protocol.OptionReq, []byte("cancellation"))
 	if w.opts.ID != "" {
 		hello = protocol.AppendRequest(hello, protocol.SetClientID, []byte(w.opts.ID))
 	}

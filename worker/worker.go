@@ -226,15 +226,19 @@ func (w *Worker) runJob(cn *workerConn, j *Job) {
 		cn.send(workException(j.Handle, "function "+j.Function+" is not registered on this worker"))
 		return
 	}
-	var ctx context.Context
-	var cancel context.CancelFunc
+	ctx, cancel := context.WithCancelCause(cn.ctx)
+	defer cancel(nil)
+	defer cn.track(j.Handle, cancel)()
 	if reg.timeout > 0 {
-		ctx, cancel = context.WithTimeout(cn.ctx, reg.timeout)
-	} else {
-		ctx, cancel = context.WithCancel(cn.ctx)
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, reg.timeout)
+		defer stop()
 	}
-	defer cancel()
 	out, err := w.safeCall(ctx, reg.fn, j)
+	if errors.Is(context.Cause(ctx), errCancelledByServer) {
+		w.log.Info("job cancelled on the job server", "function", j.Function, "handle", j.Handle)
+		return // the server has forgotten the job: a result would only be dropped
+	}
 	switch {
 	case err == nil:
 		cn.send(workComplete(j.Handle, out))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gearhq/gear/internal/testenv"
 	"net"
 	"os/exec"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gearhq/gear/internal/testenv"
 
 	"github.com/gearhq/gear/admin"
 	"github.com/gearhq/gear/client"
@@ -448,6 +449,8 @@ func TestWorker_SleepsUntilNoop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	expect(protocol.OptionReq, "cancellation")
+	send(protocol.Error, protocol.CodeUnknownOption, "Server does not recognize given option") // as gearmand
 	expect(protocol.CanDo, "fake.fn")
 	expect(protocol.GrabJobAll)
 	send(protocol.NoJob)
