@@ -16,6 +16,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -66,6 +67,8 @@ type Core struct {
 	jobs         map[uint64]*job // every unfinished job, by seq
 	queuedBytes  int64           // payload bytes of the unfinished jobs
 	tokenWaits   []*function     // rate-limited functions waiting for a token (gates.go)
+	dead         []*DeadJob      // the dead set, oldest first (retry.go)
+	deadByHandle map[string]*DeadJob
 	settingsMu   sync.Mutex      // orders SetFunction's store writes; taken before the lock
 	jobsPeak     int             // largest len(jobs) since it was last rebuilt
 	foreignJobs  map[string]*job // replayed jobs whose handle is not HandlePrefix:seq, by handle
@@ -95,16 +98,17 @@ func New(opts Options, async Tx) (*Core, error) {
 		return nil, err
 	}
 	s := &Core{
-		opts:      opts,
-		log:       opts.Logger,
-		async:     async,
-		functions: make(map[string]*function),
-		jobs:      make(map[uint64]*job),
-		prefix:    opts.HandlePrefix + ":",
-		acks:      make(map[*job][]ack),
-		peers:     make(map[*Peer]struct{}),
-		tickWake:  make(chan struct{}, 1),
-		lastSweep: opts.Now(),
+		opts:         opts,
+		log:          opts.Logger,
+		async:        async,
+		functions:    make(map[string]*function),
+		jobs:         make(map[uint64]*job),
+		prefix:       opts.HandlePrefix + ":",
+		acks:         make(map[*job][]ack),
+		peers:        make(map[*Peer]struct{}),
+		tickWake:     make(chan struct{}, 1),
+		deadByHandle: make(map[string]*DeadJob),
+		lastSweep:    opts.Now(),
 	}
 	s.epochs.less = func(a, b *job) bool { return a.x.when.Before(b.x.when) }
 	s.timeouts.less = func(a, b *job) bool { return a.x.deadline.Before(b.x.deadline) }
@@ -122,7 +126,8 @@ func New(opts Options, async Tx) (*Core, error) {
 		}
 	}
 	s.mu.Lock()
-	err := s.loadSettings() // what operators set while serving; then what the start options set
+	// what operators set while serving, and the dead set; then what the start options set
+	err := errors.Join(s.loadSettings(), s.loadDead())
 	s.applyMaxQueue()
 	s.mu.Unlock()
 	if err != nil {

@@ -22,12 +22,18 @@ import (
 // HTTP API, and kept by a store that can (store.SettingsStore).
 type FunctionSettings struct {
 	Paused     bool    `json:"paused"`
-	MaxRunning int     `json:"max_running"`      // jobs running at once across all workers; 0: no limit
-	RatePerSec float64 `json:"rate_per_sec"`     // job starts per second; 0: no limit
-	RateBurst  int     `json:"rate_burst"`       // starts allowed at once (default: one second's worth, at least 1)
-	MaxQueue   [3]int  `json:"max_queue"`        // per priority (high, normal, low); 0: none
-	Updated    int64   `json:"updated_unix"`     // when last changed
-	Origin     string  `json:"origin,omitempty"` // who changed it last (for the log and the views)
+	MaxRunning int     `json:"max_running"`  // jobs running at once across all workers; 0: no limit
+	RatePerSec float64 `json:"rate_per_sec"` // job starts per second; 0: no limit
+	RateBurst  int     `json:"rate_burst"`   // starts allowed at once (default: one second's worth, at least 1)
+	MaxQueue   [3]int  `json:"max_queue"`    // per priority (high, normal, low); 0: none
+	// Retries of failed background jobs (retry.go): attempts in all (0 or 1: no retry), the
+	// backoff before the second attempt, doubling up to the cap, and a jitter of ± that share.
+	RetryAttempts    int     `json:"retry_attempts,omitempty"`
+	RetryBaseSeconds float64 `json:"retry_base_seconds,omitempty"`
+	RetryCapSeconds  float64 `json:"retry_cap_seconds,omitempty"`
+	RetryJitter      float64 `json:"retry_jitter,omitempty"`
+	Updated          int64   `json:"updated_unix"`     // when last changed
+	Origin           string  `json:"origin,omitempty"` // who changed it last (for the log and the views)
 }
 
 // ErrBadSettings reports settings out of range.
@@ -41,6 +47,12 @@ func (fs FunctionSettings) validate() error {
 		return errors.Join(ErrBadSettings, errors.New("rate must be 0 (no limit) or a positive number of jobs per second"))
 	case fs.RateBurst < 0:
 		return errors.Join(ErrBadSettings, errors.New("burst must be 0 (default) or more"))
+	case fs.RetryAttempts < 0 || fs.RetryAttempts > 1000:
+		return errors.Join(ErrBadSettings, errors.New("retry attempts must be from 0 to 1000"))
+	case !(fs.RetryBaseSeconds >= 0 && fs.RetryCapSeconds >= 0) || math.IsInf(fs.RetryBaseSeconds, 0) || math.IsInf(fs.RetryCapSeconds, 0):
+		return errors.Join(ErrBadSettings, errors.New("retry backoff and cap must be 0 or more seconds"))
+	case !(fs.RetryJitter >= 0 && fs.RetryJitter <= 1):
+		return errors.Join(ErrBadSettings, errors.New("retry jitter must be from 0 to 1"))
 	}
 	return nil
 }
@@ -151,12 +163,15 @@ func (f *function) settings() FunctionSettings {
 		fs.Paused, fs.MaxRunning, fs.RatePerSec, fs.RateBurst = g.paused, g.maxRunning, g.rate, int(g.burst)
 	}
 	fs.Updated, fs.Origin = f.settingsUpdated, f.settingsOrigin
+	fs.RetryAttempts, fs.RetryJitter = f.retry.attempts, f.retry.jitter
+	fs.RetryBaseSeconds, fs.RetryCapSeconds = f.retry.base.Seconds(), f.retry.cap.Seconds()
 	return fs
 }
 
 // apply sets f's gate from fs. The lock is held.
 func (s *Core) apply(f *function, fs FunctionSettings, now time.Time) {
 	f.maxQueue = fs.MaxQueue
+	f.retry = fs.retry()
 	f.settingsUpdated, f.settingsOrigin = fs.Updated, fs.Origin
 	g := &gate{paused: fs.Paused, maxRunning: fs.MaxRunning, rate: fs.RatePerSec}
 	if g.rate > 0 {
@@ -211,7 +226,7 @@ func (s *Core) saveSettings(name string, fs FunctionSettings) error {
 		return nil
 	}
 	var data []byte
-	if fs.Paused || fs.MaxRunning != 0 || fs.RatePerSec != 0 || fs.MaxQueue != [3]int{} {
+	if fs.Paused || fs.MaxRunning != 0 || fs.RatePerSec != 0 || fs.MaxQueue != [3]int{} || fs.RetryAttempts != 0 {
 		data, _ = json.Marshal(fs)
 	}
 	if err := ss.SaveSettings(name, data); err != nil {

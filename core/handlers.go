@@ -370,7 +370,9 @@ func (s *Core) workResult(tx Tx, c *Peer, p *protocol.Packet) {
 	case protocol.WorkFail:
 		s.forward(tx, j, p.Type, handle)
 		s.emitJob(EventFailed, j, "")
-		s.finish(j)
+		if !s.retryOrBury(tx, j, "WORK_FAIL") {
+			s.finish(j)
+		}
 	case protocol.WorkException:
 		s.emitJob(EventException, j, "")
 		for _, cl := range j.clients {
@@ -380,7 +382,9 @@ func (s *Core) workResult(tx Tx, c *Peer, p *protocol.Packet) {
 				s.send(tx, cl, protocol.WorkFail, handle)
 			}
 		}
-		s.finish(j)
+		if !s.retryOrBury(tx, j, "WORK_EXCEPTION: "+string(p.Args[1])) {
+			s.finish(j)
+		}
 	}
 }
 

@@ -290,7 +290,9 @@ func (s *Core) requeueLost(tx Tx, j *job) {
 		reason := "job failed: worker lost " + strconv.FormatUint(uint64(j.retries), 10) + " times"
 		s.failClients(tx, j, reason)
 		s.emitJob(EventFailed, j, reason)
-		s.finish(j)
+		if !s.retryOrBury(tx, j, reason) {
+			s.finish(j)
+		}
 		return
 	}
 	s.log.Info("worker lost; job requeued", "handle", s.handleOf(j), "function", j.fn.name, "retries", j.retries)
@@ -336,7 +338,9 @@ func (s *Core) expire(tx Tx, j *job) {
 	s.log.Warn("job timed out", "handle", s.handleOf(j), "function", j.fn.name)
 	s.failClients(tx, j, "job timed out")
 	s.emitJob(EventTimedOut, j, "job timed out")
-	s.finish(j)
+	if !s.retryOrBury(tx, j, "timed out (CAN_DO_TIMEOUT)") {
+		s.finish(j)
+	}
 }
 
 // resetAbilities withdraws every function c registered.

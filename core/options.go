@@ -48,6 +48,10 @@ type Options struct {
 	// MaxQueue is the per-function limit set at start (function name to its limit per priority;
 	// 0: none), as the admin `maxqueue` sets it while serving.
 	MaxQueue map[string]protocol.PriorityInts
+	// DeadMax bounds the dead set (default 10,000: the oldest go first); DeadMaxAge is how long a
+	// dead job is kept (0: until DeadMax pushes it out).
+	DeadMax    int
+	DeadMaxAge time.Duration
 	// FunctionIdleTTL is how long a function with no workers, no jobs and no settings stays listed
 	// by `status` before it is forgotten (0: at once).
 	FunctionIdleTTL time.Duration
@@ -74,6 +78,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxJobs < 0 || o.MaxQueuedBytes < 0 {
 		return fmt.Errorf("job limits must be 0 (none) or more, got %d jobs and %d bytes", o.MaxJobs, o.MaxQueuedBytes)
+	}
+	if o.DeadMax <= 0 {
+		o.DeadMax = 10_000
 	}
 	if o.FunctionIdleTTL < 0 {
 		return fmt.Errorf("function idle TTL must not be negative, got %v", o.FunctionIdleTTL)

@@ -58,7 +58,8 @@ type jobExtra struct {
 	deadline  time.Time // CAN_DO_TIMEOUT expiry while running
 	heapIndex int       // position in the scheduler heap it sits in, -1 when in none
 	reducer   string
-	num, den  string // last WORK_STATUS numerator/denominator
+	num, den  string    // last WORK_STATUS numerator/denominator
+	attempts  []Attempt // failed attempts under a retry policy (retry.go)
 }
 
 // extra returns j's jobExtra, allocating it on first use.
@@ -192,7 +193,8 @@ type function struct {
 	uniquesPeak int // largest len(uniques) since it was last rebuilt
 	// observerSlot is the Observer's per-function state (Event.Slot).
 	observerSlot any
-	gate         *gate // pause and limits; nil: none (gates.go)
+	gate         *gate       // pause and limits; nil: none (gates.go)
+	retry        retryPolicy // retries of failed background jobs (retry.go)
 	// when the settings last changed, and who changed them
 	settingsUpdated int64
 	settingsOrigin  string
@@ -216,7 +218,7 @@ func (f *function) limitCount() int { return f.total() + f.persisting }
 // does not accumulate ghosts of long-gone workers as gearmand's does.
 func (f *function) idle() bool {
 	return !f.explicit && f.limitCount() == 0 && len(f.workers) == 0 &&
-		f.maxQueue == [numPriorities]int{} && f.gate == nil
+		f.maxQueue == [numPriorities]int{} && f.gate == nil && f.retry.attempts == 0
 }
 
 func (st jobState) String() string {

@@ -74,6 +74,7 @@ func (s *Core) Tick(tx Tx, now time.Time) time.Time {
 	sweepEvery := max(s.opts.FunctionIdleTTL/4, 100*time.Millisecond)
 	if now.Sub(s.lastSweep) >= sweepEvery {
 		s.sweepIdleFunctions(now)
+		s.pruneDead(now)
 		s.lastSweep = now
 	}
 	for j := s.epochs.peek(); j != nil && !j.x.when.After(now); j = s.epochs.peek() {

@@ -54,3 +54,39 @@ func (p *Pebble) LoadSettings(fn func(function string, data []byte) error) error
 	}
 	return errors.Join(it.Error())
 }
+
+// DeadStore keeps the dead set (jobs that failed their last attempt) beside the jobs.
+type DeadStore interface {
+	AddDead(handle string, data []byte) error
+	DeleteDead(handle string) error
+	LoadDead(fn func(handle string, data []byte) error) error
+}
+
+// dead jobs' keys are "d:" + the handle.
+const deadPrefix = "d:"
+
+// AddDead records a dead job. It reaches the operating system at once and the disk with the
+// store's next fsync: dead jobs are written as removals are, not as acknowledged submits.
+func (p *Pebble) AddDead(handle string, data []byte) error {
+	return p.db.Set([]byte(deadPrefix+handle), data, pebble.Sync)
+}
+
+// DeleteDead forgets a dead job.
+func (p *Pebble) DeleteDead(handle string) error {
+	return p.db.Delete([]byte(deadPrefix+handle), pebble.Sync)
+}
+
+// LoadDead calls fn for every dead job.
+func (p *Pebble) LoadDead(fn func(handle string, data []byte) error) error {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(deadPrefix), UpperBound: []byte("d;")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(string(it.Key()[len(deadPrefix):]), append([]byte(nil), it.Value()...)); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
