@@ -28,6 +28,10 @@ type Guard struct {
 	// guard. Running a command or posting to a URL is the program's business: gear worker's
 	// --alert-command and --alert-url are such hooks.
 	OnMemoryWarning func(bytes uint64)
+	// OnMemoryCap (optional) is called the same way once, when memory reaches MaxBytes and the
+	// worker starts recycling. A sample past both thresholds calls OnMemoryWarning first (if that
+	// crossing was not yet reported), then OnMemoryCap: a worker that grows fast still warns.
+	OnMemoryCap func(bytes uint64)
 	// Sample returns the memory to compare (default: MemoryInUse).
 	Sample func() uint64
 }
@@ -65,7 +69,7 @@ func (w *Worker) guardLoop(done <-chan struct{}) {
 	}
 	tick := time.NewTicker(g.Interval)
 	defer tick.Stop()
-	warned := false
+	warned, capped := false, false
 	for {
 		select {
 		case <-done:
@@ -80,7 +84,22 @@ func (w *Worker) guardLoop(done <-chan struct{}) {
 			used := g.Sample()
 			switch {
 			case g.MaxBytes > 0 && used >= g.MaxBytes:
+				if capped {
+					continue
+				}
+				capped = true
 				w.log.Warn("worker memory at its cap: finishing the jobs in hand", "bytes", used, "cap", g.MaxBytes)
+				// One goroutine calls both hooks, in order: warn, then cap.
+				warn := g.WarnBytes > 0 && !warned && g.OnMemoryWarning != nil
+				warned = true
+				go func() {
+					if warn {
+						g.OnMemoryWarning(used)
+					}
+					if g.OnMemoryCap != nil {
+						g.OnMemoryCap(used)
+					}
+				}()
 				w.stopWith(ErrMemoryCap)
 			case g.WarnBytes > 0 && used >= g.WarnBytes:
 				if !warned {

@@ -343,3 +343,28 @@ func TestGuard_RecyclesLeakingWorkerWithoutLosingJobs(t *testing.T) {
 	leaked = nil
 	leakMu.Unlock()
 }
+
+// A sample past both thresholds at once (a fast leak, or a warning just under the cap) reports both:
+// OnMemoryWarning, then OnMemoryCap, each once, and the worker recycles.
+func TestGuard_WarnAndCapInOneSample(t *testing.T) {
+	t.Parallel()
+	addr, _ := mustStartGear(t)
+	mem := &fakeMemory{}
+	mem.value.Store(5000)
+	events := make(chan string, 10)
+	r := startWorkerOpts(t, worker.Options{Servers: []string{addr}, Guard: worker.Guard{
+		WarnBytes: 100, MaxBytes: 1000, Interval: 2 * time.Millisecond, Sample: mem.sample,
+		OnMemoryWarning: func(b uint64) { events <- fmt.Sprint("warn ", b) },
+		OnMemoryCap:     func(b uint64) { events <- fmt.Sprint("cap ", b) },
+	}}, map[string]worker.Func{"wc.fn": reverseFunc}, nil)
+	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMemoryCap) {
+		t.Fatalf("Run = %v, want ErrMemoryCap", err)
+	}
+	waitFor(t, "both hooks", 10*time.Second, func() bool { return len(events) >= 2 })
+	if a, b := <-events, <-events; a != "warn 5000" || b != "cap 5000" {
+		t.Errorf("hooks called %q then %q; want warn 5000, cap 5000", a, b)
+	}
+	if n := len(events); n != 0 {
+		t.Errorf("%d more hook calls", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,6 +182,37 @@ func TestWorkerGuard_MemoryCapRestartLosesNoJob(t *testing.T) {
 	case <-p.done:
 		t.Errorf("the worker exited instead of restarting: %v\n%s", p.err, p.output())
 	default:
+	}
+}
+
+// The issue's case: --alert-command 'sh -c "echo ALERT >> f"' reaches sh with its quoting intact, and
+// a worker past --memory-warn and --memory-cap in the same sample runs it for warn and for cap (with
+// its PID in the log) before it exits at the cap.
+func TestWorkerGuard_AlertCommandQuotingWarnAndCap(t *testing.T) {
+	t.Parallel()
+	addr := mustGear(t)
+	f := filepath.Join(t.TempDir(), "f")
+	p := startGear(t, guardEnv, gearBin, "worker", "--server", addr, "--memory-warn", "1MiB", "--memory-cap", "2MiB",
+		"--alert-command", `sh -c "echo ALERT >> '`+f+`'"`)
+	if code := waitExit(t, p); code != exitMemoryCap {
+		t.Fatalf("exit status %d, want %d\n%s", code, exitMemoryCap, p.output())
+	}
+	if b, err := os.ReadFile(f); err != nil || string(b) != "ALERT\nALERT\nALERT\n" {
+		t.Errorf("the alert command wrote %q, %v; want ALERT three times (warn, cap, recycled)\n%s", b, err, p.output())
+	}
+	pid := strconv.Itoa(p.cmd.Process.Pid)
+	for _, ev := range []string{"warn", "cap", "recycled"} {
+		if !strings.Contains(p.output(), "msg=alert event="+ev+` program="gear worker" pid=`+pid) {
+			t.Errorf("no %s alert for pid %s in the log\n%s", ev, pid, p.output())
+		}
+	}
+	if strings.Contains(p.output(), "alert command failed") {
+		t.Errorf("the alert command failed\n%s", p.output())
+	}
+	// A command line only a shell could run is refused at start, saying so.
+	q := startGear(t, guardEnv, gearBin, "worker", "--server", addr, "--alert-command", `echo ALERT >> f`)
+	if code := waitExit(t, q); code != 2 || !strings.Contains(q.output(), "sh -c") {
+		t.Errorf("--alert-command 'echo ALERT >> f': status %d, want 2 and a hint to use sh -c\n%s", code, q.output())
 	}
 }
 

@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/gearhq/gear/alert"
+	"github.com/gearhq/gear/internal/bytesize"
 	"github.com/gearhq/gear/worker"
 	"github.com/gearhq/gear/worker/builtin"
 )
@@ -37,34 +38,7 @@ Options:
 `
 
 // byteSize is a flag holding a size such as 512MiB, 2G or 1048576.
-type byteSize uint64
-
-func (b *byteSize) String() string { return strconv.FormatUint(uint64(*b), 10) }
-func (b *byteSize) Set(v string) error {
-	n, err := parseSize(v)
-	*b = byteSize(n)
-	return err
-}
-
-func parseSize(v string) (uint64, error) {
-	s := strings.ToUpper(strings.TrimSpace(v))
-	mult := uint64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   uint64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
-		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q (use e.g. 512MiB, 2G, 1048576)", v)
-	}
-	return uint64(n * float64(mult)), nil
-}
+type byteSize = bytesize.Size
 
 func runWorker(args []string) int {
 	fs := flag.NewFlagSet("gear worker", flag.ContinueOnError)
@@ -96,12 +70,12 @@ func runWorker(args []string) int {
 	fs.StringVar(&fnName, "f", "", "serve the command after -- as this function")
 	fs.IntVar(&concurrency, "concurrency", 1, "jobs run at once")
 	fs.IntVar(&concurrency, "c", 1, "short for --concurrency")
-	fs.StringVar(&id, "id", "", "worker ID shown by the admin workers view")
+	fs.StringVar(&id, "id", os.Getenv("GEAR_WORKER_ID"), "worker ID shown by the admin workers view (default $GEAR_WORKER_ID, which gear supervise sets)")
 	fs.DurationVar(&timeout, "timeout", 0, "per-job time limit for the functions served (0: none)")
 	fs.Var(&memWarn, "memory-warn", "warn and run the alert hook when memory reaches this size")
 	fs.Var(&memCap, "memory-cap", "stop taking jobs, finish those in hand and exit (or restart) at this size")
-	fs.StringVar(&alertCmd, "alert-command", "", "command run when memory crosses --memory-warn (split on spaces, no shell)")
-	fs.StringVar(&alertURL, "alert-url", "", "URL POSTed to when memory crosses --memory-warn")
+	fs.StringVar(&alertCmd, "alert-command", "", "command run on each alert (warn, cap, recycled): shell-style quoting, no shell; the event in $GEAR_ALERT_* and as JSON on stdin")
+	fs.StringVar(&alertURL, "alert-url", "", "URL each alert is POSTed to as JSON")
 	fs.BoolVar(&restart, "restart", false, "re-execute this worker instead of exiting when a limit is reached")
 	fs.Uint64Var(&maxJobs, "max-jobs", 0, "recycle the worker after this many jobs (0: never)")
 	fs.DurationVar(&maxLifetime, "max-lifetime", 0, "recycle the worker after this long (0: never)")
@@ -131,14 +105,32 @@ func runWorker(args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	guard := worker.Guard{WarnBytes: uint64(memWarn), MaxBytes: uint64(memCap), MaxJobs: maxJobs,
-		MaxLifetime: maxLifetime, Splay: splay}
-	switch {
-	case alertCmd != "":
-		guard.OnMemoryWarning = alertCommandHook(strings.Fields(alertCmd), logger)
-	case alertURL != "":
-		guard.OnMemoryWarning = alertURLHook(alertURL, logger)
+	alertArgv, err := alert.ParseCommand(alertCmd)
+	if err != nil {
+		return usageErr("--alert-command: %v", err)
 	}
+	program := id
+	if program == "" {
+		program = "gear worker"
+	}
+	alerts := alert.New(alert.Options{Command: alertArgv, URL: alertURL, Logger: logger})
+	// Alerts are delivered before the process exits or re-executes itself.
+	closeAlerts := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := alerts.Close(ctx); err != nil {
+			logger.Error("alerts not delivered before exit", "err", err)
+		}
+	}
+	memoryEvent := func(kind alert.Kind, threshold uint64) func(uint64) {
+		return func(used uint64) {
+			alerts.Send(alert.Event{Kind: kind, Program: program, PID: os.Getpid(), Bytes: used,
+				Reason: fmt.Sprintf("memory %d bytes, %s threshold %d", used, kind, threshold)})
+		}
+	}
+	guard := worker.Guard{WarnBytes: uint64(memWarn), MaxBytes: uint64(memCap), MaxJobs: maxJobs,
+		MaxLifetime: maxLifetime, Splay: splay,
+		OnMemoryWarning: memoryEvent(alert.Warn, uint64(memWarn)), OnMemoryCap: memoryEvent(alert.Cap, uint64(memCap))}
 	srv, err := servers.servers(os.Getenv("GEARMAN_SERVERS"))
 	if err != nil {
 		return usageErr("%v", err)
@@ -175,6 +167,7 @@ func runWorker(args []string) int {
 	code := 0
 	switch {
 	case err == nil:
+		closeAlerts()
 		return 0
 	case errors.Is(err, worker.ErrMemoryCap):
 		code = exitMemoryCap
@@ -183,9 +176,12 @@ func runWorker(args []string) int {
 	case errors.Is(err, worker.ErrMaxLifetime):
 		code = exitMaxLifetime
 	default:
+		closeAlerts()
 		fmt.Fprintf(os.Stderr, "gear worker: %v\n", err)
 		return 1
 	}
+	alerts.Send(alert.Event{Kind: alert.Recycled, Program: program, PID: os.Getpid(), Reason: err.Error()})
+	closeAlerts()
 	if restart {
 		logger.Info("restarting", "reason", err)
 		exe, xerr := os.Executable()
