@@ -91,6 +91,10 @@ func New(opts Options) *Sender {
 	}
 	host, _ := os.Hostname()
 	s := &Sender{opts: opts, log: opts.Logger, host: host, queue: make(chan Event, opts.Queue), done: make(chan struct{})}
+	if opts.Command == nil && opts.URL == "" {
+		close(s.done) // nothing to deliver: no goroutine
+		return s
+	}
 	go s.run()
 	return s
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // errNeedsShell explains what to write instead of a shell feature.
-var errNeedsShell = errors.New("needs a shell: write it as sh -c '...'")
+var errNeedsShell = errors.New("needs a shell, and none is run: write sh -c '...' (in single quotes $ and ` reach that shell as they are)")
 
 // ParseCommand splits a command line into an argv the way a POSIX shell would — 'single' and
 // "double" quotes, backslash escapes — without running a shell. Anything only a shell can do

@@ -19,6 +19,7 @@ Commands:
   server     run the job server (gearmand-compatible options; gear server --help)
   admin      query or control a job server (gear admin --help)
   worker     serve functions: the built-in reverse and invoke, or a command (gear worker --help)
+  supervise  keep worker programs (PHP, Perl, Python, any command) running, memory-capped and alerted
   client     submit a job and print its result (gear client --help)
   bench      load-test a job server (gear bench --help)
   version    print the version
@@ -51,6 +52,8 @@ func run(args []string) int {
 		return runClient(args[2:])
 	case "worker":
 		return runWorker(args[2:])
+	case "supervise":
+		return runSupervise(args[2:])
 	case "bench":
 		return runBench(args[2:])
 	case "version", "--version":
