@@ -335,3 +335,109 @@ func TestSupervise_SIGTERMLetsJobsInHandFinish(t *testing.T) {
 		t.Error("a child was killed")
 	}
 }
+
+// Told the job server's HTTP API, the supervisor recycles a child whose lifetime ended only when
+// the server says it runs no job: the idle copy goes (again and again, as its replacements age),
+// the busy one finishes its job first and goes then.
+func TestSupervise_RecyclesIdleChildFirst(t *testing.T) {
+	t.Parallel()
+	srv := startGear(t, nil, gearBin, "server", "--port", "0", "--http", "127.0.0.1:0")
+	addr, web := listenAddr(t, srv), httpListenAddr(t, srv)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	// The job notes the PID of the gear worker running it ($PPID of its sh), then waits for gate.
+	p := startSupervise(t, dir, "-n", "2", "--max-lifetime", "3s", "--lifetime-splay", "0", "--interval", "50ms",
+		"--server-http", "http://"+web, "--recycle-wait", "5m",
+		"--", gearBin, "worker", "--server", addr, "-f", "gated", "--",
+		"sh", "-c", `echo $PPID > "$0.pid"; while [ ! -e "$0" ]; do sleep 0.01; done; tr a-z A-Z`, gate)
+	testenv.WaitWorkers(t, addr, "gated", 2)
+	c := guardClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	job, err := c.Submit(ctx, "gated", []byte("in hand"), client.Submission{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busy string
+	waitFor(t, "the job to start", 20*time.Second, func() bool {
+		b, err := os.ReadFile(gate + ".pid")
+		busy = strings.TrimSpace(string(b))
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
+	stoppedRe := regexp.MustCompile(`msg=stopping program=gear slot=\d pid=(\d+) signal=terminated reason="max lifetime reached \(idle\)"`)
+	stopped := func() []string {
+		var pids []string
+		for _, m := range stoppedRe.FindAllStringSubmatch(p.output(), -1) {
+			pids = append(pids, m[1])
+		}
+		return pids
+	}
+	waitFor(t, "the idle copy to be recycled twice", 30*time.Second, func() bool { return len(stopped()) >= 2 })
+	if slices.Contains(stopped(), busy) || strings.Contains(p.output(), "pid="+busy+" signal=") {
+		t.Fatalf("the child running a job (pid %s) was stopped", busy)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := job.Wait(ctx); err != nil || string(out) != "IN HAND" {
+		t.Fatalf("the job = %q, %v", out, err)
+	}
+	waitFor(t, "the busy child to be recycled once idle", 30*time.Second, func() bool { return slices.Contains(stopped(), busy) })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+}
+
+// SIGHUP re-reads the config: a removed program stops, an added one starts, a changed one is
+// restarted, a count change adds a copy, an unchanged program is left alone; a broken file is
+// logged and changes nothing.
+func TestSupervise_SIGHUPReloadsConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "supervise.toml")
+	prog := func(name, extra string) string {
+		return fmt.Sprintf("[[program]]\nname = %q\ncommand = \"sh -c 'exec sleep 600'\"\n%s\n", name, extra)
+	}
+	write := func(doc string) {
+		if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(prog("keep", "") + prog("grow", "") + prog("gone", "") + prog("edit", ""))
+	p := startSupervise(t, dir, "--config", cfg)
+	waitFor(t, "four children", 20*time.Second, func() bool { return len(childPIDs(p)) == 4 })
+	keepRe := regexp.MustCompile(`msg=started program=keep slot=1 pid=(\d+)`)
+	keep := keepRe.FindStringSubmatch(p.output())[1]
+
+	write(prog("keep", "") + prog("grow", "count = 2") + prog("edit", `env = { CHANGED = "yes" }`) + prog("add", ""))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 20*time.Second, func() bool {
+		return strings.Contains(p.output(), "msg=\"configuration reloaded\" added=1 removed=1 changed=1 resized=1 unchanged=1")
+	})
+	waitFor(t, "seven children started in all", 20*time.Second, func() bool { return len(childPIDs(p)) == 7 })
+	out := p.output()
+	for _, want := range []string{"msg=started program=grow slot=2", "msg=started program=add slot=1",
+		`msg=stopping program=gone slot=1`, `reason="program removed from the configuration"`,
+		`msg=stopping program=edit slot=1`, `reason="program its configuration changed"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("after the reload the log lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "program=keep slot=1 pid="+keep+" signal=") || strings.Count(out, "msg=started program=keep") != 1 {
+		t.Error("the unchanged program was restarted")
+	}
+
+	write("[[program]]\nname = \"keep\"\ncomand = \"x\"\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload", 20*time.Second, func() bool {
+		return strings.Contains(p.output(), `msg="SIGHUP: configuration not reloaded, the running one stays"`)
+	})
+	if n := strings.Count(p.output(), "msg=stopping"); n != 2 {
+		t.Errorf("%d children stopped after a broken reload, want still 2", n)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+}
