@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"syscall"
@@ -114,4 +115,24 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The README's example config file parses.
+func TestParseConfig_README(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```toml\n")
+	doc, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no toml block in the README")
+	}
+	cfg, err := ParseConfig([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Programs) != 2 || cfg.Programs[0].Count != 4 || cfg.AlertCommand[0] != "sh" || cfg.Server == "" {
+		t.Errorf("the README's config reads as %+v", cfg)
+	}
 }

@@ -441,3 +441,31 @@ func TestSupervise_SIGHUPReloadsConfig(t *testing.T) {
 		t.Errorf("exit status %d after SIGTERM", code)
 	}
 }
+
+// The README's PHP example, under gear supervise as the README runs it: it serves reverse, and
+// stops cleanly on SIGTERM.
+func TestSupervise_READMEPHPExample(t *testing.T) {
+	t.Parallel()
+	needPHPGearman(t)
+	addr := mustGear(t)
+	script, err := filepath.Abs("../../examples/php/reverse_worker.php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	p := startSupervise(t, t.TempDir(), "-n", "2", "--memory-cap", "256MiB", "--server", addr, "--", "php", script, host, port)
+	testenv.WaitWorkers(t, addr, "reverse", 2)
+	c := guardClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := c.Do(ctx, "reverse", []byte("supervised PHP"), client.Submission{}); err != nil || string(out) != "PHP desivrepus" {
+		t.Fatalf("reverse = %q, %v", out, err)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	if n := strings.Count(p.output(), `status="exit status 0" reason="supervisor stopping"`); n != 2 {
+		t.Errorf("%d PHP workers exited 0 on SIGTERM, want 2", n)
+	}
+}
