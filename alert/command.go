@@ -80,10 +80,11 @@ func ParseCommand(line string) ([]string, error) {
 				return bad("$ or `")
 			}
 		}
-		// With nothing left to expand, Fields only removes the quotes and escapes (a nil Config
-		// has no globbing). One word is one field: splitting happens on unquoted blanks only,
-		// and the parser has already split there.
-		fields, err := expand.Fields(nil, w)
+		// With nothing left to expand, Fields only removes the quotes and escapes (a Config
+		// without ReadDir does no globbing); the parser has already split the words. Each call
+		// gets a Config of its own: given nil, expand prepares a package-level Config in place,
+		// which races between concurrent callers (seen under -race with mvdan.cc/sh v3.14.1).
+		fields, err := expand.Fields(&expand.Config{}, w)
 		if err != nil || len(fields) != 1 {
 			return nil, fmt.Errorf("command %q: word %d does not unquote to one argument (%v)", line, len(argv)+1, err)
 		}
