@@ -53,6 +53,15 @@ func startSupervise(t *testing.T, dir string, args ...string) *proc {
 	return p
 }
 
+// stopSupervise sends SIGTERM and expects exit status 0 once the children have stopped.
+func stopSupervise(t *testing.T, p *proc) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+}
+
 // procWriter collects a process's output into its proc.
 type procWriter struct{ p *proc }
 
@@ -249,10 +258,7 @@ func TestSupervise_PHPLeakRecycledAtCap(t *testing.T) {
 		t.Errorf("the supervisor grew from %d to %d bytes over 200 jobs and %d recycles", before, after, len(capped))
 	}
 
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, p); code != 0 {
-		t.Errorf("exit status %d after SIGTERM", code)
-	}
+	stopSupervise(t, p)
 }
 
 // A program that cannot start: restarted after a growing backoff, then given up with a crash-loop
@@ -383,10 +389,7 @@ func TestSupervise_RecyclesIdleChildFirst(t *testing.T) {
 		t.Fatalf("the job = %q, %v", out, err)
 	}
 	waitFor(t, "the busy child to be recycled once idle", 30*time.Second, func() bool { return slices.Contains(stopped(), busy) })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, p); code != 0 {
-		t.Errorf("exit status %d after SIGTERM", code)
-	}
+	stopSupervise(t, p)
 }
 
 // SIGHUP re-reads the config: a removed program stops, an added one starts, a changed one is
@@ -436,10 +439,7 @@ func TestSupervise_SIGHUPReloadsConfig(t *testing.T) {
 	if n := strings.Count(p.output(), "msg=stopping"); n != 2 {
 		t.Errorf("%d children stopped after a broken reload, want still 2", n)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, p); code != 0 {
-		t.Errorf("exit status %d after SIGTERM", code)
-	}
+	stopSupervise(t, p)
 }
 
 // The README's PHP example, under gear supervise as the README runs it: it serves reverse, and
@@ -461,10 +461,7 @@ func TestSupervise_READMEPHPExample(t *testing.T) {
 	if out, err := c.Do(ctx, "reverse", []byte("supervised PHP"), client.Submission{}); err != nil || string(out) != "PHP desivrepus" {
 		t.Fatalf("reverse = %q, %v", out, err)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, p); code != 0 {
-		t.Errorf("exit status %d after SIGTERM", code)
-	}
+	stopSupervise(t, p)
 	if n := strings.Count(p.output(), `status="exit status 0" reason="supervisor stopping"`); n != 2 {
 		t.Errorf("%d PHP workers exited 0 on SIGTERM, want 2", n)
 	}
