@@ -13,6 +13,8 @@ import (
 const maxLine = 16 << 10
 
 // lineLog logs a child's stdout or stderr line by line with the program's name, slot and PID.
+// It is an io.Writer (not a bufio.Scanner over a pipe) so that os/exec owns the copying and Wait
+// bounds it with WaitDelay; a Scanner would also stop at its first over-long line.
 // os/exec's copier calls Write; the supervisor calls flush once the child is gone.
 type lineLog struct {
 	log     *slog.Logger

@@ -8,6 +8,11 @@ import (
 
 // procTable is one reading of /proc: each process's parent and resident size. It is reused from
 // one check to the next, so the supervisor's own memory does not grow with the number of samples.
+//
+// Hand-written rather than github.com/prometheus/procfs (already a dependency): procfs builds a
+// full ProcStat, with every field parsed, for every process on the machine at every sample; this
+// needs two fields and reads them into one reused buffer, which keeps a supervisor that samples
+// every second for months flat.
 type procTable struct {
 	parent   map[int]int
 	rss      map[int]uint64
@@ -91,7 +96,7 @@ func (t *procTable) treeRSS(pid int) uint64 {
 	}
 	total := t.rss[pid]
 	for _, c := range t.children[pid] {
-		if c != pid { // pid 0's children include pid 0 on some kernels' idle entries
+		if c != pid { // never its own parent; a torn read must not recurse forever
 			total += t.treeRSS(c)
 		}
 	}
