@@ -89,16 +89,18 @@ func (t *procTable) stat(pid int) (ppid int, pages uint64, ok bool) {
 	return p, r, true
 }
 
-// treeRSS is the resident size of pid and all its descendants.
+// treeRSS is the resident size of pid and all its descendants. The walk takes at most one step
+// per process read: a PID reused while /proc was being read cannot make it loop.
 func (t *procTable) treeRSS(pid int) uint64 {
 	if _, ok := t.parent[pid]; !ok {
 		return 0
 	}
-	total := t.rss[pid]
-	for _, c := range t.children[pid] {
-		if c != pid { // never its own parent; a torn read must not recurse forever
-			total += t.treeRSS(c)
-		}
+	var total uint64
+	stack := []int{pid}
+	for steps := 0; len(stack) > 0 && steps <= len(t.parent); steps++ {
+		p := stack[len(stack)-1]
+		stack = append(stack[:len(stack)-1], t.children[p]...)
+		total += t.rss[p]
 	}
 	return total
 }
