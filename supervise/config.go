@@ -71,6 +71,8 @@ func (p Program) Validate() error {
 		return bad("no command")
 	case p.Count < 0 || p.Count > maxCount:
 		return bad("count %d: want 1 to %d", p.Count, maxCount)
+	case !memorySupported && (p.MemoryWarn > 0 || p.MemoryCap > 0):
+		return bad("memory limits read Linux's /proc: not available on this system")
 	case p.MemoryCap > 0 && p.MemoryWarn > p.MemoryCap:
 		return bad("memory_warn %d above memory_cap %d", p.MemoryWarn, p.MemoryCap)
 	case p.MaxLifetime < 0:

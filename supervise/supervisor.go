@@ -316,11 +316,7 @@ func (s *Supervisor) start(sl *slot, now time.Time) {
 	cmd.Dir = pr.Dir
 	cmd.Env = append(append(os.Environ(), pr.Env...), "GEAR_WORKER_ID="+c.id,
 		"GEAR_SUPERVISE_PROGRAM="+pr.Name, "GEAR_SUPERVISE_SLOT="+strconv.Itoa(sl.index))
-	// Its own process group: a terminal's Ctrl-C reaches the supervisor, which decides what the
-	// children get, and SIGKILL at the grace end reaches everything the child started.
-	// Pdeathsig: a supervisor killed with SIGKILL does not leave its children serving unwatched.
-	// (Linux sends it when the OS thread that forked dies; Go's runtime keeps its threads.)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = childAttr()
 	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
 	// A grandchild holding the output pipes open must not keep the child's exit from being seen.
 	cmd.WaitDelay = 2 * time.Second
