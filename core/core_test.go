@@ -474,7 +474,9 @@ func (h *heldStore) releaseAll(t testing.TB, n int) {
 func (h *heldStore) AddDead(handle string, data []byte) error {
 	return h.Store.(store.DeadStore).AddDead(handle, data)
 }
-func (h *heldStore) DeleteDead(handle string) error { return h.Store.(store.DeadStore).DeleteDead(handle) }
+func (h *heldStore) DeleteDead(handle string) error {
+	return h.Store.(store.DeadStore).DeleteDead(handle)
+}
 func (h *heldStore) LoadDead(fn func(string, []byte) error) error {
 	return h.Store.(store.DeadStore).LoadDead(fn)
 }
