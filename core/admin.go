@@ -44,6 +44,8 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 		return []byte(s.adminGate(cmd, peerName(p))), AdminNone
 	case protocol.AdminFunctions:
 		return protocol.AppendFunctions(nil, s.Functions()), AdminNone
+	case protocol.AdminRetry, protocol.AdminDeadList, protocol.AdminDeadRetry, protocol.AdminDeadDelete:
+		return []byte(s.adminDead(cmd, peerName(p))), AdminNone
 	}
 	s.lock()
 	defer s.mu.Unlock()

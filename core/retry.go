@@ -2,12 +2,16 @@ package core
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
 
@@ -289,4 +293,78 @@ func parsePriority(p string) priority {
 		return prioLow
 	}
 	return prioNormal
+}
+
+// adminDead handles the retry policy and dead set commands (Gear extensions):
+//
+//	retry FUNCTION ATTEMPTS BASE_SECONDS CAP_SECONDS [JITTER]
+//	dead list [FUNCTION]            HANDLE\tFUNCTION\tATTEMPTS\tDIED\tLAST_ERROR lines, then "."
+//	dead retry HANDLE | dead retry function FUNCTION      OK N
+//	dead delete HANDLE | dead delete function FUNCTION    OK N
+func (s *Core) adminDead(cmd protocol.AdminCommand, by string) string {
+	usage := func(u string) string {
+		return "ERR INVALID_ARGUMENTS Usage:+" + strings.ReplaceAll(u, " ", "+") + "\r\n"
+	}
+	args := cmd.Args
+	switch cmd.Name {
+	case protocol.AdminRetry:
+		if len(args) != 4 && len(args) != 5 {
+			return usage("retry FUNCTION ATTEMPTS BASE_SECONDS CAP_SECONDS [JITTER]")
+		}
+		attempts, e1 := strconv.Atoi(args[1])
+		base, e2 := strconv.ParseFloat(args[2], 64)
+		limit, e3 := strconv.ParseFloat(args[3], 64)
+		jitter, e4 := 0.0, error(nil)
+		if len(args) == 5 {
+			jitter, e4 = strconv.ParseFloat(args[4], 64)
+		}
+		if errors.Join(e1, e2, e3, e4) != nil {
+			return usage("retry FUNCTION ATTEMPTS BASE_SECONDS CAP_SECONDS [JITTER]")
+		}
+		_, err := s.SetFunction(args[0], func(fs *FunctionSettings) {
+			fs.RetryAttempts, fs.RetryBaseSeconds, fs.RetryCapSeconds, fs.RetryJitter = attempts, base, limit, jitter
+		}, by)
+		if err != nil {
+			return "ERR INVALID_ARGUMENTS " + strings.ReplaceAll(strings.TrimPrefix(err.Error(), ErrBadSettings.Error()+"\n"), " ", "+") + "\r\n"
+		}
+		return "OK\r\n"
+	case protocol.AdminDeadList:
+		f := DeadFilter{}
+		if len(args) > 0 {
+			f.Function = args[0]
+		}
+		_, page := s.Dead(f, 0, s.opts.DeadMax)
+		var b strings.Builder
+		for _, d := range page {
+			last := ""
+			if n := len(d.Attempts); n > 0 {
+				last = strings.Join(strings.Fields(d.Attempts[n-1].Error), " ")
+			}
+			fmt.Fprintf(&b, "%s\t%s\t%d\t%s\t%s\n", d.Handle, d.Function, len(d.Attempts), d.Died.Format(time.RFC3339), last)
+		}
+		return b.String() + ".\n"
+	}
+	var handle string
+	var f DeadFilter
+	switch {
+	case len(args) == 1:
+		handle = args[0]
+	case len(args) == 2 && args[0] == "function":
+		f.Function = args[1]
+	default:
+		return usage(cmd.Name + " HANDLE|function FUNCTION")
+	}
+	var n int
+	var err error
+	if cmd.Name == protocol.AdminDeadRetry {
+		var hs []string
+		hs, err = s.RetryDead(handle, f, by)
+		n = len(hs)
+	} else {
+		n, err = s.DeleteDead(handle, f, by)
+	}
+	if errors.Is(err, ErrNoSuchJob) {
+		return "ERR UNKNOWN_JOB\r\n"
+	}
+	return "OK " + strconv.Itoa(n) + "\n"
 }

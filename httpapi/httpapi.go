@@ -203,6 +203,7 @@ func Listen(opts Options) (*HTTP, error) {
 			"rate_per_sec", body.RatePerSec, "by", by)
 		return map[string]any{"function": fn, "settings": fs}, nil
 	}))
+	h.registerDead(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})

@@ -851,3 +851,53 @@ func TestAPI_PauseAndLimits(t *testing.T) {
 		t.Errorf("pause in read-only mode: %d", code)
 	}
 }
+
+// The retry policy and the dead set over the API: a job failing its only attempt under a policy is
+// listed (a preview, never the payload), retried, and deleted.
+func TestAPI_DeadSet(t *testing.T) {
+	e := start(t, 100)
+	if code, body := postJSON(t, e.web+"/api/v1/functions/doomed/retry-policy", `{"attempts": 1, "base_seconds": 1}`); code != 200 {
+		t.Fatalf("retry policy: %d %s", code, body)
+	}
+	if code, _ := postJSON(t, e.web+"/api/v1/functions/doomed/retry-policy", `{"attempts": -1}`); code != 400 {
+		t.Errorf("a bad policy: %d", code)
+	}
+	testenv.StartWorker(t, []string{e.addr}, 1, map[string]worker.Func{
+		"doomed": func(context.Context, *worker.Job) ([]byte, error) { return nil, worker.ErrFail }})
+	queuedJob(t, e, "doomed")
+	var page struct {
+		Total int `json:"total"`
+		Dead  []struct {
+			Handle   string `json:"handle"`
+			Preview  string `json:"preview"`
+			Size     int    `json:"size"`
+			Attempts []struct {
+				Error string `json:"error"`
+			} `json:"attempts"`
+		} `json:"dead"`
+	}
+	testenv.WaitFor(t, "the dead job", 10*time.Second, func() bool {
+		_, body := get(t, e.web+"/api/v1/dead?function=doomed")
+		return json.Unmarshal(body, &page) == nil && page.Total == 1
+	})
+	d := page.Dead[0]
+	if d.Preview != "x" || d.Size != 1 || len(d.Attempts) != 1 || d.Attempts[0].Error != "WORK_FAIL" {
+		t.Fatalf("dead job %+v", d)
+	}
+	if code, _ := get(t, e.web+"/api/v1/dead/"+d.Handle); code != 200 {
+		t.Errorf("one dead job: %d", code)
+	}
+	if code, body := postJSON(t, e.web+"/api/v1/dead/"+d.Handle+"/retry", ""); code != 200 || !strings.Contains(body, `"retried": 1`) {
+		t.Fatalf("retry: %d %s", code, body)
+	}
+	testenv.WaitFor(t, "the retried job to die again", 10*time.Second, func() bool {
+		_, body := get(t, e.web+"/api/v1/dead?function=doomed")
+		return json.Unmarshal(body, &page) == nil && page.Total == 1 && page.Dead[0].Handle != d.Handle
+	})
+	if code, body := postJSON(t, e.web+"/api/v1/functions/doomed/dead/delete", ""); code != 200 || !strings.Contains(body, `"deleted": 1`) {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if code, _ := postJSON(t, e.web+"/api/v1/dead/"+d.Handle+"/delete", ""); code != 404 {
+		t.Errorf("deleting a gone dead job: %d, want 404", code)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,4 +242,61 @@ func TestCancelRunning(t *testing.T) {
 		// That the late result gets no ERROR (which libgearman would report) is checked on the
 		// wire by the cancel-job case of server/admin_test.go (the worker gets nothing back).
 	})
+}
+
+// Retries with a PHP worker: under a policy of 3 attempts a job failing twice runs 3 times, with
+// gaps following the backoff (0.4 s, then 0.8 s); a job that always fails lands in the dead set
+// with its 3 errors; retrying it runs it again.
+func TestRetry_PHPWorker(t *testing.T) {
+	needPHP(t)
+	g := startGear(t, nil)
+	fn := prefix(t) + ".flaky"
+	log := t.TempDir() + "/attempts.log"
+	start(t, nil, "php", testdata(t, "flaky.php"), g.host, g.port, fn, log)
+	g.waitWorkers(t, 1, fn)
+	if got := g.admin(t, "retry "+fn+" 3 0.4 10"); got != "OK\r\n" {
+		t.Fatalf("retry policy: %q", got)
+	}
+	c := testenv.NewClient(t, g.addr())
+	ctx := testenv.CtxTimeout(t, 30*time.Second)
+	for _, w := range []string{"2:recovers", "99:dies"} {
+		if _, err := c.SubmitBackground(ctx, fn, []byte(w), client.Submission{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts := func(id string) []float64 {
+		var ts []float64
+		for _, line := range readLines(t, log) {
+			f := strings.SplitN(line, "\t", 2)
+			if len(f) == 2 && f[1] == id {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				ts = append(ts, v)
+			}
+		}
+		return ts
+	}
+	waitFor(t, "3 attempts of each job, and the dead set", func() (bool, string) {
+		out := g.admin(t, "dead list")
+		return len(attempts("recovers")) == 3 && len(attempts("dies")) == 3 && strings.Count(out, "\n") == 2, out
+	})
+	ts := attempts("recovers")
+	gap1, gap2 := ts[1]-ts[0], ts[2]-ts[1]
+	t.Logf("gaps between attempts: %.3f s, %.3f s (backoff 0.4 s, 0.8 s)", gap1, gap2)
+	if gap1 < 0.35 || gap1 > 1.4 || gap2 < 0.75 || gap2 > 1.8 {
+		t.Errorf("gaps %.3f s and %.3f s do not follow the backoff of 0.4 s then 0.8 s", gap1, gap2)
+	}
+	out := g.admin(t, "dead list")
+	fields := strings.Split(strings.TrimSuffix(strings.Split(out, "\n")[0], "\n"), "\t")
+	if len(fields) != 5 || fields[1] != fn || fields[2] != "3" || fields[4] != "WORK_FAIL" {
+		t.Fatalf("dead list: %q", out)
+	}
+	if got := g.admin(t, "dead retry "+fields[0]); got != "OK 1\n" {
+		t.Fatalf("dead retry: %q", got)
+	}
+	waitFor(t, "the retried dead job to run", func() (bool, string) {
+		return len(attempts("dies")) == 4, fmt.Sprint(attempts("dies"))
+	})
+	if got := g.admin(t, "dead list"); got != ".\n" {
+		t.Errorf("dead list after the retry: %q", got)
+	}
 }

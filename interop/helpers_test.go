@@ -298,7 +298,7 @@ func (g *gear) admin(t *testing.T, command string) string {
 	if _, err := io.WriteString(nc, command+"\n"); err != nil {
 		t.Fatalf("admin %q: %v", command, err)
 	}
-	list := slices.Contains([]string{"status", "workers", "show jobs", "show unique jobs", "prioritystatus", "functions", "limits", "store"}, command)
+	list := slices.Contains([]string{"status", "workers", "show jobs", "show unique jobs", "prioritystatus", "functions", "limits", "store", "dead list"}, command) || strings.HasPrefix(command, "dead list ")
 	r := bufio.NewReader(nc)
 	var b strings.Builder
 	for {

@@ -39,6 +39,11 @@ const (
 	AdminResume    = "resume"
 	AdminLimit     = "limit"
 	AdminFunctions = "functions"
+	// Gear extensions: a function's retry policy, and the dead set.
+	AdminRetry      = "retry"
+	AdminDeadList   = "dead list"
+	AdminDeadRetry  = "dead retry"
+	AdminDeadDelete = "dead delete"
 )
 
 // multiWord lists the commands whose name spans several words, longest first so "show unique jobs"
@@ -49,12 +54,15 @@ var multiWord = [][]string{
 	{"cancel", "job"},
 	{"create", "function"},
 	{"drop", "function"},
+	{"dead", "list"},
+	{"dead", "retry"},
+	{"dead", "delete"},
 }
 
 var singleWord = map[string]bool{
 	AdminStatus: true, AdminPriorityStatus: true, AdminWorkers: true, AdminVersion: true,
 	AdminVerbose: true, AdminGetPID: true, AdminMaxQueue: true, AdminShutdown: true, AdminStore: true,
-	AdminLimits: true, AdminPause: true, AdminResume: true, AdminLimit: true, AdminFunctions: true,
+	AdminLimits: true, AdminPause: true, AdminResume: true, AdminLimit: true, AdminFunctions: true, AdminRetry: true,
 }
 
 // ParseAdmin parses one admin line (without its line ending). Words are separated by runs of spaces or
