@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gearhq/gear/protocol"
 )
@@ -183,6 +184,70 @@ func (c *HTTPConn) Resume(ctx context.Context, function string) error {
 func (c *HTTPConn) Limit(ctx context.Context, function string, maxRunning int, rate float64, burst int) error {
 	body := map[string]any{"max_running": maxRunning, "rate_per_sec": rate, "rate_burst": burst}
 	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/limits", body, &map[string]any{})
+}
+
+// RetryPolicy sets a function's retry policy.
+func (c *HTTPConn) RetryPolicy(ctx context.Context, function string, attempts int, base, limit, jitter float64) error {
+	body := map[string]any{"attempts": attempts, "base_seconds": base, "cap_seconds": limit, "jitter": jitter}
+	return c.call(ctx, "POST", "/api/v1/functions/"+url.PathEscape(function)+"/retry-policy", body, &map[string]any{})
+}
+
+// DeadList is the dead set, newest first.
+func (c *HTTPConn) DeadList(ctx context.Context, function string) ([]DeadLine, error) {
+	path := "/api/v1/dead"
+	if function != "" {
+		path += "?function=" + url.QueryEscape(function)
+	}
+	type attempt struct {
+		Error string `json:"error"`
+	}
+	type dead struct {
+		Handle   string    `json:"handle"`
+		Function string    `json:"function"`
+		Attempts []attempt `json:"attempts"`
+		Died     time.Time `json:"died"`
+	}
+	var all []dead
+	for {
+		var page struct {
+			Total int    `json:"total"`
+			Dead  []dead `json:"dead"`
+		}
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		if err := c.call(ctx, "GET", path+sep+"limit=1000&offset="+strconv.Itoa(len(all)), nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Dead...)
+		if len(page.Dead) == 0 || len(all) >= page.Total {
+			break
+		}
+	}
+	out := make([]DeadLine, len(all))
+	for i, d := range all {
+		last := ""
+		if n := len(d.Attempts); n > 0 {
+			last = strings.Join(strings.Fields(d.Attempts[n-1].Error), " ")
+		}
+		out[i] = DeadLine{Handle: d.Handle, Function: d.Function, Attempts: len(d.Attempts), Died: d.Died.Format(time.RFC3339), LastError: last}
+	}
+	return out, nil
+}
+
+// DeadAct retries or deletes a dead job, or every one of a function; it returns how many.
+func (c *HTTPConn) DeadAct(ctx context.Context, verb, handle, function string) (int, error) {
+	path := "/api/v1/dead/" + url.PathEscape(handle) + "/" + verb
+	if function != "" {
+		path = "/api/v1/functions/" + url.PathEscape(function) + "/dead/" + verb
+	}
+	var out map[string]any
+	if err := c.call(ctx, "POST", path, nil, &out); err != nil {
+		return 0, err
+	}
+	n, _ := out[map[string]string{"retry": "retried", "delete": "deleted"}[verb]].(float64)
+	return int(n), nil
 }
 
 // Limits is the limits view.

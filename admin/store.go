@@ -136,3 +136,69 @@ func WriteFunctions(w io.Writer, fs []FunctionInfo) error {
 	}
 	return tw.flush()
 }
+
+// DeadLine is one line of `dead list`.
+type DeadLine struct {
+	Handle    string `json:"handle"`
+	Function  string `json:"function"`
+	Attempts  int    `json:"attempts"`
+	Died      string `json:"died"`
+	LastError string `json:"last_error"`
+}
+
+// RetryPolicy runs `retry FUNCTION ATTEMPTS BASE CAP JITTER` (Gear only).
+func (c *Conn) RetryPolicy(ctx context.Context, function string, attempts int, base, limit, jitter float64) error {
+	if err := checkArg("function name", function); err != nil {
+		return err
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	return c.ok(ctx, fmt.Sprintf("retry %s %d %s %s %s", function, attempts, f(base), f(limit), f(jitter)))
+}
+
+// DeadList runs `dead list [FUNCTION]` (Gear only): the dead set, newest first.
+func (c *Conn) DeadList(ctx context.Context, function string) ([]DeadLine, error) {
+	cmd := "dead list"
+	if function != "" {
+		cmd += " " + function
+	}
+	lines, err := c.gearOnly(ctx, cmd, "")
+	if err != nil {
+		return nil, err
+	}
+	out := []DeadLine{}
+	for _, l := range lines {
+		f := strings.SplitN(l, "\t", 5)
+		n, err := strconv.Atoi(f[min(2, len(f)-1)])
+		if len(f) != 5 || err != nil {
+			return nil, c.checkParse(fmt.Errorf("malformed dead list line %q", l))
+		}
+		out = append(out, DeadLine{Handle: f[0], Function: f[1], Attempts: n, Died: f[3], LastError: f[4]})
+	}
+	return out, nil
+}
+
+// DeadAct runs `dead retry|delete HANDLE` or, with a function, `dead retry|delete function F`,
+// and returns how many dead jobs it concerned.
+func (c *Conn) DeadAct(ctx context.Context, verb, handle, function string) (int, error) {
+	arg := handle
+	if function != "" {
+		arg = "function " + function
+	}
+	if err := checkArg("argument", strings.ReplaceAll(arg, " ", "_")); err != nil {
+		return 0, err
+	}
+	line, err := c.one(ctx, "dead "+verb+" "+arg)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(parseValue(line))
+}
+
+// WriteDead prints the dead set.
+func WriteDead(w io.Writer, ds []DeadLine) error {
+	tw := newTable(w, "HANDLE\tFUNCTION\tATTEMPTS\tDIED\tLAST ERROR")
+	for _, d := range ds {
+		tw.row(cell(d.Handle), cell(d.Function), strconv.Itoa(d.Attempts), cell(d.Died), cell(d.LastError))
+	}
+	return tw.flush()
+}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gearhq/gear/protocol"
 )
 
 // --access-rules with the real binary: the rules hold on the Gearman port, --check-config
@@ -119,5 +123,58 @@ func TestAdmin_PauseResumeLimit(t *testing.T) {
 	}
 	if _, errOut, code := admRun(t, nil, "--server", addr, "limit", "images", "x", "1"); code == 0 || !strings.Contains(errOut, "whole numbers") {
 		t.Errorf("a bad limit: %d %q", code, errOut)
+	}
+}
+
+// gear admin retry, dead, dead-retry and dead-delete, on the Gearman port and over HTTP.
+func TestAdmin_RetryAndDeadSet(t *testing.T) {
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--http", "127.0.0.1:0")
+	addr := listenAddr(t, p)
+	web := "http://" + httpListenAddr(t, p)
+	// failOnce takes one job of fn and fails it, as a worker would.
+	failOnce := func(fn string) {
+		t.Helper()
+		nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		nc.Write(protocol.AppendRequest(protocol.AppendRequest(nil, protocol.CanDo, []byte(fn)), protocol.GrabJob))
+		f, err := protocol.NewDecoder(nc, 0).Next()
+		if err != nil || f.Packet.Type != protocol.JobAssign {
+			t.Fatalf("grab: %v %+v", err, f)
+		}
+		nc.Write(protocol.AppendRequest(protocol.AppendRequest(nil, protocol.WorkFail, f.Packet.Args[0]), protocol.EchoReq, []byte("x")))
+		protocol.NewDecoder(nc, 0).Next()
+	}
+	for i, via := range [][]string{{"--server", addr}, {"--http", web}} {
+		fn := fmt.Sprintf("doomed%d", i)
+		run := func(args ...string) string {
+			t.Helper()
+			out, errOut, code := admRun(t, nil, append(via, args...)...)
+			if code != 0 {
+				t.Fatalf("gear admin %v %v: %d %s", via, args, code, errOut)
+			}
+			return out
+		}
+		if out := run("retry", fn, "1", "0", "0"); !strings.Contains(out, "1 attempts in all") {
+			t.Errorf("retry: %q", out)
+		}
+		if _, errOut, code := gearCmd(t, addr, "", "client", "--background", fn, "payload"); code != 0 {
+			t.Fatalf("submit: %s", errOut)
+		}
+		failOnce(fn)
+		out := run("dead", fn)
+		if !strings.Contains(out, fn) || !strings.Contains(out, "WORK_FAIL") {
+			t.Fatalf("dead via %v:\n%s", via, out)
+		}
+		if out := run("dead-retry", "function", fn); !strings.Contains(out, "submitted again: 1 dead jobs") {
+			t.Errorf("dead-retry: %q", out)
+		}
+		failOnce(fn)
+		if out := run("dead-delete", "function", fn); !strings.Contains(out, "deleted: 1 dead jobs") {
+			t.Errorf("dead-delete: %q", out)
+		}
 	}
 }

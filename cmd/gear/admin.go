@@ -51,6 +51,14 @@ Commands:
   limit FUNCTION RUNNING RATE [BURST]
                             at most RUNNING of its jobs at once, RATE starts a second (0: no
                             limit; BURST starts at once, default one second's worth) (Gear only)
+  retry FUNCTION ATTEMPTS BASE CAP [JITTER]
+                            retry its failed background jobs: ATTEMPTS in all, waiting BASE
+                            seconds doubling up to CAP, ± JITTER of it (0-1) (Gear only)
+  dead [FUNCTION]           the dead set: jobs that failed their last attempt (Gear only)
+  dead-retry HANDLE | dead-retry function FUNCTION
+                            submit dead jobs again, with fresh attempts (Gear only)
+  dead-delete HANDLE | dead-delete function FUNCTION
+                            forget dead jobs (Gear only)
   shutdown [--graceful]     stop the server; --graceful lets running jobs finish first
 
 Options:
@@ -82,6 +90,7 @@ type adminRequest struct {
 	args     []string
 	limits   []int     // maxqueue
 	limit    gateLimit // limit
+	retry    retryArgs // retry
 	graceful bool      // shutdown
 	httpURL  string
 	token    string      // for httpURL
@@ -198,6 +207,7 @@ func (r *adminRequest) checkCommand() error {
 		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "limits": {0}, "version": {0},
 		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
 		"shutdown": {0}, "functions": {0}, "pause": {1}, "resume": {1}, "limit": {3, 4},
+		"retry": {4, 5}, "dead": {0, 1}, "dead-retry": {1, 2}, "dead-delete": {1, 2},
 	}
 	want, ok := nargs[r.command]
 	if !ok {
@@ -227,6 +237,24 @@ func (r *adminRequest) checkCommand() error {
 		}
 		r.limit = gateLimit{running, rate, burst}
 	}
+	if r.command == "retry" {
+		attempts, err := strconv.Atoi(r.args[1])
+		nums := []float64{0, 0, 0}
+		for i, v := range r.args[2:] {
+			if n, e := strconv.ParseFloat(v, 64); e == nil && n >= 0 {
+				nums[i] = n
+			} else {
+				err = e
+			}
+		}
+		if err != nil || attempts < 0 {
+			return fmt.Errorf("retry: ATTEMPTS is a whole number, BASE, CAP and JITTER numbers, all 0 or more: %s", adminCommandSyntax("retry"))
+		}
+		r.retry = retryArgs{attempts, nums[0], nums[1], nums[2]}
+	}
+	if (r.command == "dead-retry" || r.command == "dead-delete") && len(r.args) == 2 && r.args[0] != "function" {
+		return fmt.Errorf("%s: %s", r.command, adminCommandSyntax(r.command))
+	}
 	if r.command == "maxqueue" {
 		for _, v := range r.args[1:] {
 			n, err := strconv.Atoi(v)
@@ -247,6 +275,12 @@ func adminCommandSyntax(cmd string) string {
 		return cmd + " FUNCTION"
 	case "limit":
 		return "limit FUNCTION RUNNING RATE [BURST]"
+	case "retry":
+		return "retry FUNCTION ATTEMPTS BASE CAP [JITTER]"
+	case "dead":
+		return "dead [FUNCTION]"
+	case "dead-retry", "dead-delete":
+		return cmd + " HANDLE | " + cmd + " function FUNCTION"
 	case "maxqueue":
 		return "maxqueue FUNCTION [MAX | HIGH NORMAL LOW]"
 	case "shutdown":
@@ -386,6 +420,9 @@ type adminActor interface {
 	Pause(context.Context, string) error
 	Resume(context.Context, string) error
 	Limit(ctx context.Context, function string, maxRunning int, rate float64, burst int) error
+	RetryPolicy(ctx context.Context, function string, attempts int, base, limit, jitter float64) error
+	DeadList(ctx context.Context, function string) ([]admin.DeadLine, error)
+	DeadAct(ctx context.Context, verb, handle, function string) (int, error)
 	Shutdown(context.Context, bool) error
 }
 
@@ -411,6 +448,32 @@ func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActo
 		err, msg = c.DropFunction(ctx, req.args[0]), "dropped function "+req.args[0]
 	case "maxqueue":
 		err, msg = c.MaxQueue(ctx, req.args[0], req.limits...), adminDescribeLimits(req.args[0], req.limits)
+	case "retry":
+		ra := req.retry
+		err = c.RetryPolicy(ctx, req.args[0], ra.attempts, ra.base, ra.cap, ra.jitter)
+		msg = fmt.Sprintf("retry %s: %d attempts in all, waiting %gs doubling up to %gs", req.args[0], ra.attempts, ra.base, ra.cap)
+	case "dead":
+		fn := ""
+		if len(req.args) == 1 {
+			fn = req.args[0]
+		}
+		dead, err := c.DeadList(ctx, fn)
+		if err != nil {
+			return err
+		}
+		if req.json {
+			return admin.WriteJSON(w, dead)
+		}
+		return admin.WriteDead(w, dead)
+	case "dead-retry", "dead-delete":
+		verb := strings.TrimPrefix(req.command, "dead-")
+		handle, fn := req.args[0], ""
+		if len(req.args) == 2 {
+			handle, fn = "", req.args[1]
+		}
+		var n int
+		n, err = c.DeadAct(ctx, verb, handle, fn)
+		msg = fmt.Sprintf("%s: %d dead jobs", map[string]string{"retry": "submitted again", "delete": "deleted"}[verb], n)
 	case "pause":
 		err, msg = c.Pause(ctx, req.args[0]), "paused function "+req.args[0]+": its jobs wait until resumed"
 	case "resume":
@@ -436,6 +499,12 @@ func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActo
 	}
 	_, err = fmt.Fprintln(w, msg)
 	return err
+}
+
+// retryArgs is the arguments of `gear admin retry`.
+type retryArgs struct {
+	attempts          int
+	base, cap, jitter float64
 }
 
 // gateLimit is the arguments of `gear admin limit`.
