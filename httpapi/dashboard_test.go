@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/protocol"
@@ -501,4 +502,39 @@ func screenshotPath() string {
 		return p
 	}
 	return filepath.Join("..", p)
+}
+
+// The dead set page lists a job that failed its last attempt, and retries it through the
+// confirmation dialog: it runs again (and, its worker still failing, dies again under a new handle).
+func TestDashboard_DeadRetry(t *testing.T) {
+	e := start(t, 100)
+	const fn = "dash-doomed"
+	if _, err := e.srv.Core().SetFunction(fn, func(fs *core.FunctionSettings) { fs.RetryAttempts = 1 }, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int64
+	testenv.StartWorker(t, []string{e.addr}, 1, map[string]worker.Func{fn: func(context.Context, *worker.Job) ([]byte, error) {
+		runs.Add(1)
+		return nil, worker.ErrFail
+	}})
+	queuedJob(t, e, fn)
+	var first core.DeadJob
+	testenv.WaitFor(t, "the dead job", 10*time.Second, func() bool {
+		n, dead := e.srv.Core().Dead(core.DeadFilter{}, 0, 1)
+		if n == 1 {
+			first = dead[0]
+		}
+		return n == 1
+	})
+	p := openDashboard(t, e, "#/dead")
+	p.waitJS("the dead job's row", fmt.Sprintf(`document.querySelector('#dead-table tr[data-handle=%q]')`, first.Handle))
+	p.do("retry it", chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[data-action="dead-retry"][data-handle=%q]`, first.Handle))))
+	p.waitJS("the confirmation dialog", `document.querySelector('#confirm') && document.querySelector('#confirm').open`)
+	p.do("confirm", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
+	p.waitJS("the result", `document.querySelector('#flash[data-kind="ok"]')`)
+	testenv.WaitFor(t, "the retried job to run and die again", 10*time.Second, func() bool {
+		n, dead := e.srv.Core().Dead(core.DeadFilter{}, 0, 1)
+		return runs.Load() == 2 && n == 1 && dead[0].Handle != first.Handle
+	})
+	p.noErrors()
 }

@@ -678,6 +678,48 @@
     actions: (j, reload) => [actionButton('Cancel…', { action: 'cancel', handle: j.handle }, () => cancelJob(j, reload))],
   });
 
+  // ---- the dead set: background jobs that failed their last attempt
+
+  function deadAction(d, verb, done) {
+    confirmAction({
+      title: verb === 'retry' ? 'Retry this dead job?' : 'Delete this dead job?',
+      body: [
+        el('p', {}, verb === 'retry' ? 'Submit ' : 'Forget ', el('code', { text: d.handle }), ' of ',
+          el('code', { text: d.function }), verb === 'retry' ? ' again, as a new background job with fresh attempts.' : ' for good.'),
+      ],
+      ok: verb === 'retry' ? 'Retry' : 'Delete',
+      run: async () => {
+        await post(`dead/${enc(d.handle)}/${verb}`);
+        return `${verb === 'retry' ? 'Submitted again' : 'Deleted'}: ${d.handle}.`;
+      },
+      done,
+    });
+  }
+
+  const lastError = (d) => {
+    const a = d.attempts || [];
+    return a.length ? a[a.length - 1].error : '';
+  };
+
+  views.dead = listView('dead', {
+    title: 'Dead jobs',
+    empty: 'No dead job: nothing failed its last attempt (or no function has a retry policy).',
+    filters: [{ name: 'function', label: 'Function', kind: 'exact', placeholder: 'exact name' }],
+    columns: [
+      { key: 'handle', label: 'Handle', cell: (d) => d.handle },
+      { key: 'function', label: 'Function', cell: (d) => d.function },
+      { key: 'attempts', label: 'Attempts', num: true, cell: (d) => num((d.attempts || []).length) },
+      { key: 'died', label: 'Died', cell: (d) => d.died },
+      { key: 'error', label: 'Last error', cell: lastError },
+      { key: 'preview', label: 'Data', cell: (d) => `${d.preview} (${num(d.size)} B)` },
+    ],
+    rowAttrs: (d) => ({ 'data-handle': d.handle }),
+    actions: (d, reload) => [
+      actionButton('Retry…', { action: 'dead-retry', handle: d.handle }, () => deadAction(d, 'retry', reload)),
+      actionButton('Delete…', { action: 'dead-delete', handle: d.handle }, () => deadAction(d, 'delete', reload)),
+    ],
+  });
+
   // ---- one job
 
   const JOB_FIELDS = ['handle', 'function', 'unique', 'priority', 'state', 'background', 'clients', 'size', 'retries', 'preview'];
