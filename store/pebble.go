@@ -52,6 +52,7 @@ const (
 	opRemove
 	opUpdate
 	opReserve
+	opKey // a side record (schedules.go): key set to value, or deleted when value is nil
 )
 
 type op struct {
@@ -59,6 +60,9 @@ type op struct {
 	seq   uint64
 	value []byte
 	done  func(error)
+	// key and keyValue: a side record written in the same batch (opKey; with opAdd, atomically
+	// with the job: a schedule's tick, schedules.go).
+	key, keyValue []byte
 }
 
 var metaNextSeq = []byte("m:nextseq")
@@ -358,6 +362,11 @@ func (p *Pebble) commit(ops []op, adds int) {
 		case opAdd:
 			b.Set(putJobKey(key[:], o.seq), o.value, nil)
 			maxSeq = max(maxSeq, o.seq)
+			if o.key != nil {
+				b.Set(o.key, o.keyValue, nil)
+			}
+		case opKey:
+			setOrDelete(b, o.key, o.keyValue)
 		case opUpdate:
 			b.Set(putJobKey(key[:], o.seq), o.value, nil)
 		case opRemove:

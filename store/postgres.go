@@ -64,6 +64,7 @@ type pgOp struct {
 	seq  uint64
 	job  *Job
 	done func(error)
+	tick *scheduleTick // a schedule's tick, committed with the job (schedules.go)
 }
 
 // PostgresOptions configures OpenPostgres.
@@ -256,6 +257,15 @@ var migrations = []string{
 		data     bytea NOT NULL,
 		PRIMARY KEY (owner, function)
 	)`,
+	// 3: named schedules (ScheduleStore): their definition as the core encodes it, and the last
+	// tick fired (Unix seconds), which is committed in the transaction that inserts its job.
+	`CREATE TABLE gear_schedules (
+		owner text NOT NULL REFERENCES gear_servers (owner),
+		name  bytea NOT NULL,
+		data  bytea NOT NULL,
+		fired bigint NOT NULL DEFAULT 0,
+		PRIMARY KEY (owner, name)
+	)`,
 }
 
 // SchemaVersion is the schema version this build creates.
@@ -424,6 +434,7 @@ type pgBatch struct {
 	removes []int64
 	reserve uint64
 	maxSeq  uint64
+	ticks   map[string]int64 // schedule → last tick fired
 }
 
 func fold(ops []pgOp) *pgBatch {
@@ -453,6 +464,7 @@ func fold(ops []pgOp) *pgBatch {
 		case opReserve:
 			b.reserve = max(b.reserve, o.seq)
 		}
+		b.addTick(o.tick)
 	}
 	return b
 }
@@ -505,6 +517,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 		q.Queue(`UPDATE gear_jobs SET retries = u.retries FROM unnest($2::bigint[], $3::bigint[]) AS u (seq, retries)
 			WHERE gear_jobs.owner = $1 AND gear_jobs.seq = u.seq`, p.owner, seqs, counts)
 	}
+	b.queueTicks(&q, p.owner)
 	removeAt := -1
 	if len(b.removes) > 0 {
 		removeAt = q.Len()
