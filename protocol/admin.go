@@ -49,6 +49,7 @@ const (
 // multiWord lists the commands whose name spans several words, longest first so "show unique jobs"
 // wins over "show".
 var multiWord = [][]string{
+	{"schedule", "add"}, {"schedule", "list"}, {"schedule", "remove"}, // schedules.go
 	{"show", "unique", "jobs"},
 	{"show", "jobs"},
 	{"cancel", "job"},
