@@ -80,7 +80,7 @@ func adminLevel(name string) access.Level {
 	switch name {
 	case protocol.AdminStatus, protocol.AdminPriorityStatus, protocol.AdminWorkers, protocol.AdminVersion,
 		protocol.AdminVerbose, protocol.AdminGetPID, protocol.AdminShowJobs, protocol.AdminShowUniqueJobs,
-		protocol.AdminStore, protocol.AdminLimits, protocol.AdminFunctions, protocol.AdminDeadList:
+		protocol.AdminStore, protocol.AdminLimits, protocol.AdminFunctions, protocol.AdminDeadList, protocol.AdminScheduleList:
 		return access.LevelRead
 	}
 	return access.LevelWrite // cancel, create, drop, maxqueue, shutdown, and whatever comes later

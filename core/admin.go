@@ -46,6 +46,8 @@ func (s *Core) Admin(tx Tx, p *Peer, line []byte) ([]byte, AdminAction) {
 		return protocol.AppendFunctions(nil, s.Functions()), AdminNone
 	case protocol.AdminRetry, protocol.AdminDeadList, protocol.AdminDeadRetry, protocol.AdminDeadDelete:
 		return []byte(s.adminDead(cmd, peerName(p))), AdminNone
+	case protocol.AdminScheduleAdd, protocol.AdminScheduleList, protocol.AdminScheduleRemove: // cron.go
+		return []byte(s.adminSchedule(cmd, line, peerName(p))), AdminNone
 	}
 	s.lock()
 	defer s.mu.Unlock()

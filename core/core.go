@@ -81,6 +81,7 @@ type Core struct {
 	drainedCh    chan struct{}
 	epochs       jobHeap
 	timeouts     jobHeap
+	sched        schedules   // named schedules (cron.go)
 	wakeChecks   []wakeCheck // NOOPs sent, oldest first, to see whether their workers acted on them
 	lastSweep    time.Time
 	memoryToFree bool
@@ -129,9 +130,16 @@ func New(opts Options, async Tx) (*Core, error) {
 	// what operators set while serving, and the dead set; then what the start options set
 	err := errors.Join(s.loadSettings(), s.loadDead())
 	s.applyMaxQueue()
+	flagSchedules, schedErr := s.loadSchedules()
 	s.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("loading function settings: %w", err)
+	}
+	for _, sc := range flagSchedules {
+		schedErr = errors.Join(schedErr, s.saveSchedule(sc.Name, &sc))
+	}
+	if schedErr != nil {
+		return nil, fmt.Errorf("loading schedules: %w", schedErr)
 	}
 	return s, nil
 }

@@ -19,6 +19,7 @@ type submitKind struct {
 	prio       priority
 	background bool
 	epoch      bool // SUBMIT_JOB_EPOCH: function, unique, when, data
+	sched      bool // SUBMIT_JOB_SCHED: function, unique, minute, hour, day, month, weekday, data
 	reduce     bool // SUBMIT_REDUCE_JOB*: function, unique, reducer, aggregator, data
 }
 
@@ -30,6 +31,7 @@ var submitKinds = map[protocol.Type]submitKind{
 	protocol.SubmitJobLow:              {prio: prioLow},
 	protocol.SubmitJobLowBg:            {prio: prioLow, background: true},
 	protocol.SubmitJobEpoch:            {prio: prioNormal, background: true, epoch: true},
+	protocol.SubmitJobSched:            {prio: prioNormal, background: true, sched: true},
 	protocol.SubmitReduceJob:           {prio: prioNormal, reduce: true},
 	protocol.SubmitReduceJobBackground: {prio: prioNormal, background: true, reduce: true},
 }
@@ -83,7 +85,7 @@ func (s *Core) Handle(tx Tx, p *Peer, pkt *protocol.Packet) {
 	case protocol.SetClientID:
 		s.setClientID(p, pkt.Args[0])
 	default:
-		// Response types, ALL_YOURS and SUBMIT_JOB_SCHED: what gearmand answers.
+		// Response types and ALL_YOURS: what gearmand answers.
 		s.sendError(tx, p, protocol.CodeInvalidCommand, textCommandNotExpect)
 	}
 }
@@ -121,6 +123,13 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 			return
 		}
 		when = time.Unix(sec, 0)
+	}
+	if kind.sched {
+		var err error
+		if when, err = s.schedWhen(p.Args[2:7]); err != nil {
+			s.sendError(tx, c, protocol.CodeInvalidArgument, "Schedule: "+err.Error())
+			return
+		}
 	}
 	f := s.function(name, true)
 

@@ -67,6 +67,13 @@ type Options struct {
 	Version string
 	// Observer, when set, is told of every job's and peer's lifecycle events (see Event).
 	Observer Observer
+	// Schedules are named schedules defined at start (cron.go): each replaces a stored one of its
+	// name, keeping its last tick, and is stored.
+	Schedules []protocol.ScheduleInfo
+	// ScheduleLeader, when set, is asked at each schedule tick whether this server fires it: the
+	// hook for a fleet sharing one store, where one leader (an advisory lock, a lease) fires each
+	// tick once. A server that is not the leader skips the tick without recording it. Nil: always.
+	ScheduleLeader func() bool
 }
 
 func (o *Options) validate() error {

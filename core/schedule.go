@@ -101,6 +101,9 @@ func (s *Core) Tick(tx Tx, now time.Time) time.Time {
 	if due := s.checkTokens(tx, now); !due.IsZero() && due.Before(next) {
 		next = due
 	}
+	if due := s.fireSchedules(tx, now); !due.IsZero() && due.Before(next) {
+		next = due
+	}
 	if j := s.epochs.peek(); j != nil && j.x.when.Before(next) {
 		next = j.x.when
 	}

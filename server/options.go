@@ -104,6 +104,10 @@ type Options struct {
 	Now func() time.Time
 	// Observer, when set, is told of every job's and peer's lifecycle events (see core.Event).
 	Observer core.Observer
+	// Schedules are named schedules defined at start; ScheduleLeader the fleet hook (see
+	// core.Options).
+	Schedules      []protocol.ScheduleInfo
+	ScheduleLeader func() bool
 }
 
 // coreOptions are the options of the rules, for core.New.
@@ -112,7 +116,7 @@ func (o *Options) coreOptions() core.Options {
 		JobRetries: o.JobRetries, HandlePrefix: o.HandlePrefix, Exceptions: o.Exceptions,
 		WorkerWakeup: o.WorkerWakeup, WakeTimeout: o.WakeTimeout, FunctionIdleTTL: o.FunctionIdleTTL,
 		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
-		Access: o.Access, MaxJobs: o.MaxJobs, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue,
+		Access: o.Access, MaxJobs: o.MaxJobs, Schedules: o.Schedules, ScheduleLeader: o.ScheduleLeader, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue,
 		TransportLimits: protocol.LimitsInfo{MaxConnections: o.MaxConnections,
 			MaxConnectionsPerIP: o.MaxConnectionsPerIP, MaxPacketSize: o.MaxPacketSize,
 			PacketTimeout: int64(o.PacketTimeout / time.Second), SilentTimeout: int64(o.SilentTimeout / time.Second)},

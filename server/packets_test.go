@@ -579,11 +579,11 @@ func TestPacket_WorkUnknownHandle(t *testing.T) {
 }
 
 func TestPacket_InvalidCommand(t *testing.T) {
-	// Response types sent to the server, ALL_YOURS and SUBMIT_JOB_SCHED: ERROR, the connection lives.
+	// Response types sent to the server and ALL_YOURS: ERROR, the connection lives.
 	types := []protocol.Type{
 		protocol.Noop, protocol.JobCreated, protocol.NoJob, protocol.JobAssign, protocol.EchoRes,
 		protocol.Error, protocol.StatusRes, protocol.AllYours, protocol.OptionRes,
-		protocol.JobAssignUniq, protocol.SubmitJobSched, protocol.JobAssignAll, protocol.StatusResUnique,
+		protocol.JobAssignUniq, protocol.JobAssignAll, protocol.StatusResUnique,
 	}
 	s := mustStartServer(t, nil)
 	p := mustConnect(t, addrOf(t, s))
