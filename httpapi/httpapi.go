@@ -204,6 +204,7 @@ func Listen(opts Options) (*HTTP, error) {
 		return map[string]any{"function": fn, "settings": fs}, nil
 	}))
 	h.registerDead(mux)
+	h.registerSchedules(mux) // schedules.go
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
 	})
