@@ -459,3 +459,9 @@ func (s *Core) adminSchedule(cmd protocol.AdminCommand, line []byte, by string) 
 	}
 	return "OK\r\n"
 }
+
+// ValidateSchedule checks a definition as AddSchedule does (for a start option's early check).
+func ValidateSchedule(def Schedule) error {
+	_, err := compileSchedule(def)
+	return err
+}

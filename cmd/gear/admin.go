@@ -59,6 +59,10 @@ Commands:
                             submit dead jobs again, with fresh attempts (Gear only)
   dead-delete HANDLE | dead-delete function FUNCTION
                             forget dead jobs (Gear only)
+  schedule list             named schedules: function, cron spec, zone, next and last tick (Gear only)
+  schedule add NAME FUNCTION "MIN HOUR DOM MON DOW" [tz=ZONE] [priority=P] [unique=U] [data=...]
+                            define or replace a named schedule (or @hourly, @daily…) (Gear only)
+  schedule remove NAME      remove a named schedule (Gear only)
   shutdown [--graceful]     stop the server; --graceful lets running jobs finish first
 
 Options:
@@ -88,10 +92,11 @@ type adminRequest struct {
 	timeout  time.Duration
 	command  string
 	args     []string
-	limits   []int     // maxqueue
-	limit    gateLimit // limit
-	retry    retryArgs // retry
-	graceful bool      // shutdown
+	limits   []int               // maxqueue
+	limit    gateLimit           // limit
+	retry    retryArgs           // retry
+	schedule *admin.ScheduleInfo // schedule add
+	graceful bool                // shutdown
 	httpURL  string
 	token    string      // for httpURL
 	tls      *tls.Config // for the Gearman port; nil: plain TCP (but for tls:// servers)
@@ -208,6 +213,9 @@ func (r *adminRequest) checkCommand() error {
 		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
 		"shutdown": {0}, "functions": {0}, "pause": {1}, "resume": {1}, "limit": {3, 4},
 		"retry": {4, 5}, "dead": {0, 1}, "dead-retry": {1, 2}, "dead-delete": {1, 2},
+	}
+	if r.command == "schedule" {
+		return r.checkSchedule() // admin_schedule.go
 	}
 	want, ok := nargs[r.command]
 	if !ok {
@@ -424,6 +432,7 @@ type adminActor interface {
 	DeadList(ctx context.Context, function string) ([]admin.DeadLine, error)
 	DeadAct(ctx context.Context, verb, handle, function string) (int, error)
 	Shutdown(context.Context, bool) error
+	adminScheduler
 }
 
 func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActor) error {
@@ -483,6 +492,11 @@ func adminActOn(ctx context.Context, w io.Writer, req *adminRequest, c adminActo
 		err = c.Limit(ctx, req.args[0], l.running, l.rate, l.burst)
 		msg = fmt.Sprintf("limit %s: %s running at once, %s starts a second", req.args[0],
 			unlimitedOr(float64(l.running)), unlimitedOr(l.rate))
+	case "schedule":
+		if req.args[0] == "list" {
+			return adminScheduleList(ctx, w, req, c)
+		}
+		msg, err = adminScheduleChange(ctx, req, c)
 	case "shutdown":
 		err, msg = c.Shutdown(ctx, req.graceful), "shutting down"
 		if req.graceful {

@@ -59,6 +59,7 @@ type serverFlags struct {
 	silentTimeout time.Duration
 	maxQueued     int64
 	maxQueue      maxQueueFlag
+	schedules     scheduleFlag // server_schedule.go
 	maxConnsPerIP int
 	backlog       int
 	functionTTL   time.Duration
@@ -135,6 +136,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
 	f.minFree = 64 << 20
+	fs.Var(&f.schedules, "schedule", `'NAME FUNCTION MIN HOUR DOM MON DOW [tz=ZONE] [priority=P] [unique=U] [data=...]' (or @daily…): a named schedule defined at start, as the admin "schedule add" (repeatable)`)
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
 	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 (its jobs are imported into Gear's store at start)")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
@@ -533,6 +535,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.MaxPacketSize = f.maxPacket
 	opts.MaxConnections, opts.MaxConnectionsPerIP = f.maxConns, f.maxConnsPerIP
 	opts.MaxJobs, opts.MaxQueuedBytes, opts.MaxQueue = f.maxJobs, f.maxQueued, f.maxQueue.limits
+	opts.Schedules = f.schedules.defs
 	opts.PacketTimeout, opts.SilentTimeout = f.packetTimeout, f.silentTimeout
 	if f.accessRules != "" {
 		if opts.Access, err = loadAccessRules(f.accessRules); err != nil {
