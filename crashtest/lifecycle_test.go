@@ -54,12 +54,14 @@ func raw(t *testing.T, addr string, n int, pkts ...[]byte) []*protocol.Packet {
 	return out
 }
 
-// kill -9 with a paused function, run limits, a retry policy, a job waiting out its backoff and a
-// dead job: after the restart all of it is back, and the waiting job runs once when due.
+// kill -9 with a paused function, run limits, a retry policy, a job waiting out its backoff, a
+// dead job and a schedule: after the restart all of it is back, and the waiting job runs once
+// when due.
 func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 	store := pebbleStore(t)
 	s := startServer(t, store, "--sync", "always")
-	for _, cmd := range []string{"pause paused", "limit limited 2 5", "retry flaky 3 2 2", "retry doomed 1 0 0"} {
+	for _, cmd := range []string{"pause paused", "limit limited 2 5", "retry flaky 3 2 2", "retry doomed 1 0 0",
+		"schedule add nightly report 0 3 * * * tz=Europe/Berlin data=the report"} {
 		if got := adminLines(t, s.addr, cmd, false); got != "OK\r\n" {
 			t.Fatalf("%s: %q", cmd, got)
 		}
@@ -111,6 +113,9 @@ func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 	}
 	if got := adminLines(t, s.addr, "dead list", true); !strings.Contains(got, "\tdoomed\t1\t") {
 		t.Errorf("dead list after the restart: %q", got)
+	}
+	if got := adminLines(t, s.addr, "schedule list", true); !strings.Contains(got, "nightly") || !strings.Contains(got, "Europe/Berlin") {
+		t.Errorf("schedule list after the restart: %q", got)
 	}
 	// The waiting job runs once it is due (its 2 s backoff), not before, and once.
 	deadline := time.Now().Add(20 * time.Second)

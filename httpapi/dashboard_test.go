@@ -538,3 +538,24 @@ func TestDashboard_DeadRetry(t *testing.T) {
 	})
 	p.noErrors()
 }
+
+// The schedules page lists the server's schedules and removes one through the confirmation.
+func TestDashboard_Schedules(t *testing.T) {
+	e := start(t, 100)
+	for name, spec := range map[string]string{"nightly": "0 3 * * *", "hourly": "@hourly"} {
+		if _, err := e.srv.Core().AddSchedule(core.Schedule{Name: name, Function: "report", Spec: spec}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := openDashboard(t, e, "#/schedules")
+	p.waitJS("the two schedules", `document.querySelectorAll('#schedules-table tr[data-schedule]').length === 2`)
+	p.do("remove one", chromedp.Click(chromedp.CSS(`button[data-action="schedule-remove"][data-schedule="nightly"]`)))
+	p.waitJS("the confirmation dialog", `document.querySelector('#confirm') && document.querySelector('#confirm').open`)
+	p.do("confirm", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
+	p.waitJS("the result", `document.querySelector('#flash[data-kind="ok"]')`)
+	testenv.WaitFor(t, "the schedule removed on the server", 10*time.Second, func() bool {
+		scs := e.srv.Core().Schedules()
+		return len(scs) == 1 && scs[0].Name == "hourly"
+	})
+	p.noErrors()
+}

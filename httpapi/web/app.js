@@ -720,6 +720,68 @@
     ],
   });
 
+  // ---- named schedules (few: the server lists them whole)
+
+  const unixTime = (u) => (u ? new Date(u * 1000).toISOString().replace('.000Z', 'Z') : '-');
+
+  function removeSchedule(sc, done) {
+    confirmAction({
+      title: 'Remove this schedule?',
+      body: [el('p', {}, 'Stop ', el('code', { text: sc.name }), ' from submitting jobs of ', el('code', { text: sc.function }), '.')],
+      ok: 'Remove',
+      run: async () => {
+        await post(`schedules/${enc(sc.name)}/delete`);
+        return `Removed schedule ${sc.name}.`;
+      },
+      done,
+    });
+  }
+
+  function addSchedule(done) {
+    const fields = {
+      name: el('input', { id: 'schedule-name', required: true }),
+      function: el('input', { id: 'schedule-function', required: true }),
+      spec: el('input', { id: 'schedule-spec', placeholder: 'MIN HOUR DOM MON DOW, or @daily', required: true }),
+      time_zone: el('input', { id: 'schedule-zone', placeholder: 'UTC' }),
+      data: el('input', { id: 'schedule-data' }),
+    };
+    confirmAction({
+      title: 'Add a schedule?',
+      body: [el('div', { class: 'fields' }, Object.entries(fields).map(([k, input]) => el('label', {}, k.replace('_', ' ') + ' ', input)))],
+      ok: 'Add',
+      run: async () => {
+        const body = {};
+        for (const [k, input] of Object.entries(fields)) body[k] = input.value.trim();
+        if (!body.name || !body.function || !body.spec) throw new InvalidInput('name, function and spec are needed');
+        await post('schedules', body);
+        return `Added schedule ${body.name}.`;
+      },
+      done,
+    });
+  }
+
+  views.schedules = (main) => {
+    const box = el('div', { class: 'table-box' });
+    const tools = el('div', { class: 'toolbar' });
+    main.replaceChildren(el('h1', {}, 'Schedules'), tools, box);
+    let inner;
+    const reload = () => inner.load();
+    if (session.canAct) tools.append(actionButton('Add a schedule…', { action: 'schedule-add' }, () => addSchedule(reload)));
+    const render = (list, err) => {
+      if (err) return box.replaceChildren(errorLine(err));
+      if (!list || list.length === 0) return box.replaceChildren(el('p', { class: 'muted' }, 'No schedule.'));
+      const head = ['Name', 'Function', 'Spec', 'Zone', 'Next', 'Last', 'Fired'].map((h) => el('th', {}, h));
+      if (session.canAct) head.push(el('th', {}, 'Actions'));
+      const rows = list.map((sc) => el('tr', { 'data-schedule': sc.name },
+        el('td', {}, sc.name), el('td', {}, sc.function), el('td', {}, sc.spec), el('td', {}, sc.time_zone || 'UTC'),
+        el('td', {}, unixTime(sc.next_unix)), el('td', {}, unixTime(sc.last_fired_unix)), el('td', { class: 'num' }, num(sc.fired || 0)),
+        session.canAct ? el('td', {}, actionButton('Remove…', { action: 'schedule-remove', schedule: sc.name }, () => removeSchedule(sc, reload))) : ''));
+      box.replaceChildren(el('table', { id: 'schedules-table' }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, rows)));
+    };
+    inner = loader(main, () => get('schedules'), render);
+    return { load: () => inner.load(), stop: () => inner.stop() };
+  };
+
   // ---- one job
 
   const JOB_FIELDS = ['handle', 'function', 'unique', 'priority', 'state', 'background', 'clients', 'size', 'retries', 'preview'];
