@@ -130,6 +130,9 @@ func New(opts Options, async Tx) (*Core, error) {
 	// what operators set while serving, and the dead set; then what the start options set
 	err := errors.Join(s.loadSettings(), s.loadDead())
 	s.applyMaxQueue()
+	if err == nil {
+		err = s.applyStartSettings()
+	}
 	flagSchedules, schedErr := s.loadSchedules()
 	s.mu.Unlock()
 	if err != nil {

@@ -39,6 +39,9 @@ type FunctionSettings struct {
 // ErrBadSettings reports settings out of range.
 var ErrBadSettings = errors.New("bad function settings")
 
+// ValidateSettings checks settings for range errors.
+func ValidateSettings(fs FunctionSettings) error { return fs.validate() }
+
 func (fs FunctionSettings) validate() error {
 	switch {
 	case fs.MaxRunning < 0:

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/gearhq/gear/protocol"
@@ -16,6 +17,21 @@ func (s *Core) overServerLimit(size int) string {
 		return "Server payload memory limit reached (" + strconv.FormatInt(max, 10) + " bytes)"
 	}
 	return ""
+}
+
+// applyStartSettings applies Options.StartSettings. The lock is held.
+func (s *Core) applyStartSettings() error {
+	now := s.opts.Now()
+	for name, change := range s.opts.StartSettings {
+		f := s.function([]byte(name), true)
+		fs := f.settings()
+		change(&fs)
+		if err := fs.validate(); err != nil {
+			return fmt.Errorf("function %s: %w", name, err)
+		}
+		s.apply(f, fs, now)
+	}
+	return nil
 }
 
 // applyMaxQueue sets the per-function limits given at start. The lock is held.

@@ -48,6 +48,9 @@ type Options struct {
 	// MaxQueue is the per-function limit set at start (function name to its limit per priority;
 	// 0: none), as the admin `maxqueue` sets it while serving.
 	MaxQueue map[string]protocol.PriorityInts
+	// StartSettings change functions' settings at start (the server's flags: run limits, retry
+	// policies), over what the store kept; they are not stored.
+	StartSettings map[string]func(*FunctionSettings)
 	// DeadMax bounds the dead set (default 10,000: the oldest go first); DeadMaxAge is how long a
 	// dead job is kept (0: until DeadMax pushes it out).
 	DeadMax    int

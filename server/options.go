@@ -70,6 +70,8 @@ type Options struct {
 	MaxJobs        int
 	MaxQueuedBytes int64
 	MaxQueue       map[string]protocol.PriorityInts
+	// StartSettings change functions' run limits and retry policies at start (core.Options).
+	StartSettings map[string]func(*core.FunctionSettings)
 	// PacketTimeout bounds how long one packet (or admin line) may take to arrive once its first
 	// byte has; SilentTimeout how long a connection may stay without sending a complete one
 	// (0: no limit). Offenders are closed with a log line (see watch.go). By default a packet has
@@ -116,7 +118,7 @@ func (o *Options) coreOptions() core.Options {
 		JobRetries: o.JobRetries, HandlePrefix: o.HandlePrefix, Exceptions: o.Exceptions,
 		WorkerWakeup: o.WorkerWakeup, WakeTimeout: o.WakeTimeout, FunctionIdleTTL: o.FunctionIdleTTL,
 		Store: o.Store, Logger: o.Logger, Level: o.Level, Now: o.Now, Version: Version, Observer: o.Observer,
-		Access: o.Access, MaxJobs: o.MaxJobs, Schedules: o.Schedules, ScheduleLeader: o.ScheduleLeader, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue,
+		Access: o.Access, MaxJobs: o.MaxJobs, Schedules: o.Schedules, ScheduleLeader: o.ScheduleLeader, MaxQueuedBytes: o.MaxQueuedBytes, MaxQueue: o.MaxQueue, StartSettings: o.StartSettings,
 		TransportLimits: protocol.LimitsInfo{MaxConnections: o.MaxConnections,
 			MaxConnectionsPerIP: o.MaxConnectionsPerIP, MaxPacketSize: o.MaxPacketSize,
 			PacketTimeout: int64(o.PacketTimeout / time.Second), SilentTimeout: int64(o.SilentTimeout / time.Second)},

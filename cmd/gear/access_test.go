@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -175,6 +176,52 @@ func TestAdmin_RetryAndDeadSet(t *testing.T) {
 		failOnce(fn)
 		if out := run("dead-delete", "function", fn); !strings.Contains(out, "deleted: 1 dead jobs") {
 			t.Errorf("dead-delete: %q", out)
+		}
+	}
+}
+
+// --function-limit and --retry-policy set functions' run limits and retry policies from the start.
+func TestServer_FunctionSettingsFlags(t *testing.T) {
+	if _, errOut, code := checkConfig(t, "--function-limit", "images=-1,2"); code != 2 || !strings.Contains(errOut, "0 or more") {
+		t.Errorf("a negative limit: %d %q", code, errOut)
+	}
+	if _, errOut, code := checkConfig(t, "--retry-policy", "flaky=3,1,10,2"); code != 2 || !strings.Contains(errOut, "jitter must be from 0 to 1") {
+		t.Errorf("a jitter of 2: %d %q", code, errOut)
+	}
+	out, errOut, code := checkConfig(t, "--function-limit", "images=3,2.5", "--retry-policy", "flaky=3,1,10")
+	if code != 0 || !strings.Contains(out, "function-limit = images=3,2.5") || !strings.Contains(out, "retry-policy = flaky=3,1,10") {
+		t.Fatalf("--check-config: %d %s %s", code, out, errOut)
+	}
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--function-limit", "images=3,2.5", "--retry-policy", "flaky=3,1,10")
+	addr := listenAddr(t, p)
+	got := adminList(t, addr, "functions")
+	for _, want := range []string{"images\t0\t0\t0\tactive\t3\t2.5\n", "flaky\t0\t0\t0\tactive\t0\t0\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("functions lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// adminList sends one admin line and returns the list it answers, up to and including ".".
+func adminList(t *testing.T, addr, line string) string {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(nc, "%s\n", line)
+	r := bufio.NewReader(nc)
+	var b strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("admin %q: %v after %q", line, err, b.String())
+		}
+		b.WriteString(l)
+		if l == ".\n" {
+			return b.String()
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gearhq/gear/access"
+	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/httpapi"
 	"github.com/gearhq/gear/internal/serveraddr"
 	"github.com/gearhq/gear/protocol"
@@ -59,6 +60,7 @@ type serverFlags struct {
 	silentTimeout time.Duration
 	maxQueued     int64
 	maxQueue      maxQueueFlag
+	fnSettings    functionSettingsFlag
 	schedules     scheduleFlag // server_schedule.go
 	maxConnsPerIP int
 	backlog       int
@@ -127,6 +129,8 @@ func newServerFlags(name string) *serverFlags {
 	fs.DurationVar(&f.silentTimeout, "silent-timeout", d.SilentTimeout, "how long a connection may stay without sending anything; then it is closed (0: no limit)")
 	fs.IntVar(&f.maxJobs, "max-jobs", 0, "most unfinished jobs of all functions; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
 	fs.Int64Var(&f.maxQueued, "max-queued-bytes", 0, "most bytes of job payloads held in memory; a submit past it gets ERROR QUEUE_ERROR (0: no limit)")
+	fs.Var(f.fnSettings.kind("limit"), "function-limit", "FUNCTION=RUNNING,RATE[,BURST]: at most RUNNING of its jobs at once and RATE starts a second from the start (0: no limit; repeatable)")
+	fs.Var(f.fnSettings.kind("retry"), "retry-policy", "FUNCTION=ATTEMPTS,BASE,CAP[,JITTER]: retry its failed background jobs, waiting BASE seconds doubling up to CAP (repeatable)")
 	fs.Var(&f.maxQueue, "max-queue", "FUNCTION=N or FUNCTION=HIGH,NORMAL,LOW: a function's queue limit from the start, as the admin maxqueue sets it (repeatable)")
 	fs.IntVar(&f.maxConns, "max-connections", 0, "most open connections; more are told ERROR CONNECTION_LIMIT and closed (0: no limit)")
 	fs.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 0, "most open connections from one remote address (0: no limit)")
@@ -537,6 +541,7 @@ func (f *serverFlags) options() (server.Options, error) {
 	opts.MaxJobs, opts.MaxQueuedBytes, opts.MaxQueue = f.maxJobs, f.maxQueued, f.maxQueue.limits
 	opts.Schedules = f.schedules.defs
 	opts.PacketTimeout, opts.SilentTimeout = f.packetTimeout, f.silentTimeout
+	opts.StartSettings = f.fnSettings.changes
 	if f.accessRules != "" {
 		if opts.Access, err = loadAccessRules(f.accessRules); err != nil {
 			return opts, err
@@ -726,6 +731,86 @@ func serve(f *serverFlags, notify *os.File) error {
 			}
 		}
 	}
+}
+
+// functionSettingsFlag collects --function-limit and --retry-policy, per function.
+type functionSettingsFlag struct {
+	changes map[string]func(*core.FunctionSettings)
+	given   []string
+}
+
+// kind is the flag.Value of one of its two flags.
+func (m *functionSettingsFlag) kind(k string) flag.Value { return functionSettingsValue{m, k} }
+
+type functionSettingsValue struct {
+	m    *functionSettingsFlag
+	kind string
+}
+
+func (v functionSettingsValue) String() string {
+	if v.m == nil {
+		return ""
+	}
+	var mine []string
+	for _, g := range v.m.given {
+		if k, rest, _ := strings.Cut(g, ":"); k == v.kind {
+			mine = append(mine, rest)
+		}
+	}
+	return strings.Join(mine, " ")
+}
+
+func (v functionSettingsValue) Set(s string) error {
+	fn, spec, ok := strings.Cut(s, "=")
+	if !ok || fn == "" || strings.ContainsAny(fn, "\r\n\x00") {
+		return fmt.Errorf("%q: want FUNCTION=VALUES", s)
+	}
+	var nums []float64
+	for _, part := range strings.Split(spec, ",") {
+		n, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: the values are numbers, 0 or more", s)
+		}
+		nums = append(nums, n)
+	}
+	var change func(*core.FunctionSettings)
+	switch {
+	case v.kind == "limit" && (len(nums) == 2 || len(nums) == 3):
+		burst := 0
+		if len(nums) == 3 {
+			burst = int(nums[2])
+		}
+		change = func(fs *core.FunctionSettings) {
+			fs.MaxRunning, fs.RatePerSec, fs.RateBurst = int(nums[0]), nums[1], burst
+		}
+	case v.kind == "retry" && (len(nums) == 3 || len(nums) == 4):
+		jitter := 0.0
+		if len(nums) == 4 {
+			jitter = nums[3]
+		}
+		change = func(fs *core.FunctionSettings) {
+			fs.RetryAttempts, fs.RetryBaseSeconds, fs.RetryCapSeconds, fs.RetryJitter = int(nums[0]), nums[1], nums[2], jitter
+		}
+	case v.kind == "limit":
+		return fmt.Errorf("%q: want FUNCTION=RUNNING,RATE[,BURST]", s)
+	default:
+		return fmt.Errorf("%q: want FUNCTION=ATTEMPTS,BASE,CAP[,JITTER]", s)
+	}
+	fs := core.FunctionSettings{}
+	change(&fs)
+	if err := core.ValidateSettings(fs); err != nil {
+		return fmt.Errorf("%q: %s", s, strings.TrimPrefix(err.Error(), core.ErrBadSettings.Error()+"\n"))
+	}
+	if v.m.changes == nil {
+		v.m.changes = map[string]func(*core.FunctionSettings){}
+	}
+	if prev := v.m.changes[fn]; prev != nil {
+		v.m.changes[fn] = func(fs *core.FunctionSettings) { prev(fs); change(fs) }
+	} else {
+		v.m.changes[fn] = change
+	}
+	v.m.given = append(v.m.given, v.kind+":"+s)
+	return nil
 }
 
 // maxQueueFlag collects --max-queue FUNCTION=N | FUNCTION=HIGH,NORMAL,LOW.
