@@ -85,8 +85,9 @@ func TestMaxRunning_AcrossWorkers(t *testing.T) {
 	ctx := testenv.CtxTimeout(t, 60*time.Second)
 	var wg sync.WaitGroup
 	var maxSeen atomic.Int64
-	stop := make(chan struct{})
+	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() { // the server's own count, watched while the jobs run
+		defer close(watched)
 		for {
 			select {
 			case <-stop:
@@ -115,6 +116,7 @@ func TestMaxRunning_AcrossWorkers(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
+	<-watched // it must not ask the server after the test ends
 	if p := peak.Load(); p > 3 || maxSeen.Load() > 3 {
 		t.Fatalf("%d Go workers' jobs at once (the server saw %d running): the limit is 3", p, maxSeen.Load())
 	}
