@@ -7,6 +7,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -70,6 +71,11 @@ func (w *Worker) guardLoop(done <-chan struct{}) {
 	tick := time.NewTicker(g.Interval)
 	defer tick.Stop()
 	warned, capped := false, false
+	// The hooks run on their own goroutines (a slow alert must not delay the next sample), but
+	// Run returns only after they have: a caller closing its alert sender on return must not
+	// lose the warn and cap it was being given.
+	var hooks sync.WaitGroup
+	defer hooks.Wait()
 	for {
 		select {
 		case <-done:
@@ -92,21 +98,21 @@ func (w *Worker) guardLoop(done <-chan struct{}) {
 				// One goroutine calls both hooks, in order: warn, then cap.
 				warn := g.WarnBytes > 0 && !warned && g.OnMemoryWarning != nil
 				warned = true
-				go func() {
+				hooks.Go(func() {
 					if warn {
 						g.OnMemoryWarning(used)
 					}
 					if g.OnMemoryCap != nil {
 						g.OnMemoryCap(used)
 					}
-				}()
+				})
 				w.stopWith(ErrMemoryCap)
 			case g.WarnBytes > 0 && used >= g.WarnBytes:
 				if !warned {
 					warned = true
 					w.log.Warn("worker memory above its warning threshold", "bytes", used, "threshold", g.WarnBytes)
 					if g.OnMemoryWarning != nil {
-						go g.OnMemoryWarning(used)
+						hooks.Go(func() { g.OnMemoryWarning(used) })
 					}
 				}
 			default:

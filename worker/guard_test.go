@@ -104,8 +104,11 @@ func TestGuard_MemoryCapFinishesJobInHand(t *testing.T) {
 	var logs syncBuffer
 	var ran []string
 	var mu sync.Mutex
+	var capHookDone atomic.Bool
 	r := startWorkerOpts(t, worker.Options{Servers: []string{addr}, Logger: logTo(&logs), Guard: worker.Guard{
 		MaxBytes: 1000, Interval: 2 * time.Millisecond, Sample: mem.sample,
+		// A slow hook (an alert being queued): Run must not return before it has.
+		OnMemoryCap: func(uint64) { time.Sleep(200 * time.Millisecond); capHookDone.Store(true) },
 	}}, map[string]worker.Func{"cap.fn": func(_ context.Context, j *worker.Job) ([]byte, error) {
 		mu.Lock()
 		ran = append(ran, string(j.Data))
@@ -124,6 +127,9 @@ func TestGuard_MemoryCapFinishesJobInHand(t *testing.T) {
 	}
 	if err := r.Wait(t, 10*time.Second); !errors.Is(err, worker.ErrMemoryCap) {
 		t.Fatalf("Run = %v, want ErrMemoryCap", err)
+	}
+	if !capHookDone.Load() {
+		t.Error("Run returned before the cap hook had run: an alert sender closed on return would lose it")
 	}
 	mu.Lock()
 	if len(ran) != 1 {
