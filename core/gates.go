@@ -73,7 +73,8 @@ type gate struct {
 
 func (g *gate) none() bool { return !g.paused && g.maxRunning == 0 && g.rate == 0 }
 
-// open reports whether f may start a job now; with a rate limit it takes no token (see take).
+// gateOpen reports whether f may start a job now; with a rate limit it takes no token (a start
+// does: gate.started).
 func (s *Core) gateOpen(f *function, now time.Time) bool {
 	g := f.gate
 	if g.paused || g.maxRunning > 0 && f.running >= g.maxRunning {
@@ -159,7 +160,7 @@ func (s *Core) gateOpened(tx Tx, f *function) {
 	}
 }
 
-// settingsOf is f's settings as they stand.
+// settings is f's settings as they stand.
 func (f *function) settings() FunctionSettings {
 	fs := FunctionSettings{MaxQueue: f.maxQueue}
 	if g := f.gate; g != nil {
@@ -259,16 +260,6 @@ func (s *Core) loadSettings() error {
 		s.apply(s.function([]byte(name), true), fs, now)
 		return nil
 	})
-}
-
-// FunctionSettingsOf is a function's settings (zero for an unknown function).
-func (s *Core) FunctionSettingsOf(name string) FunctionSettings {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f := s.functions[name]; f != nil {
-		return f.settings()
-	}
-	return FunctionSettings{}
 }
 
 // gateInfo fills the views' gate fields of f.

@@ -181,3 +181,31 @@ func TestCore_CancelRunningTellsOptedInWorker(t *testing.T) {
 	}
 	client.expect("WORK_FAIL "+handle(1), "WORK_FAIL "+handle(2))
 }
+
+// The new admin commands answer bad input with an ERR line and change nothing.
+func TestAdmin_GateAndDeadCommandsRefuseBadInput(t *testing.T) {
+	c, _ := newTestCore(t, nil)
+	admin := connect(t, c)
+	for line, want := range map[string]string{
+		"pause":                     "ERR INVALID_ARGUMENTS Usage:+pause+FUNCTION\r\n",
+		"resume a b":                "ERR INVALID_ARGUMENTS Usage:+resume+FUNCTION\r\n",
+		"limit fn 3":                "ERR INVALID_ARGUMENTS Usage:+limit+FUNCTION+MAX_RUNNING+RATE_PER_SECOND+[BURST]\r\n",
+		"limit fn x 1":              "ERR INVALID_ARGUMENTS Usage:+limit+FUNCTION+MAX_RUNNING+RATE_PER_SECOND+[BURST]\r\n",
+		"limit fn -1 1":             "ERR INVALID_ARGUMENTS max+running+must+be+0+(no+limit)+or+more\r\n",
+		"limit fn 1 NaN":            "ERR INVALID_ARGUMENTS rate+must+be+0+(no+limit)+or+a+positive+number+of+jobs+per+second\r\n",
+		"retry fn 3 1":              "ERR INVALID_ARGUMENTS Usage:+retry+FUNCTION+ATTEMPTS+BASE_SECONDS+CAP_SECONDS+[JITTER]\r\n",
+		"retry fn 3 1 10 2":         "ERR INVALID_ARGUMENTS retry+jitter+must+be+from+0+to+1\r\n",
+		"dead retry H:nope:1":       "ERR UNKNOWN_JOB\r\n",
+		"dead delete":               "ERR INVALID_ARGUMENTS Usage:+dead+delete+HANDLE|function+FUNCTION\r\n",
+		"dead delete function none": "OK 0\n",
+		"dead list":                 ".\n",
+	} {
+		reply, _ := c.Admin(recorder{}, admin.p, []byte(line))
+		if string(reply) != want {
+			t.Errorf("%q: %q, want %q", line, reply, want)
+		}
+	}
+	if fs := c.Functions(); len(fs) != 0 && (fs[0].MaxRunning != 0 || fs[0].RatePerSec != 0 || fs[0].Paused) {
+		t.Errorf("refused commands changed a function: %+v", fs)
+	}
+}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -95,28 +94,18 @@ func (h *HTTP) registerDead(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/dead/{handle}/delete", h.action(act(false, false)))
 	mux.HandleFunc("POST /api/v1/functions/{function}/dead/retry", h.action(act(true, true)))
 	mux.HandleFunc("POST /api/v1/functions/{function}/dead/delete", h.action(act(false, true)))
-	mux.HandleFunc("POST /api/v1/functions/{function}/retry-policy", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+	mux.HandleFunc("POST /api/v1/functions/{function}/retry-policy", h.settingsAction("retry-policy", func(r *http.Request) (func(*core.FunctionSettings), error) {
 		var body struct {
 			Attempts    int     `json:"attempts"`
 			BaseSeconds float64 `json:"base_seconds"`
 			CapSeconds  float64 `json:"cap_seconds"`
 			Jitter      float64 `json:"jitter"`
 		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if err := decodeStrict(r, &body); err != nil {
 			return nil, errBadRequest(`body must be {"attempts": N, "base_seconds": S, "cap_seconds": S, "jitter": J}: ` + err.Error())
 		}
-		fn := r.PathValue("function")
-		fs, err := s.Core().SetFunction(fn, func(fs *core.FunctionSettings) {
+		return func(fs *core.FunctionSettings) {
 			fs.RetryAttempts, fs.RetryBaseSeconds, fs.RetryCapSeconds, fs.RetryJitter = body.Attempts, body.BaseSeconds, body.CapSeconds, body.Jitter
-		}, by)
-		if errors.Is(err, core.ErrBadSettings) {
-			return nil, errBadRequest(err.Error())
-		} else if err != nil {
-			return nil, err
-		}
-		h.log.Info("http action", "action", "retry-policy", "function", fn, "attempts", body.Attempts, "by", by)
-		return map[string]any{"function": fn, "settings": fs}, nil
+		}, nil
 	}))
 }

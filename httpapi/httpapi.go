@@ -169,39 +169,22 @@ func Listen(opts Options) (*HTTP, error) {
 		return map[string]any{"function": fn, "max_queue": limits}, nil
 	}))
 	for _, verb := range []string{"pause", "resume"} {
-		mux.HandleFunc("POST /api/v1/functions/{function}/"+verb, h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
-			fn := r.PathValue("function")
-			fs, err := s.Core().SetFunction(fn, func(fs *core.FunctionSettings) { fs.Paused = verb == "pause" }, by)
-			if err != nil {
-				return nil, err
-			}
-			h.log.Info("http action", "action", verb, "function", fn, "by", by)
-			return map[string]any{"function": fn, "settings": fs}, nil
+		mux.HandleFunc("POST /api/v1/functions/{function}/"+verb, h.settingsAction(verb, func(*http.Request) (func(*core.FunctionSettings), error) {
+			return func(fs *core.FunctionSettings) { fs.Paused = verb == "pause" }, nil
 		}))
 	}
-	mux.HandleFunc("POST /api/v1/functions/{function}/limits", h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
-		fn := r.PathValue("function")
+	mux.HandleFunc("POST /api/v1/functions/{function}/limits", h.settingsAction("limits", func(r *http.Request) (func(*core.FunctionSettings), error) {
 		var body struct {
 			MaxRunning int     `json:"max_running"`
 			RatePerSec float64 `json:"rate_per_sec"`
 			RateBurst  int     `json:"rate_burst"`
 		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if err := decodeStrict(r, &body); err != nil {
 			return nil, errBadRequest(`body must be {"max_running": N, "rate_per_sec": R, "rate_burst": B} (0: no limit): ` + err.Error())
 		}
-		fs, err := s.Core().SetFunction(fn, func(fs *core.FunctionSettings) {
+		return func(fs *core.FunctionSettings) {
 			fs.MaxRunning, fs.RatePerSec, fs.RateBurst = body.MaxRunning, body.RatePerSec, body.RateBurst
-		}, by)
-		if errors.Is(err, core.ErrBadSettings) {
-			return nil, errBadRequest(err.Error())
-		} else if err != nil {
-			return nil, err
-		}
-		h.log.Info("http action", "action", "limits", "function", fn, "max_running", body.MaxRunning,
-			"rate_per_sec", body.RatePerSec, "by", by)
-		return map[string]any{"function": fn, "settings": fs}, nil
+		}, nil
 	}))
 	h.registerDead(mux)
 	h.registerSchedules(mux) // schedules.go
@@ -335,6 +318,33 @@ func (h *HTTP) action(f func(*server.Server, *http.Request, string) (any, error)
 		}
 		api(w, r)
 	}
+}
+
+// settingsAction is an action changing a function's settings (pause, limits, retry policy):
+// change reads the request into a change; invalid settings are a 400; the change is logged.
+func (h *HTTP) settingsAction(name string, change func(*http.Request) (func(*core.FunctionSettings), error)) http.HandlerFunc {
+	return h.action(func(s *server.Server, r *http.Request, by string) (any, error) {
+		c, err := change(r)
+		if err != nil {
+			return nil, err
+		}
+		fn := r.PathValue("function")
+		fs, err := s.Core().SetFunction(fn, c, by)
+		if errors.Is(err, core.ErrBadSettings) {
+			return nil, errBadRequest(err.Error())
+		} else if err != nil {
+			return nil, err
+		}
+		h.log.Info("http action", "action", name, "function", fn, "settings", fs, "by", by)
+		return map[string]any{"function": fn, "settings": fs}, nil
+	})
+}
+
+// decodeStrict reads a JSON body into v, refusing fields v does not have.
+func decodeStrict(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // apiError is an error with the HTTP status that says what went wrong.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -98,14 +97,7 @@ func TestAdmin_PauseResumeLimit(t *testing.T) {
 	addr := listenAddr(t, p)
 	web := "http://" + httpListenAddr(t, p)
 	for _, via := range [][]string{{"--server", addr}, {"--http", web}} {
-		run := func(args ...string) string {
-			t.Helper()
-			out, errOut, code := admRun(t, nil, append(via, args...)...)
-			if code != 0 {
-				t.Fatalf("gear admin %v %v: %d %s", via, args, code, errOut)
-			}
-			return out
-		}
+		run := func(args ...string) string { t.Helper(); return admOK(t, via, args...) }
 		if out := run("pause", "images"); !strings.Contains(out, "paused function images") {
 			t.Errorf("pause: %q", out)
 		}
@@ -151,14 +143,7 @@ func TestAdmin_RetryAndDeadSet(t *testing.T) {
 	}
 	for i, via := range [][]string{{"--server", addr}, {"--http", web}} {
 		fn := fmt.Sprintf("doomed%d", i)
-		run := func(args ...string) string {
-			t.Helper()
-			out, errOut, code := admRun(t, nil, append(via, args...)...)
-			if code != 0 {
-				t.Fatalf("gear admin %v %v: %d %s", via, args, code, errOut)
-			}
-			return out
-		}
+		run := func(args ...string) string { t.Helper(); return admOK(t, via, args...) }
 		if out := run("retry", fn, "1", "0", "0"); !strings.Contains(out, "1 attempts in all") {
 			t.Errorf("retry: %q", out)
 		}
@@ -205,23 +190,16 @@ func TestServer_FunctionSettingsFlags(t *testing.T) {
 // adminList sends one admin line and returns the list it answers, up to and including ".".
 func adminList(t *testing.T, addr, line string) string {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	return adminReply(t, addr, line, true)
+}
+
+// admOK runs `gear admin` through via (--server ADDR or --http URL) and fails the test unless it
+// exits 0; it returns the output.
+func admOK(t *testing.T, via []string, args ...string) string {
+	t.Helper()
+	out, errOut, code := admRun(t, nil, append(via, args...)...)
+	if code != 0 {
+		t.Fatalf("gear admin %v %v: %d %s", via, args, code, errOut)
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(nc, "%s\n", line)
-	r := bufio.NewReader(nc)
-	var b strings.Builder
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("admin %q: %v after %q", line, err, b.String())
-		}
-		b.WriteString(l)
-		if l == ".\n" {
-			return b.String()
-		}
-	}
+	return out
 }

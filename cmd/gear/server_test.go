@@ -128,6 +128,13 @@ func listenAddr(t *testing.T, p *proc) string {
 
 func adminLine(t *testing.T, addr, line string) string {
 	t.Helper()
+	return adminReply(t, addr, line, false)
+}
+
+// adminReply sends one admin line on a new connection and returns the reply: its first line, or
+// with list every line up to and including ".".
+func adminReply(t *testing.T, addr, line string, list bool) string {
+	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -135,11 +142,18 @@ func adminLine(t *testing.T, addr, line string) string {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(nc, "%s\n", line)
-	reply, err := bufio.NewReader(nc).ReadString('\n')
-	if err != nil {
-		t.Fatalf("admin %q: %v", line, err)
+	r := bufio.NewReader(nc)
+	var b strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("admin %q: %v after %q", line, err, b.String())
+		}
+		b.WriteString(l)
+		if !list || l == ".\n" {
+			return b.String()
+		}
 	}
-	return reply
 }
 
 func echo(t *testing.T, addr string) {
