@@ -102,7 +102,7 @@ func TestDashboard_CancelJob(t *testing.T) {
 		t.Errorf("a function name became %d element(s) in the page", n)
 	}
 
-	p.do("open the function's jobs", chromedp.Click(chromedp.CSS(row+` a[data-link="jobs"]`)))
+	p.clickSettled("open the function's jobs", row+` a[data-link="jobs"]`)
 	p.waitJS("the 5 jobs", `document.querySelectorAll('#jobs-table tbody tr[data-handle]').length === 5`)
 	p.cancelJob(e, handles[2], handles)
 	p.waitJS("the list without the job", `document.querySelectorAll('#jobs-table tbody tr[data-handle]').length === 4`)
@@ -134,9 +134,9 @@ func TestDashboard_FunctionsPagingAndActions(t *testing.T) {
 		return fmt.Sprintf(`document.querySelector('#functions-table tbody tr').dataset.function === %q`, fn)
 	}
 	p.waitJS("the first page", summaryIs("1–50 of 120")+" && "+firstRowIs("dash-fn-000"))
-	p.do("next page", chromedp.Click(chromedp.CSS(`[data-pager="next"]`)))
+	p.clickSettled("next page", `[data-pager="next"]`)
 	p.waitJS("the second page", summaryIs("51–100 of 120")+" && "+firstRowIs("dash-fn-050"))
-	p.do("sort by queue", chromedp.Click(chromedp.CSS(`[data-sort="queued"]`)))
+	p.clickSettled("sort by queue", `[data-sort="queued"]`)
 	p.waitJS("the deepest queue first, back on page 1", summaryIs("1–50 of 120")+" && "+firstRowIs(deep))
 	p.do("search", chromedp.SendKeys(chromedp.CSS(`#filter-search`), "fn-11"))
 	p.waitJS("the matches", summaryIs("1–10 of 10"))
@@ -153,7 +153,7 @@ func TestDashboard_FunctionsPagingAndActions(t *testing.T) {
 		t.Fatalf("no %s in the server", deep)
 		return protocol.FunctionInfo{}
 	}
-	p.do("maxqueue", chromedp.Click(chromedp.CSS(row+` [data-action="maxqueue"]`)))
+	p.clickSettled("maxqueue", row+` [data-action="maxqueue"]`)
 	p.waitJS("the limits form", `document.querySelector('#confirm').open && document.querySelector('#maxqueue-high')`)
 	p.do("limits", chromedp.SetValue(chromedp.CSS(`#maxqueue-high`), "5"), chromedp.SetValue(chromedp.CSS(`#maxqueue-low`), "9"),
 		chromedp.Click(chromedp.CSS(`#confirm-ok`)))
@@ -161,14 +161,14 @@ func TestDashboard_FunctionsPagingAndActions(t *testing.T) {
 	if got := fn().MaxQueue; got != (protocol.PriorityInts{High: 5, Low: 9}) {
 		t.Errorf("max queue after the form: %+v", got)
 	}
-	p.do("cancel queued", chromedp.Click(chromedp.CSS(row+` [data-action="cancel-queued"]`)))
+	p.clickSettled("cancel queued", row+` [data-action="cancel-queued"]`)
 	p.waitJS("the priority choice", `document.querySelector('#confirm').open && document.querySelector('#confirm-priority')`)
 	p.do("high only", chromedp.SetValue(chromedp.CSS(`#confirm-priority`), "high"), chromedp.Click(chromedp.CSS(`#confirm-ok`)))
 	p.waitJS("the result", `document.querySelector('#flash[data-kind="ok"]') && /Cancelled 2 /.test(document.querySelector('#flash').textContent)`)
 	if got := fn().Queued; got != (protocol.PriorityInts{Normal: 1, Low: 1}) {
 		t.Errorf("queued after cancelling the high jobs: %+v", got)
 	}
-	p.do("drop", chromedp.Click(chromedp.CSS(row+` [data-action="drop"]`)))
+	p.clickSettled("drop", row+` [data-action="drop"]`)
 	p.waitJS("the confirmation", `document.querySelector('#confirm').open`)
 	p.do("confirm", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
 	p.waitJS("the server's refusal", `document.querySelector('#flash[data-kind="error"]') && /^409: /.test(document.querySelector('#flash').textContent)`)
@@ -324,7 +324,7 @@ func TestDashboard_Screenshot(t *testing.T) {
 // server's core that the job is gone and the rest of all are not.
 func (p *browserPage) cancelJob(e *env, handle string, all []string) {
 	p.t.Helper()
-	p.do("cancel "+handle, chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[data-action="cancel"][data-handle=%q]`, handle))))
+	p.clickSettled("cancel "+handle, fmt.Sprintf(`button[data-action="cancel"][data-handle=%q]`, handle))
 	p.waitJS("the confirmation dialog", `document.querySelector('#confirm') && document.querySelector('#confirm').open`)
 	if _, ok := e.srv.Core().Job(handle); !ok {
 		p.t.Fatal("the job went before the dialog was confirmed")
@@ -432,6 +432,15 @@ func (p *browserPage) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// clickSettled clicks an element of the page once the page has finished loading: a view
+// re-renders its table after an action (and on navigation), and a click between the query of a
+// node and the click on it would find the node gone.
+func (p *browserPage) clickSettled(what, css string) {
+	p.t.Helper()
+	p.waitJS(what+" (the page settled)", fmt.Sprintf(`document.querySelector('#main').dataset.ready === '1' && document.querySelector(%q)`, css))
+	p.do(what, chromedp.Click(chromedp.CSS(css)))
+}
+
 // run runs one action of the page, bounded, and returns its value.
 func run[T any](p *browserPage, what string, a chromedp.Action[T]) T {
 	p.t.Helper()
@@ -528,7 +537,7 @@ func TestDashboard_DeadRetry(t *testing.T) {
 	})
 	p := openDashboard(t, e, "#/dead")
 	p.waitJS("the dead job's row", fmt.Sprintf(`document.querySelector('#dead-table tr[data-handle=%q]')`, first.Handle))
-	p.do("retry it", chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[data-action="dead-retry"][data-handle=%q]`, first.Handle))))
+	p.clickSettled("retry it", fmt.Sprintf(`button[data-action="dead-retry"][data-handle=%q]`, first.Handle))
 	p.waitJS("the confirmation dialog", `document.querySelector('#confirm') && document.querySelector('#confirm').open`)
 	p.do("confirm", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
 	p.waitJS("the result", `document.querySelector('#flash[data-kind="ok"]')`)
@@ -549,7 +558,7 @@ func TestDashboard_Schedules(t *testing.T) {
 	}
 	p := openDashboard(t, e, "#/schedules")
 	p.waitJS("the two schedules", `document.querySelectorAll('#schedules-table tr[data-schedule]').length === 2`)
-	p.do("remove one", chromedp.Click(chromedp.CSS(`button[data-action="schedule-remove"][data-schedule="nightly"]`)))
+	p.clickSettled("remove one", `button[data-action="schedule-remove"][data-schedule="nightly"]`)
 	p.waitJS("the confirmation dialog", `document.querySelector('#confirm') && document.querySelector('#confirm').open`)
 	p.do("confirm", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
 	p.waitJS("the result", `document.querySelector('#flash[data-kind="ok"]')`)
