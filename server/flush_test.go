@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -83,9 +84,11 @@ func slowReaderGetsEverything(t *testing.T, configure func(*Options)) {
 		}
 	}
 
+	// 31 MiB through the race detector on a shared 2-core machine: a wait longer than readTimeout
+	// for one packet is still a stall, not a slow reader.
 	var data, echoes int
 	for data < chunks || echoes < chunks/4 {
-		p := client.next()
+		p := client.nextWithin(10*time.Second, fmt.Sprintf(" (after %d of %d WORK_DATA and %d of %d ECHO_RES)", data, chunks, echoes, chunks/4))
 		switch p.typ {
 		case protocol.WorkData:
 			if want := string(payload('w', data)); p.args[0] != h || p.args[1] != want {

@@ -184,10 +184,16 @@ func byteArgs(args []string) [][]byte {
 // next reads the next binary packet, failing the test if none arrives within readTimeout.
 func (p *testPeer) next() packet {
 	p.tb.Helper()
-	p.nc.SetReadDeadline(time.Now().Add(readTimeout))
+	return p.nextWithin(readTimeout, "")
+}
+
+// nextWithin is next with its own wait, and what the test had seen so far to say if none comes.
+func (p *testPeer) nextWithin(wait time.Duration, progress string) packet {
+	p.tb.Helper()
+	p.nc.SetReadDeadline(time.Now().Add(wait))
 	f, err := p.dec.Next()
 	if err != nil {
-		p.tb.Fatalf("waiting for a packet: %v", err)
+		p.tb.Fatalf("waiting for a packet%s: %v", progress, err)
 	}
 	if f.IsText {
 		p.tb.Fatalf("got text line %q, want a packet", f.Line)
