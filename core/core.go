@@ -76,8 +76,9 @@ type Core struct {
 	peers        map[*Peer]struct{}
 	acks         map[*job][]ack // JOB_CREATED replies waiting for their job to be stored
 	handleSeq    uint64
-	reservedSeq  uint64 // handles up to this are reserved in the store
-	draining     bool   // graceful shutdown: no new jobs handed out or accepted
+	reservedSeq  uint64     // handles up to this are reserved in the store
+	draining     bool       // graceful shutdown: no new jobs handed out or accepted
+	fence        fenceState // lease lost: no jobs handed out, no background submits (fence.go)
 	drainedCh    chan struct{}
 	epochs       jobHeap
 	timeouts     jobHeap

@@ -115,6 +115,10 @@ func (s *Core) submitJob(tx Tx, c *Peer, p *protocol.Packet, kind submitKind) {
 		s.sendError(tx, c, protocol.CodeQueueError, "Server is shutting down")
 		return
 	}
+	if s.fence.on && kind.background {
+		s.refuseFenced(tx, c)
+		return
+	}
 	var when time.Time
 	if kind.epoch {
 		sec, err := strconv.ParseInt(string(bytes.TrimSpace(p.Args[2])), 10, 64)
@@ -302,7 +306,7 @@ func (s *Core) preSleep(tx Tx, c *Peer) {
 	c.isWorker = true
 	c.sleeping = true
 	c.noopSent = false
-	if s.draining {
+	if s.draining || s.fence.on {
 		return
 	}
 	for _, a := range c.abilities {
@@ -322,7 +326,7 @@ func (s *Core) grabJob(tx Tx, c *Peer, t protocol.Type) {
 	c.noopSent = false
 	c.passedOver = false // it answers its NOOPs
 	var j *job
-	if !s.draining {
+	if !s.draining && !s.fence.on {
 		j = s.nextJob(c)
 	}
 	if j == nil {

@@ -71,6 +71,9 @@ func (s *Core) enqueue(tx Tx, j *job, front bool) {
 // wake-ups spread over the fleet. How many depends on Options.WorkerWakeup. A worker that was
 // passed over (woken before and never grabbed, see checkWakes) is woken only when no other will do.
 func (s *Core) wake(tx Tx, f *function) {
+	if s.fence.on {
+		return // woken when the fence lifts (SetFenced)
+	}
 	if f.gate != nil && !s.gateOpen(f, s.opts.Now()) {
 		return // woken when the gate opens (gateOpened, checkTokens)
 	}
