@@ -36,8 +36,8 @@ type Postgres struct {
 	pool   *pgxpool.Pool
 	lock   *pgxpool.Conn // holds the owner's advisory lock for the life of the store
 	owner  string
-	epoch  int64
-	where  string // the database's URL, password masked
+	epoch  atomic.Int64 // the server row's epoch this store writes under: a new one at each (re)join (fleet.go)
+	where  string       // the database's URL, password masked
 	mode   SyncMode
 	log    *slog.Logger
 	commit time.Duration // a batch's deadline
@@ -51,6 +51,9 @@ type Postgres struct {
 	// The committer's own: removals, retry counts and reservations of a batch that failed, carried
 	// into the next one (a removal lost would run a finished job again after a restart).
 	retry []pgOp
+
+	leaseTTL time.Duration
+	fleet    fleetState
 
 	nextSeq  atomic.Uint64
 	savedSeq uint64 // next_seq as committed in the server row (committer only, after Open)
@@ -87,6 +90,9 @@ type PostgresOptions struct {
 	// CommitTimeout bounds a batch: connecting, the statements and the commit. A database that does
 	// not answer fails the batch's Adds (ERROR QUEUE_ERROR) instead of holding the submits. Default 10 s.
 	CommitTimeout time.Duration
+	// LeaseTTL, when positive, is the lease the server row is given at start (fleet.go); the fleet
+	// loop renews it. Zero: no lease, and no other server ever adopts this one's jobs.
+	LeaseTTL time.Duration
 }
 
 // ParsePostgresURL checks a URL or connection string (or, if empty, the PG* environment) the way
@@ -164,7 +170,7 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", where, err)
 	}
-	p := &Postgres{pool: pool, owner: o.Owner, where: where, mode: o.Sync, log: o.Log, commit: o.CommitTimeout, ownerWait: o.OwnerWait}
+	p := &Postgres{pool: pool, owner: o.Owner, where: where, mode: o.Sync, log: o.Log, commit: o.CommitTimeout, ownerWait: o.OwnerWait, leaseTTL: o.LeaseTTL}
 	p.initLifecycle()
 	p.counters.init()
 	if err := p.open(ctx); err != nil {
@@ -202,16 +208,21 @@ func (p *Postgres) open(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `RESET lock_timeout`); err != nil {
 		return err
 	}
-	var next int64
-	err = p.pool.QueryRow(ctx, `INSERT INTO gear_servers (owner, epoch, next_seq) VALUES ($1, 1, 1)
-		ON CONFLICT (owner) DO UPDATE SET epoch = gear_servers.epoch + 1, started = now(), heartbeat = now()
-		RETURNING epoch, next_seq`, p.owner).Scan(&p.epoch, &next)
+	var next, epoch int64
+	// A lease of 0 ms is NULL: a server without one is never adopted.
+	p.fleet.leaseStart = time.Now()
+	err = p.pool.QueryRow(ctx, `INSERT INTO gear_servers (owner, epoch, next_seq, lease_until)
+		VALUES ($1, 1, 1, now() + nullif($2::bigint, 0) * interval '1 millisecond')
+		ON CONFLICT (owner) DO UPDATE SET epoch = gear_servers.epoch + 1, started = now(), heartbeat = now(),
+			lease_until = excluded.lease_until, adopted_by = NULL
+		RETURNING epoch, next_seq`, p.owner, p.leaseTTL.Milliseconds()).Scan(&epoch, &next)
 	if err != nil {
 		return err
 	}
+	p.epoch.Store(epoch)
 	p.savedSeq = uint64(max(next, 1))
 	p.nextSeq.Store(p.savedSeq)
-	p.log.Info("postgres store", "owner", p.owner, "epoch", p.epoch)
+	p.log.Info("postgres store", "owner", p.owner, "epoch", epoch)
 	return nil
 }
 
@@ -266,6 +277,25 @@ var migrations = []string{
 		fired bigint NOT NULL DEFAULT 0,
 		PRIMARY KEY (owner, name)
 	)`,
+	// 4: the fleet (fleet.go): who adopted a server's jobs, how many it adopted itself, the schedule
+	// leader's lease, and gear_hold, which every batch of writes calls first: it takes a KEY SHARE
+	// lock on the server row under the epoch the batch was made for, or aborts the batch (SQLSTATE
+	// GR001) when that epoch is gone (adopted, or the owner rejoined). An adoption locks the row FOR
+	// UPDATE, so a batch and an adoption of the same owner take turns.
+	`ALTER TABLE gear_servers ADD COLUMN adopted_by text, ADD COLUMN adopted_at timestamptz,
+		ADD COLUMN adoptions bigint NOT NULL DEFAULT 0, ADD COLUMN jobs_adopted bigint NOT NULL DEFAULT 0;
+	CREATE TABLE gear_leader (
+		id          int PRIMARY KEY CHECK (id = 1),
+		owner       text NOT NULL,
+		lease_until timestamptz NOT NULL
+	);
+	CREATE FUNCTION gear_hold(o text, e bigint) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM 1 FROM gear_servers WHERE owner = o AND epoch = e FOR KEY SHARE;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'gear server % no longer holds epoch %', o, e USING ERRCODE = 'GR001';
+		END IF;
+	END $$`,
 }
 
 // SchemaVersion is the schema version this build creates.
@@ -318,20 +348,12 @@ func (p *Postgres) Replay(fn func(*Job) error) error {
 	defer rows.Close()
 	var n int64
 	for rows.Next() {
-		var seq, retries int64
-		var prio int16
-		var handle, function, unique, reducer []byte
-		j := &Job{}
-		if err := rows.Scan(&seq, &handle, &function, &unique, &reducer, &prio, &j.When, &retries, &j.Created, &j.Data); err != nil {
+		j, err := scanJob(rows)
+		if errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		if err != nil {
 			return fmt.Errorf("postgres %s: %w", p.where, err)
-		}
-		if prio < 0 || prio > 2 || retries < 0 || retries > math.MaxUint32 || seq < 0 {
-			return fmt.Errorf("%w %d: priority %d, retries %d", ErrCorrupt, seq, prio, retries)
-		}
-		j.Seq, j.Priority, j.Retries = uint64(seq), uint8(prio), uint32(retries)
-		j.Handle, j.Function, j.Unique, j.Reducer = string(handle), string(function), string(unique), string(reducer)
-		if j.Data == nil {
-			j.Data = []byte{}
 		}
 		if j.Seq >= p.nextSeq.Load() {
 			p.nextSeq.Store(j.Seq + 1)
@@ -478,6 +500,8 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 	next = max(next, b.reserve)
 
 	var q pgx.Batch
+	// First of every batch: the epoch it was made for still holds (a fenced server writes nothing).
+	q.Queue(`SELECT gear_hold($1, $2)`, p.owner, p.epoch.Load())
 	var inserted int
 	if len(b.adds) > 0 {
 		n := len(b.adds)
@@ -530,7 +554,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 	began := time.Now()
 	var err error
 	var removed int64
-	if q.Len() > 0 {
+	if q.Len() > 1 {
 		removed, err = p.send(&q, removeAt)
 	}
 	p.observeCommit(len(ops), time.Since(began), err)
@@ -577,6 +601,9 @@ func (p *Postgres) send(q *pgx.Batch, removeAt int) (int64, error) {
 	}
 	// Close reads up to the Sync: its ReadyForQuery comes after the COMMIT.
 	if err = errors.Join(err, br.Close()); err != nil {
+		if isFenced(err) {
+			return 0, fmt.Errorf("postgres: %w", ErrFenced)
+		}
 		return 0, fmt.Errorf("postgres: %w", err)
 	}
 	return removed, nil
@@ -627,7 +654,7 @@ func (p *Postgres) Stats() Stats { return p.stats("postgres", p.where, p.mode) }
 func (p *Postgres) Owner() string { return p.owner }
 
 // Epoch is the number of times a store was opened under this owner, this one included.
-func (p *Postgres) Epoch() int64 { return p.epoch }
+func (p *Postgres) Epoch() int64 { return p.epoch.Load() }
 
 // Close commits what is queued, releases the owner and closes the connections. Later calls wait for
 // the first one and return its result.
@@ -636,10 +663,16 @@ func (p *Postgres) Close() error {
 		p.stopCommitter()
 		// Releasing the connection that holds the advisory lock would keep the lock in the pool's
 		// session: close that connection instead, which ends the session and its lock.
-		if c := p.lock.Hijack(); c != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c.Close(ctx)
-			cancel()
+		p.fleet.mu.Lock()
+		lock := p.lock
+		p.lock = nil
+		p.fleet.mu.Unlock()
+		if lock != nil {
+			if c := lock.Hijack(); c != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c.Close(ctx)
+				cancel()
+			}
 		}
 		p.pool.Close()
 		p.waitCallbacks()

@@ -1,0 +1,333 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A fleet is several gear servers on one PostgreSQL database (issue 17). Each holds a lease on its
+// row of gear_servers under its epoch, renewed by the server's fleet loop (server/fleet.go). When a
+// lease lapses, a surviving server adopts the owner's jobs in one transaction (Adopt) and bumps the
+// owner's epoch, which fences the owner's store: every batch it sends starts with gear_hold under
+// the epoch it knew, and fails with ErrFenced. The owner gets writing again only by rejoining
+// (Rejoin): a new epoch, and a fresh look at which of its jobs are still its own.
+
+// ErrFenced reports a write refused because the store's epoch is no longer the owner's: its jobs
+// were adopted by another server, or it must rejoin first.
+var ErrFenced = errors.New("this gear server's lease was lost (fenced): its jobs may have been adopted")
+
+// fenceCode is the SQLSTATE gear_hold raises.
+const fenceCode = "GR001"
+
+func isFenced(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == fenceCode
+}
+
+// fleetState is the store's side of the fleet: counters the admin views read.
+type fleetState struct {
+	mu          sync.Mutex // guards Postgres.lock against Rejoin and Close
+	leaseStart  time.Time  // when open sent the first lease
+	adoptions   atomic.Int64
+	jobsAdopted atomic.Int64
+}
+
+// LeaseStart is when the lease given at open was sent: it runs until then plus the lease TTL.
+func (p *Postgres) LeaseStart() time.Time { return p.fleet.leaseStart }
+
+// Renew extends the store's lease to ttl from now under its epoch; ErrFenced if the epoch is gone.
+func (p *Postgres) Renew(ctx context.Context, ttl time.Duration) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE gear_servers SET heartbeat = now(), lease_until = now() + $3 * interval '1 millisecond'
+		WHERE owner = $1 AND epoch = $2`, p.owner, p.epoch.Load(), ttl.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("renewing the lease: postgres: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+// LeadSchedules takes or renews the fleet's schedule leader lease (one row of gear_leader) for ttl,
+// and reports whether this server holds it.
+func (p *Postgres) LeadSchedules(ctx context.Context, ttl time.Duration) (bool, error) {
+	var owner string
+	err := p.pool.QueryRow(ctx, `INSERT INTO gear_leader (id, owner, lease_until) VALUES (1, $1, now() + $2 * interval '1 millisecond')
+		ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+		WHERE gear_leader.owner = excluded.owner OR gear_leader.lease_until < now()
+		RETURNING owner`, p.owner, ttl.Milliseconds()).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("schedule leader lease: postgres: %w", err)
+	}
+	return true, nil
+}
+
+// Lapsed lists the other servers whose lease has lapsed: the ones to adopt.
+func (p *Postgres) Lapsed(ctx context.Context) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT owner FROM gear_servers WHERE owner <> $1 AND lease_until < now() ORDER BY lease_until`, p.owner)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return owners, nil
+}
+
+// Adopt moves the unfinished jobs of dead, a server whose lease has lapsed, to this store's owner in
+// one transaction, and returns them as they are now stored: new sequence numbers first..first+n-1,
+// from alloc(n) (the caller's own sequence, which it must not hand out again), handles
+// OWNER:seq, the rest (function, unique, reducer, priority, due time, retries, created, data) kept.
+// dead's epoch is bumped, its lease cleared and its row marked adopted_by. It returns nil, nil when
+// there is nothing to do: dead renewed its lease meanwhile, or another server is adopting it (the
+// row lock decides; SKIP LOCKED, so survivors do not queue up behind each other).
+func (p *Postgres) Adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
+	jobs, err := p.adopt(ctx, dead, alloc)
+	if err != nil {
+		if isFenced(err) {
+			err = ErrFenced
+		}
+		return nil, fmt.Errorf("adopting the jobs of %s: postgres: %w", dead, err)
+	}
+	return jobs, nil
+}
+
+func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	var deadEpoch int64
+	err = tx.QueryRow(ctx, `SELECT epoch FROM gear_servers WHERE owner = $1 AND lease_until < now() FOR UPDATE SKIP LOCKED`, dead).Scan(&deadEpoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT gear_hold($1, $2)`, p.owner, p.epoch.Load()); err != nil {
+		return nil, err // this server was fenced meanwhile: it adopts nothing
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM gear_jobs WHERE owner = $1`, dead).Scan(&n); err != nil {
+		return nil, err
+	}
+	var jobs []*Job
+	if n > 0 {
+		first := alloc(int(n))
+		last := first + uint64(n) - 1
+		if last > math.MaxInt64 {
+			return nil, fmt.Errorf("sequence number %d does not fit a bigint", last)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE gear_servers SET next_seq = greatest(next_seq, $2) WHERE owner = $1`, p.owner, int64(last+1)); err != nil {
+			return nil, err
+		}
+		rows, err := tx.Query(ctx, `WITH moved AS (DELETE FROM gear_jobs WHERE owner = $1 RETURNING *)
+			INSERT INTO gear_jobs (owner, seq, handle, function, uniq, reducer, priority, due, retries, created, data)
+			SELECT $2, s, convert_to($2 || ':' || s::text, 'UTF8'), function, uniq, reducer, priority, due, retries, created, data
+			FROM (SELECT *, $3::bigint + row_number() OVER (ORDER BY seq) - 1 AS s FROM moved) m
+			RETURNING seq, handle, function, uniq, reducer, priority, due, retries, created, data`,
+			dead, p.owner, int64(first))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			j, err := scanJob(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			jobs = append(jobs, j)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if int64(len(jobs)) != n { // the row lock keeps dead's writes out: cannot happen
+			return nil, fmt.Errorf("%d jobs counted, %d moved", n, len(jobs))
+		}
+		slices.SortFunc(jobs, func(a, b *Job) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
+	if _, err := tx.Exec(ctx, `UPDATE gear_servers SET epoch = epoch + 1, lease_until = NULL, adopted_by = $2, adopted_at = now()
+		WHERE owner = $1`, dead, p.owner); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE gear_servers SET adoptions = adoptions + 1, jobs_adopted = jobs_adopted + $2 WHERE owner = $1`,
+		p.owner, n); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	p.fleet.adoptions.Add(1)
+	p.fleet.jobsAdopted.Add(n)
+	p.jobs.Add(n)
+	p.log.Debug("adoption committed", "from", dead, "from_epoch", deadEpoch, "jobs", n)
+	return jobs, nil
+}
+
+// scanJob reads a row of seq, handle, function, uniq, reducer, priority, due, retries, created, data.
+func scanJob(rows pgx.Rows) (*Job, error) {
+	var seq, retries int64
+	var prio int16
+	var handle, function, unique, reducer []byte
+	j := &Job{}
+	if err := rows.Scan(&seq, &handle, &function, &unique, &reducer, &prio, &j.When, &retries, &j.Created, &j.Data); err != nil {
+		return nil, err
+	}
+	if prio < 0 || prio > 2 || retries < 0 || retries > math.MaxUint32 || seq < 0 {
+		return nil, fmt.Errorf("%w %d: priority %d, retries %d", ErrCorrupt, seq, prio, retries)
+	}
+	j.Seq, j.Priority, j.Retries = uint64(seq), uint8(prio), uint32(retries)
+	j.Handle, j.Function, j.Unique, j.Reducer = string(handle), string(function), string(unique), string(reducer)
+	if j.Data == nil {
+		j.Data = []byte{}
+	}
+	return j, nil
+}
+
+// Rejoin gives a fenced store a new epoch and lease (ttl), retaking the owner's advisory lock if its
+// session was lost, and returns the sequence numbers of the jobs still stored under the owner: the
+// server forgets the others, which a survivor adopted meanwhile. Batches made for the old epoch
+// fail from now on (their Adds are refused; removals are retried under the new one).
+func (p *Postgres) Rejoin(ctx context.Context, ttl time.Duration) (owned map[uint64]bool, err error) {
+	if err := p.relock(ctx); err != nil {
+		return nil, err
+	}
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var epoch int64
+	if err := tx.QueryRow(ctx, `UPDATE gear_servers SET epoch = epoch + 1, heartbeat = now(),
+		lease_until = now() + $2 * interval '1 millisecond', adopted_by = NULL WHERE owner = $1 RETURNING epoch`,
+		p.owner, ttl.Milliseconds()).Scan(&epoch); err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT seq FROM gear_jobs WHERE owner = $1`, p.owner)
+	if err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	p.epoch.Store(epoch)
+	p.jobs.Store(int64(len(seqs)))
+	owned = make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
+		owned[uint64(s)] = true
+	}
+	p.log.Info("rejoined the fleet", "owner", p.owner, "epoch", epoch, "jobs", len(seqs))
+	return owned, nil
+}
+
+// relock makes sure the owner's advisory lock is held: a cut connection ended the session that held
+// it, and another server may have started under the same name meanwhile.
+func (p *Postgres) relock(ctx context.Context) error {
+	p.fleet.mu.Lock()
+	defer p.fleet.mu.Unlock()
+	if p.lock == nil {
+		return errors.New("rejoining: the store is closed")
+	}
+	if _, err := p.lock.Exec(ctx, `SELECT 1`); err == nil {
+		return nil
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockOwner, p.owner).Scan(&ok); err != nil {
+		conn.Release()
+		return fmt.Errorf("rejoining: postgres: %w", err)
+	}
+	if !ok {
+		conn.Release()
+		return fmt.Errorf("rejoining: owner %q is in use by another gear server", p.owner)
+	}
+	old := p.lock
+	p.lock = conn
+	if c := old.Hijack(); c != nil {
+		c.Close(context.Background())
+	}
+	return nil
+}
+
+// FleetServer is one server of the fleet as gear_servers records it.
+type FleetServer struct {
+	Owner       string    `json:"owner"`
+	Epoch       int64     `json:"epoch"`
+	Started     time.Time `json:"started"`
+	Heartbeat   time.Time `json:"heartbeat"`
+	LeaseUntil  time.Time `json:"lease_until,omitzero"`
+	Alive       bool      `json:"alive"` // its lease runs
+	Jobs        int64     `json:"jobs"`  // unfinished background jobs it owns
+	AdoptedBy   string    `json:"adopted_by,omitempty"`
+	AdoptedAt   time.Time `json:"adopted_at,omitzero"`
+	Adoptions   int64     `json:"adoptions"`    // servers whose jobs it adopted
+	JobsAdopted int64     `json:"jobs_adopted"` // jobs it adopted from them
+}
+
+// FleetView is the fleet as the database sees it.
+type FleetView struct {
+	Self           string        `json:"self"`
+	Epoch          int64         `json:"epoch"`
+	ScheduleLeader string        `json:"schedule_leader,omitempty"`
+	Servers        []FleetServer `json:"servers"`
+}
+
+// Fleet reads the fleet's servers and leases.
+func (p *Postgres) Fleet(ctx context.Context) (FleetView, error) {
+	v := FleetView{Self: p.owner, Epoch: p.epoch.Load()}
+	rows, err := p.pool.Query(ctx, `SELECT s.owner, s.epoch, s.started, s.heartbeat, s.lease_until, coalesce(s.lease_until > now(), false),
+			(SELECT count(*) FROM gear_jobs j WHERE j.owner = s.owner), coalesce(s.adopted_by, ''), s.adopted_at, s.adoptions, s.jobs_adopted
+		FROM gear_servers s ORDER BY s.owner`)
+	if err != nil {
+		return v, fmt.Errorf("postgres: %w", err)
+	}
+	v.Servers, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (FleetServer, error) {
+		var s FleetServer
+		var until, at *time.Time
+		err := r.Scan(&s.Owner, &s.Epoch, &s.Started, &s.Heartbeat, &until, &s.Alive, &s.Jobs, &s.AdoptedBy, &at, &s.Adoptions, &s.JobsAdopted)
+		if until != nil {
+			s.LeaseUntil = until.UTC()
+		}
+		if at != nil {
+			s.AdoptedAt = at.UTC()
+		}
+		s.Started, s.Heartbeat = s.Started.UTC(), s.Heartbeat.UTC()
+		return s, err
+	})
+	if err != nil {
+		return v, fmt.Errorf("postgres: %w", err)
+	}
+	err = p.pool.QueryRow(ctx, `SELECT owner FROM gear_leader WHERE lease_until > now()`).Scan(&v.ScheduleLeader)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return v, fmt.Errorf("postgres: %w", err)
+	}
+	return v, nil
+}
+
+// FleetCounters are this store's adoptions since it opened.
+func (p *Postgres) FleetCounters() (adoptions, jobs int64) {
+	return p.fleet.adoptions.Load(), p.fleet.jobsAdopted.Load()
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gearhq/gear/internal/testpg"
+)
+
+func mustOpenLeased(tb testing.TB, url, owner string, ttl time.Duration) *Postgres {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{URL: url, Owner: owner, OwnerWait: time.Second, LeaseTTL: ttl})
+	if err != nil {
+		tb.Fatalf("OpenPostgres: %v", err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
+
+// waitLapsed waits until b sees the lease of owner lapsed.
+func waitLapsed(tb testing.TB, b *Postgres, owner string) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		dead, err := b.Lapsed(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if slices.Contains(dead, owner) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the lease of %s did not lapse", owner)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A survivor adopts a lapsed server's jobs in one transaction: new numbers from its own sequence,
+// everything else kept. The dead owner's store is fenced: its writes fail until it rejoins, and
+// its removals cannot touch the adopted rows.
+func TestFleet_AdoptFencesTheDeadOwner(t *testing.T) {
+	url := testpg.NewDB(t)
+	ctx := context.Background()
+	a := mustOpenLeased(t, url, "H:a", 300*time.Millisecond)
+	b := mustOpenLeased(t, url, "H:b", time.Minute)
+	in := []*Job{
+		{Seq: 1, Handle: "H:a:1", Function: "fn", Unique: "u1", Data: []byte("one"), Priority: 0, Retries: 2, Created: 11},
+		{Seq: 2, Handle: "H:a:2", Function: "fn", Reducer: "r", Data: []byte{}, Priority: 2, When: 1_900_000_000, Created: 12},
+		{Seq: 3, Handle: "H:a:3", Function: "other", Data: []byte("three"), Priority: 1, Created: 13},
+	}
+	for _, j := range in {
+		mustAdd(t, a, j)
+	}
+	alloc := func(n int) uint64 {
+		if n != len(in) {
+			t.Errorf("alloc(%d), want %d", n, len(in))
+		}
+		return 100
+	}
+	if jobs, err := b.Adopt(ctx, "H:a", alloc); err != nil || jobs != nil {
+		t.Fatalf("adopting a live server: %v, %v", jobs, err)
+	}
+	waitLapsed(t, b, "H:a")
+	jobs, err := b.Adopt(ctx, "H:a", alloc)
+	if err != nil || len(jobs) != len(in) {
+		t.Fatalf("Adopt: %d jobs, %v", len(jobs), err)
+	}
+	for i, j := range jobs {
+		want := *in[i]
+		want.Seq, want.Handle = 100+uint64(i), fmt.Sprintf("H:b:%d", 100+i)
+		if j.Seq != want.Seq || j.Handle != want.Handle || j.Function != want.Function || j.Unique != want.Unique ||
+			j.Reducer != want.Reducer || string(j.Data) != string(want.Data) || j.Priority != want.Priority ||
+			j.When != want.When || j.Retries != want.Retries || j.Created != want.Created {
+			t.Errorf("adopted job %d: %+v, want %+v", i, j, want)
+		}
+	}
+	if len(replay(t, b)) != 3 {
+		t.Fatalf("the adopter does not hold the jobs")
+	}
+	if n, jobs := b.FleetCounters(); n != 1 || jobs != 3 {
+		t.Errorf("FleetCounters: %d adoptions, %d jobs", n, jobs)
+	}
+
+	// The dead owner, still running, is fenced.
+	if err := add(a, &Job{Seq: 4, Handle: "H:a:4", Function: "fn", Data: []byte("4")}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Add by a fenced store: %v, want ErrFenced", err)
+	}
+	if err := a.Renew(ctx, time.Minute); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Renew by a fenced store: %v", err)
+	}
+	if jobs, err := b.Adopt(ctx, "H:a", alloc); err != nil || jobs != nil {
+		t.Fatalf("adopting twice: %v, %v", jobs, err)
+	}
+	before := a.Epoch()
+	owned, err := a.Rejoin(ctx, time.Minute)
+	if err != nil || len(owned) != 0 || a.Epoch() <= before {
+		t.Fatalf("Rejoin: %v, %v, epoch %d after %d", owned, err, a.Epoch(), before)
+	}
+	mustAdd(t, a, &Job{Seq: 5, Handle: "H:a:5", Function: "fn", Data: []byte("5")})
+	if got := replay(t, a); len(got) != 1 || got[0].Seq != 5 {
+		t.Fatalf("after rejoining, the owner holds %v", got)
+	}
+	v, err := b.Fleet(ctx)
+	if err != nil || len(v.Servers) != 2 || v.Servers[0].Owner != "H:a" || !v.Servers[0].Alive || v.Servers[0].Jobs != 1 ||
+		v.Servers[1].Jobs != 3 || v.Servers[1].JobsAdopted != 3 {
+		t.Fatalf("Fleet: %+v, %v", v, err)
+	}
+}
+
+// One server at a time leads the schedules; another takes over when its lease lapses.
+func TestFleet_ScheduleLeader(t *testing.T) {
+	url := testpg.NewDB(t)
+	ctx := context.Background()
+	a := mustOpenLeased(t, url, "H:a", time.Minute)
+	b := mustOpenLeased(t, url, "H:b", time.Minute)
+	if ok, err := a.LeadSchedules(ctx, 300*time.Millisecond); !ok || err != nil {
+		t.Fatalf("first leader: %v %v", ok, err)
+	}
+	if ok, err := b.LeadSchedules(ctx, time.Minute); ok || err != nil {
+		t.Fatalf("second leader while the first leads: %v %v", ok, err)
+	}
+	if ok, err := a.LeadSchedules(ctx, 300*time.Millisecond); !ok || err != nil {
+		t.Fatalf("renewal: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ok, err := b.LeadSchedules(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader lease never passed to the second server")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, _ := a.LeadSchedules(ctx, time.Minute); ok {
+		t.Fatal("two leaders")
+	}
+}
