@@ -467,6 +467,10 @@ func (c *conn) serve(dec *protocol.Decoder) (ended bool) {
 
 // admin answers one admin line through the core, and carries out a shutdown it asks for.
 func (c *conn) admin(line []byte) {
+	if isFleetCommand(line) {
+		c.replyText(c.s.fleetText())
+		return
+	}
 	reply, act := c.s.core.Admin(c.batch, c.peer, line)
 	if reply != nil {
 		c.replyText(reply)

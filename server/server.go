@@ -50,11 +50,12 @@ type Server struct {
 	closedSlow, closedSilent atomic.Uint64
 	listeners                []listener
 	closed                   bool
-	nextConnID               atomic.Uint64 // also the count of connections accepted
-	bytesIn                  atomic.Uint64 // read from peers
-	bytesOut                 atomic.Uint64 // written to peers
-	loops                    []eventLoop   // event loops that serve connections (Options.IOLoops); none: goroutines
-	handshakes               handshakeLog  // failed TLS handshakes, counted and logged at a bounded rate
+	nextConnID               atomic.Uint64         // also the count of connections accepted
+	bytesIn                  atomic.Uint64         // read from peers
+	bytesOut                 atomic.Uint64         // written to peers
+	loops                    []eventLoop           // event loops that serve connections (Options.IOLoops); none: goroutines
+	handshakes               handshakeLog          // failed TLS handshakes, counted and logged at a bounded rate
+	fleet                    atomic.Pointer[Fleet] // on PostgreSQL: the fleet loop (fleet.go)
 
 	done    chan struct{}   // closed by Close
 	doneCtx context.Context // ends with done: bounds TLS handshakes in progress

@@ -68,6 +68,7 @@ type serverFlags struct {
 	storeKind     string
 	dataDir       string
 	postgresURL   string
+	leaseTTL      float64 // seconds
 	syncMode      string
 	queueType     string
 	minFree       byteSize
@@ -137,6 +138,7 @@ func newServerFlags(name string) *serverFlags {
 	fs.DurationVar(&f.functionTTL, "function-idle-ttl", d.FunctionIdleTTL, "how long the admin status view keeps listing a function with no workers and no jobs")
 	fs.StringVar(&f.storeKind, "store", "pebble", "where background jobs are kept: pebble (durable, embedded), postgres (durable, in a PostgreSQL database: see --postgres-url) or memory (env GEAR_STORE)")
 	fs.StringVar(&f.postgresURL, "postgres-url", "", "with --store postgres, the database: a postgres://USER:PASSWORD@HOST:PORT/DB URL or a \"host=... dbname=...\" string (env GEAR_POSTGRES_URL; if empty, PostgreSQL's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD... say where)")
+	fs.Float64Var(&f.leaseTTL, "lease-ttl", 10, "with --store postgres, the seconds a server's fleet lease lasts unrenewed (renewed every third of it): a server cut off this long is fenced and its jobs adopted by another server on the database")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the durable store (env GEAR_DATA_DIR; default: gear-data under the user's state directory)")
 	fs.StringVar(&f.syncMode, "sync", "always", "always: fsync before acknowledging a background job; interval: fsync every second; none: leave it to the OS")
 	f.minFree = 64 << 20
@@ -460,6 +462,9 @@ func (f *serverFlags) effective() (string, error) {
 		if _, err := store.ParsePostgresURL(f.postgresURL); err != nil {
 			return "", err
 		}
+		if f.leaseTTL < 0.5 || f.leaseTTL > 3600 {
+			return "", fmt.Errorf("--lease-ttl %g: from 0.5 to 3600 seconds", f.leaseTTL)
+		}
 	}
 	var svc *serviceUser
 	if f.gearmand.user != "" {
@@ -639,11 +644,20 @@ func serve(f *serverFlags, notify *os.File) error {
 		opts.Store = st
 		defer st.Close() // after the server, deferred below, has closed
 	}
+	var fleet *server.Fleet
+	if pg, ok := st.(*store.Postgres); ok {
+		fleet = server.NewFleet(pg, f.leaseDuration(), logger)
+		opts.ScheduleLeader = fleet.Leader
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if fleet != nil {
+		fleet.Start(srv)
+		defer fleet.Close() // before the server and the store close
+	}
 	if f.queueType == "libsqlite3" { // before anyone can connect: no worker takes a job twice
 		if err := importGearmandQueue(srv, dataDir, *f.gearmand.plugin["libsqlite3-db"],
 			*f.gearmand.plugin["libsqlite3-table"], logger); err != nil {
@@ -903,7 +917,8 @@ func openStore(f *serverFlags, dir, owner string, logger *slog.Logger) (store.St
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		st, err := store.OpenPostgres(ctx, store.PostgresOptions{URL: f.postgresURL, Owner: owner, Sync: mode, Log: logger})
+		st, err := store.OpenPostgres(ctx, store.PostgresOptions{URL: f.postgresURL, Owner: owner, Sync: mode, Log: logger,
+			LeaseTTL: f.leaseDuration()})
 		if err != nil {
 			return nil, err
 		}
@@ -993,4 +1008,9 @@ func (f *serverFlags) httpAuthConfig() (*httpapi.Auth, error) {
 		secret = []byte(os.Getenv("GEAR_HTTP_SECRET"))
 	}
 	return httpapi.ParseAuth(f.httpAuth, secret)
+}
+
+// leaseDuration is --lease-ttl as a duration.
+func (f *serverFlags) leaseDuration() time.Duration {
+	return time.Duration(f.leaseTTL * float64(time.Second))
 }
