@@ -103,6 +103,13 @@ func Listen(opts Options) (*HTTP, error) {
 	mux.HandleFunc("GET /api/v1/limits", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Limits(), nil }))
 	mux.HandleFunc("GET /api/v1/store", h.api(func(s *server.Server, _ *http.Request) (any, error) { return s.Core().Store(), nil }))
 	mux.HandleFunc("GET /api/v1/jobs", h.api(jobs))
+	mux.HandleFunc("GET /api/v1/fleet", h.api(func(s *server.Server, r *http.Request) (any, error) {
+		f := s.Fleet()
+		if f == nil {
+			return nil, errNotFound("this server is not in a fleet (--store postgres)")
+		}
+		return f.Fleet(r.Context())
+	}))
 	mux.HandleFunc("GET /api/v1/history", h.api(func(*server.Server, *http.Request) (any, error) {
 		return historyView{IntervalSeconds: h.opts.HistoryInterval.Seconds(), Samples: h.history.list()}, nil
 	}))

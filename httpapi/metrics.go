@@ -198,11 +198,15 @@ var (
 	descCommitLatency = prometheus.NewDesc("gear_store_commit_duration_seconds", "Time to commit one store batch (with --sync always, its fsync included).", nil, nil)
 	descBatchSize     = prometheus.NewDesc("gear_store_batch_operations", "Operations (adds, removals, updates) carried by one store batch.", nil, nil)
 	descCommitSec     = prometheus.NewDesc("gear_store_commit_seconds_total", "Time spent committing store batches: divided by commits, the commit latency.", nil, nil)
+	descAdoptions     = prometheus.NewDesc("gear_fleet_adoptions_total", "Servers of the fleet whose jobs this server adopted after their lease lapsed.", nil, nil)
+	descJobsAdopted   = prometheus.NewDesc("gear_fleet_jobs_adopted_total", "Jobs this server adopted from servers of the fleet whose lease lapsed.", nil, nil)
+	descFenced        = prometheus.NewDesc("gear_fleet_fenced", "1 while this server has no fleet lease: it hands out no jobs and refuses background submits.", nil, nil)
 )
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descPaused, descConns,
-		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize} {
+		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize,
+		descAdoptions, descJobsAdopted, descFenced} {
 		ch <- d
 	}
 }
@@ -255,6 +259,16 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(a.workers), l)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, a.oldest, l)
 		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, float64(a.paused), l)
+	}
+	if f := srv.Fleet(); f != nil {
+		fs := f.Stats()
+		fenced := 0.0
+		if fs.Fenced {
+			fenced = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAdoptions, prometheus.CounterValue, float64(fs.Adoptions))
+		ch <- prometheus.MustNewConstMetric(descJobsAdopted, prometheus.CounterValue, float64(fs.JobsAdopted))
+		ch <- prometheus.MustNewConstMetric(descFenced, prometheus.GaugeValue, fenced)
 	}
 	info := srv.Core().Info()
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(info.Workers), "worker")

@@ -273,3 +273,16 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// FleetStats are the fleet loop's counters, for the metrics.
+type FleetStats struct {
+	Adoptions   int64 // servers whose jobs this one adopted since it started
+	JobsAdopted int64
+	Fenced      bool
+}
+
+// Stats reports the fleet loop's counters.
+func (f *Fleet) Stats() FleetStats {
+	adoptions, jobs := f.st.FleetCounters()
+	return FleetStats{Adoptions: adoptions, JobsAdopted: jobs, Fenced: f.isFenced()}
+}

@@ -38,6 +38,8 @@ Commands:
                             last sync, last error (Gear only)
   limits                    the server's limits and what is in use of each: connections,
                             packet size, jobs, queued payload bytes (Gear only)
+  fleet                     the fleet of servers on the PostgreSQL store: owner, epoch, lease,
+                            jobs owned, adoptions (Gear only, --store postgres)
   version                   the server's version
   pid                       the server's process ID
   verbose                   the server's log level
@@ -210,7 +212,7 @@ func adminIsBoolFlag(f *flag.Flag) bool {
 func (r *adminRequest) checkCommand() error {
 	nargs := map[string][]int{
 		"status": {0}, "priority": {0}, "workers": {0}, "jobs": {0}, "unique": {0}, "store": {0}, "limits": {0}, "version": {0},
-		"pid": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
+		"pid": {0}, "fleet": {0}, "verbose": {0}, "cancel": {1}, "create": {1}, "drop": {1}, "maxqueue": {1, 2, 4},
 		"shutdown": {0}, "functions": {0}, "pause": {1}, "resume": {1}, "limit": {3, 4},
 		"retry": {4, 5}, "dead": {0, 1}, "dead-retry": {1, 2}, "dead-delete": {1, 2},
 	}
@@ -393,6 +395,12 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 		}
 		res.addr = c.Addr()
 		switch req.command {
+		case "fleet":
+			var v json.RawMessage
+			if v, res.err = c.Fleet(ctx); res.err == nil {
+				res.err = json.Indent(&out, v, "", "  ")
+				out.WriteByte('\n')
+			}
 		case "status", "priority", "functions", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:
@@ -406,6 +414,13 @@ func adminRunOne(ctx context.Context, req *adminRequest, addr string) adminResul
 		}
 		defer c.Close()
 		switch req.command {
+		case "fleet":
+			var lines []string
+			if lines, res.err = c.Fleet(ctx); res.err == nil {
+				for _, l := range lines {
+					out.WriteString(l + "\n")
+				}
+			}
 		case "status", "priority", "functions", "workers", "jobs", "unique", "store", "limits", "version", "pid":
 			res.err = admin.ShowFrom(ctx, &out, c, req.command, req.json)
 		default:

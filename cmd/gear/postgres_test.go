@@ -74,3 +74,34 @@ func TestPostgres_DatabaseDownAnswersQueueError(t *testing.T) {
 	})
 	stopGear(t, p)
 }
+
+// gear admin fleet shows the servers sharing the database, on the Gearman port and over HTTP
+// (/api/v1/fleet); a server on another store is not in a fleet.
+func TestPostgres_AdminFleet(t *testing.T) {
+	url := testpg.NewDB(t)
+	p := startGear(t, nil, gearBin, "server", "--port", "0", "--http", "127.0.0.1:0", "--store", "postgres",
+		"--postgres-url", url, "--job-handle-prefix", "H:one", "--lease-ttl", "5")
+	addr, web := listenAddr(t, p), httpListenAddr(t, p)
+	other, _ := startStored(t, durableStore{flags: []string{"--store", "postgres", "--postgres-url", url, "--job-handle-prefix", "H:two"}})
+	if _, errOut, code := gearCmd(t, addr, "", "client", "--background", "fn", "a"); code != 0 {
+		t.Fatalf("submit: %d %s", code, errOut)
+	}
+	out, errOut, code := admRun(t, nil, "--server", addr, "fleet")
+	if code != 0 || !strings.Contains(out, "self=H:one epoch=1 serving schedule_leader=") ||
+		!strings.Contains(out, "H:one epoch=1 alive lease_until=") || !strings.Contains(out, " jobs=1 adoptions=0") ||
+		!strings.Contains(out, "H:two epoch=1 alive") {
+		t.Fatalf("gear admin fleet: %d %s%s", code, out, errOut)
+	}
+	out, errOut, code = admRun(t, nil, "--http", "http://"+web, "fleet")
+	if code != 0 || !strings.Contains(out, `"self": "H:one"`) || !strings.Contains(out, `"owner": "H:two"`) ||
+		!strings.Contains(out, `"alive": true`) {
+		t.Fatalf("gear admin --http fleet: %d %s%s", code, out, errOut)
+	}
+	mem := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory")
+	if out, errOut, code := admRun(t, nil, "--server", listenAddr(t, mem), "fleet"); code == 0 || !strings.Contains(errOut+out, "NOT_A_FLEET") {
+		t.Fatalf("gear admin fleet on a memory server: %d %s%s", code, out, errOut)
+	}
+	stopGear(t, other)
+	stopGear(t, p)
+	stopGear(t, mem)
+}
