@@ -213,6 +213,11 @@ func (p *Postgres) Rejoin(ctx context.Context, ttl time.Duration) (owned map[uin
 		return nil, fmt.Errorf("rejoining: postgres: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// FOR UPDATE first, as an adoption does: an UPDATE alone takes a lock that gear_hold's KEY SHARE
+	// does not wait for, and a batch of the old epoch could commit rows the listing below misses.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM gear_servers WHERE owner = $1 FOR UPDATE`, p.owner); err != nil {
+		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
 	var epoch int64
 	if err := tx.QueryRow(ctx, `UPDATE gear_servers SET epoch = epoch + 1, heartbeat = now(),
 		lease_until = now() + $2 * interval '1 millisecond', adopted_by = NULL WHERE owner = $1 RETURNING epoch`,
