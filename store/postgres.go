@@ -31,7 +31,8 @@ import (
 //
 // Every job row carries its owner, the server that serves it: the handle prefix, which already has
 // to differ between servers that share clients. Each server has a row in gear_servers with an epoch
-// that grows at every start; the fleet's leases, adoption and fencing (later) build on both.
+// that grows at every start (and at every rejoin); the fleet's leases, adoption and fencing build on
+// both (fleet.go).
 type Postgres struct {
 	pool   *pgxpool.Pool
 	lock   *pgxpool.Conn // holds the owner's advisory lock for the life of the store
