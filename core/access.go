@@ -89,18 +89,27 @@ func adminLevel(name string) access.Level {
 // adminRefusal is the ERR line for an admin command p's grant does not allow, or nil. A nil p is
 // the program itself (an in-process caller), which the rules do not govern.
 func (s *Core) adminRefusal(p *Peer, cmd protocol.AdminCommand) []byte {
+	return s.refuseAdmin(p, adminLevel(cmd.Name), cmd.Word)
+}
+
+// AdminReadRefusal is adminRefusal for a read-only view the transport answers itself (the fleet),
+// word being its command.
+func (s *Core) AdminReadRefusal(p *Peer, word string) []byte {
+	return s.refuseAdmin(p, access.LevelRead, word)
+}
+
+func (s *Core) refuseAdmin(p *Peer, need access.Level, word string) []byte {
 	if p == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	need := adminLevel(cmd.Name)
 	if p.grant.Admin() >= need {
 		return nil
 	}
-	p.Log.Warn("access denied", "identity", p.Identity.String(), "action", "admin", "command", cmd.Word)
+	p.Log.Warn("access denied", "identity", p.Identity.String(), "action", "admin", "command", word)
 	if o := s.opts.Observer; o != nil {
 		o.Observe(Event{Kind: EventDenied, Time: s.opts.Now(), Peer: p.ID, Detail: "admin_" + need.String()})
 	}
-	return []byte("ERR PERMISSION_DENIED not+allowed+to+use+" + strings.ReplaceAll(cmd.Word, " ", "+") + "\r\n")
+	return []byte("ERR PERMISSION_DENIED not+allowed+to+use+" + strings.ReplaceAll(word, " ", "+") + "\r\n")
 }

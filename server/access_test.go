@@ -53,6 +53,12 @@ admin = "write"
 	if got := worker.admin("workers"); !strings.HasPrefix(got, "ERR PERMISSION_DENIED") {
 		t.Errorf("workers without admin access: %q", got)
 	}
+	if got := worker.admin("fleet"); !strings.HasPrefix(got, "ERR PERMISSION_DENIED") {
+		t.Errorf("fleet without admin access: %q", got)
+	}
+	if got := client.admin("fleet"); !strings.HasPrefix(got, "ERR NOT_A_FLEET") {
+		t.Errorf("fleet with read access, no fleet: %q", got)
+	}
 	if got := ops.admin("maxqueue jobs.resize 1"); got != "OK\r\n" {
 		t.Errorf("maxqueue with write access: %q", got)
 	}

@@ -468,7 +468,11 @@ func (c *conn) serve(dec *protocol.Decoder) (ended bool) {
 // admin answers one admin line through the core, and carries out a shutdown it asks for.
 func (c *conn) admin(line []byte) {
 	if isFleetCommand(line) {
-		c.replyText(c.s.fleetText())
+		if refusal := c.s.core.AdminReadRefusal(c.peer, "fleet"); refusal != nil {
+			c.replyText(refusal)
+		} else {
+			c.replyText(c.s.fleetText())
+		}
 		return
 	}
 	reply, act := c.s.core.Admin(c.batch, c.peer, line)
