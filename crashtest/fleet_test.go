@@ -345,3 +345,33 @@ func TestFleet_Partition(t *testing.T) {
 	b.stop()
 	a.stop()
 }
+
+// Two servers define the same every-minute schedule; the one holding the fleet's leader lease
+// fires each tick, the other skips it (and logs so at DEBUG): one job per tick for the whole fleet.
+func TestFleet_ScheduleFiresOncePerFleet(t *testing.T) {
+	url := testpg.NewDB(t)
+	flag := "tick " + fleetFunction + " * * * * * data=job 7"
+	servers := make([]*server, 2)
+	for i, name := range []string{"H:sa", "H:sb"} {
+		servers[i] = startServer(t, []string{"--store", "postgres", "--postgres-url", url}, "--job-handle-prefix", name,
+			"--lease-ttl", "2", "--schedule", flag, "--verbose", "DEBUG")
+	}
+	runs := newRunLog()
+	startWorker(t, runs, 0, 2, servers[0].addr, servers[1].addr)
+	skipped := func() bool {
+		for _, s := range servers {
+			if strings.Contains(s.output(), `msg="schedule tick left to the leader" schedule=tick`) {
+				return true
+			}
+		}
+		return false
+	}
+	testenv.WaitFor(t, "a tick fired by one server and skipped by the other", 75*time.Second,
+		func() bool { return runs.total() > 0 && skipped() })
+	if got := runs.total(); got != 1 || !runs.ran(7) {
+		t.Fatalf("a tick ran %d jobs in a fleet of two", got)
+	}
+	for _, s := range servers {
+		s.stop()
+	}
+}
