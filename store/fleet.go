@@ -92,8 +92,8 @@ func (p *Postgres) Lapsed(ctx context.Context) ([]string, error) {
 // one transaction, and returns them as they are now stored: new sequence numbers first..first+n-1,
 // from alloc(n) (the caller's own sequence, which it must not hand out again), handles
 // OWNER:seq, the rest (function, unique, reducer, priority, due time, retries, created, data) kept.
-// dead's epoch is bumped, its lease cleared and its row marked adopted_by. It returns nil, nil when
-// there is nothing to do: dead renewed its lease meanwhile, or another server is adopting it (the
+// dead's epoch is bumped, its lease cleared and its row marked adopted_by; a server adopted with no
+// jobs gives an empty, non-nil slice. It returns nil, nil when there is nothing to do: dead renewed its lease meanwhile, or another server is adopting it (the
 // row lock decides; SKIP LOCKED, so survivors do not queue up behind each other).
 func (p *Postgres) Adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
 	jobs, err := p.adopt(ctx, dead, alloc)
@@ -127,7 +127,7 @@ func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uin
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM gear_jobs WHERE owner = $1`, dead).Scan(&n); err != nil {
 		return nil, err
 	}
-	var jobs []*Job
+	jobs := []*Job{}
 	if n > 0 {
 		first := alloc(int(n))
 		last := first + uint64(n) - 1

@@ -114,6 +114,23 @@ func TestFleet_AdoptFencesTheDeadOwner(t *testing.T) {
 	}
 }
 
+// A lapsed server without jobs is adopted too (its row marked), with an empty list.
+func TestFleet_AdoptNoJobs(t *testing.T) {
+	url := testpg.NewDB(t)
+	mustOpenLeased(t, url, "H:idle", 200*time.Millisecond)
+	b := mustOpenLeased(t, url, "H:b", time.Minute)
+	waitLapsed(t, b, "H:idle")
+	jobs, err := b.Adopt(context.Background(), "H:idle", func(int) uint64 { t.Error("alloc for no jobs"); return 1 })
+	if err != nil || jobs == nil || len(jobs) != 0 {
+		t.Fatalf("Adopt: %v, %v", jobs, err)
+	}
+	v, err := b.Fleet(context.Background())
+	if err != nil || len(v.Servers) != 2 || v.Servers[1].Owner != "H:idle" || v.Servers[1].AdoptedBy != "H:b" ||
+		v.Servers[1].Alive || !v.Servers[1].LeaseUntil.IsZero() || v.Servers[0].Adoptions != 1 {
+		t.Fatalf("Fleet: %+v, %v", v, err)
+	}
+}
+
 // One server at a time leads the schedules; another takes over when its lease lapses.
 func TestFleet_ScheduleLeader(t *testing.T) {
 	url := testpg.NewDB(t)

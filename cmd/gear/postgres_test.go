@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +98,18 @@ func TestPostgres_AdminFleet(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"self": "H:one"`) || !strings.Contains(out, `"owner": "H:two"`) ||
 		!strings.Contains(out, `"alive": true`) {
 		t.Fatalf("gear admin --http fleet: %d %s%s", code, out, errOut)
+	}
+	resp, err := http.Get("http://" + web + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	for _, want := range []string{"gear_fleet_adoptions_total 0\n", "gear_fleet_jobs_adopted_total 0\n", "gear_fleet_fenced 0\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	mem := startGear(t, nil, gearBin, "server", "--port", "0", "--store", "memory")
 	if out, errOut, code := admRun(t, nil, "--server", listenAddr(t, mem), "fleet"); code == 0 || !strings.Contains(errOut+out, "NOT_A_FLEET") {
