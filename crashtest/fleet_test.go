@@ -375,3 +375,33 @@ func TestFleet_ScheduleFiresOncePerFleet(t *testing.T) {
 		s.stop()
 	}
 }
+
+// A server alone on its database, cut off longer than its lease: it fences itself, nobody adopts
+// its jobs, and when the database is back it rejoins keeping all of them; every one runs.
+func TestFleet_AloneThroughAnOutage(t *testing.T) {
+	const n = 200
+	proxy := testpg.Shared(t).NewProxy(t)
+	s := startFleetServer(t, proxy.URL(testpg.NewDB(t)), "H:alone")
+	jobs := make([]fleetJob, n)
+	for i := range jobs {
+		jobs[i] = fleetJob{id: i}
+	}
+	submitJobs(t, s.addr, jobs)
+	proxy.Cut()
+	testenv.WaitFor(t, "the server to fence itself", leaseTTL+5*time.Second, func() bool {
+		return strings.Contains(s.output(), `msg="fenced: `)
+	})
+	runs := newRunLog()
+	startWorker(t, runs, 0, 2, s.addr)
+	proxy.Heal()
+	testenv.WaitFor(t, "every job to run after the outage", 30*time.Second, func() bool { return runs.total() >= n })
+	for i := range n {
+		if !runs.ran(i) {
+			t.Errorf("job %d never ran", i)
+		}
+	}
+	if !strings.Contains(s.output(), `msg="rejoined the fleet" owner=H:alone epoch=2 jobs=200`) {
+		t.Errorf("the server did not rejoin with its jobs:\n%s", s.output())
+	}
+	s.stop()
+}
