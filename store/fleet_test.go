@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,4 +164,73 @@ func TestFleet_ScheduleLeader(t *testing.T) {
 	if ok, _ := a.LeadSchedules(ctx, time.Minute); ok {
 		t.Fatal("two leaders")
 	}
+}
+
+// The dead owner's store goes on writing while it is adopted (a paused server waking up): every Add
+// it was told is committed is among the adopted jobs, and none committed after the adoption.
+func TestFleet_AddsRacingAnAdoption(t *testing.T) {
+	url := testpg.NewDB(t)
+	a := mustOpenLeased(t, url, "H:a", 300*time.Millisecond)
+	b := mustOpenLeased(t, url, "H:b", time.Minute)
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	failed := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				seq := uint64(1 + w + 4*i)
+				data := fmt.Sprintf("job %d", seq)
+				err := add(a, &Job{Seq: seq, Handle: fmt.Sprintf("H:a:%d", seq), Function: "fn", Data: []byte(data)})
+				mu.Lock()
+				if err == nil {
+					acked[data] = true
+				} else if errors.Is(err, ErrFenced) {
+					failed++
+				} else {
+					t.Errorf("Add: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	waitLapsed(t, b, "H:a")
+	jobs, err := b.Adopt(context.Background(), "H:a", func(int) uint64 { return 1_000_000 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		mu.Lock()
+		f := failed
+		mu.Unlock()
+		if f >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the adopted store's Adds did not fail")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	adopted := map[string]bool{}
+	for _, j := range jobs {
+		adopted[string(j.Data)] = true
+	}
+	for d := range acked {
+		if !adopted[d] {
+			t.Errorf("%s was acknowledged but not adopted", d)
+		}
+	}
+	if left := replay(t, a); len(left) != 0 {
+		t.Errorf("%d jobs committed under the adopted owner", len(left))
+	}
+	t.Logf("%d adds acknowledged and adopted, %d refused after the adoption", len(acked), failed)
 }
