@@ -93,8 +93,9 @@ func (p *Postgres) Lapsed(ctx context.Context) ([]string, error) {
 // from alloc(n) (the caller's own sequence, which it must not hand out again), handles
 // OWNER:seq, the rest (function, unique, reducer, priority, due time, retries, created, data) kept.
 // dead's epoch is bumped, its lease cleared and its row marked adopted_by; a server adopted with no
-// jobs gives an empty, non-nil slice. It returns nil, nil when there is nothing to do: dead renewed its lease meanwhile, or another server is adopting it (the
-// row lock decides; SKIP LOCKED, so survivors do not queue up behind each other).
+// jobs gives an empty, non-nil slice. It returns nil, nil when there is nothing to do: dead renewed
+// its lease meanwhile, or another server is adopting it (a transaction's advisory lock on dead's
+// name decides, tried without waiting, so survivors do not queue up behind each other).
 func (p *Postgres) Adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
 	jobs, err := p.adopt(ctx, dead, alloc)
 	if err != nil {
@@ -112,8 +113,21 @@ func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uin
 		return nil, err
 	}
 	defer tx.Rollback(ctx)
+	var adopting bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, hashtext($2))`, lockAdopt, dead).Scan(&adopting); err != nil {
+		return nil, err
+	}
+	if !adopting {
+		return nil, nil
+	}
+	// The row lock waits for dead's batch in flight (its gear_hold holds KEY SHARE on the row; a
+	// SKIP LOCKED here would let a busy owner never be adopted), then fences dead's next batches.
+	// The lease is checked again on the row as it is after the wait: dead may have renewed.
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+		return nil, err
+	}
 	var deadEpoch int64
-	err = tx.QueryRow(ctx, `SELECT epoch FROM gear_servers WHERE owner = $1 AND lease_until < now() FOR UPDATE SKIP LOCKED`, dead).Scan(&deadEpoch)
+	err = tx.QueryRow(ctx, `SELECT epoch FROM gear_servers WHERE owner = $1 AND lease_until < now() FOR UPDATE`, dead).Scan(&deadEpoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

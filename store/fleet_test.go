@@ -205,6 +205,9 @@ func TestFleet_AddsRacingAnAdoption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if jobs == nil {
+		t.Fatal("Adopt did nothing: the owner's batches in flight kept the adoption out")
+	}
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		mu.Lock()

@@ -227,10 +227,12 @@ func (p *Postgres) open(ctx context.Context) error {
 	return nil
 }
 
-// The advisory locks' first key: the schema's migrations, and a server's hold on its owner name.
+// The advisory locks' first key: the schema's migrations, a server's hold on its owner name, and
+// an adoption of an owner under way.
 const (
 	lockMigrate = 0x6765_6172 // "gear"
 	lockOwner   = 0x6765_6171
+	lockAdopt   = 0x6765_6170
 )
 
 // migrations bring the schema from version i to i+1. Each runs in the same transaction as the
