@@ -60,7 +60,7 @@ func raw(t *testing.T, addr string, n int, pkts ...[]byte) []*protocol.Packet {
 func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 	store := pebbleStore(t)
 	s := startServer(t, store, "--sync", "always")
-	for _, cmd := range []string{"pause paused", "limit limited 2 5", "retry flaky 3 2 2", "retry doomed 1 0 0",
+	for _, cmd := range []string{"pause paused", "limit limited 2 5", "retry flaky 3 2 2", "retry doomed 1 0 0", "retry steady 3 0.05 0.05",
 		"schedule add nightly report 0 3 * * * tz=Europe/Berlin data=the report"} {
 		if got := adminLines(t, s.addr, cmd, false); got != "OK\r\n" {
 			t.Fatalf("%s: %q", cmd, got)
@@ -73,6 +73,10 @@ func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 		}
 		return protocol.AppendRequest(nil, tp, b...)
 	}
+	// Three jobs under a retry policy complete, two of them after failed attempts: once their
+	// removal is committed, the kill must not bring any of them back.
+	steady := completeUnderRetries(t, s.addr, req)
+
 	// Submit one job each to flaky and doomed, then fail both once: flaky waits 2 s for its second
 	// attempt, doomed dies at once.
 	created := raw(t, s.addr, 2, req(protocol.SubmitJobBg, "flaky", "", "f"), req(protocol.SubmitJobBg, "doomed", "", "d"))
@@ -117,6 +121,9 @@ func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 	if got := adminLines(t, s.addr, "schedule list", true); !strings.Contains(got, "nightly") || !strings.Contains(got, "Europe/Berlin") {
 		t.Errorf("schedule list after the restart: %q", got)
 	}
+	if got := raw(t, s.addr, 1, req(protocol.CanDo, "steady"), req(protocol.GrabJob)); got[0].Type != protocol.NoJob {
+		t.Errorf("a completed job of %v came back after the kill: %v %q", steady, got[0].Type, got[0].Args)
+	}
 	// The waiting job runs once it is due (its 2 s backoff), not before, and once.
 	deadline := time.Now().Add(20 * time.Second)
 	var got []*protocol.Packet
@@ -130,4 +137,58 @@ func TestCrash_LifecycleSurvivesKill(t *testing.T) {
 	if got[0].Type != protocol.JobAssign || string(got[0].Args[2]) != "f" {
 		t.Fatalf("the waiting job after the restart: %v", got[0].Type)
 	}
+}
+
+// completeUnderRetries submits three background jobs to steady (retry policy: 3 attempts) and has
+// one worker complete them: the first at once, the second after one failure, the third after two.
+// It returns once the store has committed their removal, with their handles.
+func completeUnderRetries(t *testing.T, addr string, req func(protocol.Type, ...string) []byte) []string {
+	t.Helper()
+	var handles []string
+	for _, p := range raw(t, addr, 3, req(protocol.SubmitJobBg, "steady", "", "0"), req(protocol.SubmitJobBg, "steady", "", "1"),
+		req(protocol.SubmitJobBg, "steady", "", "2")) {
+		if p.Type != protocol.JobCreated {
+			t.Fatalf("submit: %v", p.Type)
+		}
+		handles = append(handles, string(p.Args[0]))
+	}
+	nc := dial(t, addr)
+	defer nc.Close()
+	dec := protocol.NewDecoder(nc, 0)
+	nc.Write(req(protocol.CanDo, "steady"))
+	failures := map[string]int{"0": 0, "1": 1, "2": 2} // by payload: the failures still to give it
+	deadline := time.Now().Add(20 * time.Second)
+	for completed := 0; completed < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("steady: %d of 3 jobs completed", completed)
+		}
+		nc.Write(req(protocol.GrabJob))
+		f, err := dec.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f.Packet.Type {
+		case protocol.NoJob: // a failed one waits out its backoff
+			time.Sleep(10 * time.Millisecond)
+		case protocol.JobAssign:
+			h, d := string(f.Packet.Args[0]), string(f.Packet.Args[2])
+			if failures[d] > 0 {
+				failures[d]--
+				nc.Write(req(protocol.WorkFail, h))
+			} else {
+				nc.Write(req(protocol.WorkComplete, h, "done"))
+				completed++
+			}
+		default:
+			t.Fatalf("grab: %v", f.Packet.Type)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(adminLines(t, addr, "store", true), "\njobs\t0\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the store still holds jobs: %q", adminLines(t, addr, "store", true))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return handles
 }
