@@ -92,6 +92,18 @@ type Config struct {
 	// PlainGrab makes workers send GRAB_JOB instead of GRAB_JOB_UNIQ (the unique scenario always uses
 	// GRAB_JOB_UNIQ, it checks the unique keys).
 	PlainGrab bool
+	// NetConn makes every client and worker a goroutine reading and writing its net.Conn through
+	// the Go runtime's poller, as most Go programs' Gearman clients do, instead of the raw system
+	// calls the generator uses by default to keep its own share of the machine small. A server
+	// that costs a net.Conn client more wake-ups shows it here.
+	NetConn bool
+}
+
+func (c Config) ioMode() string {
+	if c.NetConn {
+		return "net"
+	}
+	return "raw"
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:4730, foreground, 8 clients, 4 workers, 100,000 jobs

@@ -68,6 +68,8 @@ func TestRun_GearServer(t *testing.T) {
 		{"foreground_pipelined", Config{Scenario: ScenarioForeground, Clients: 2, Workers: 3, Jobs: 1000, Pipeline: 8}},
 		{"foreground_large_payload", Config{Scenario: ScenarioForeground, Clients: 2, Workers: 2, Jobs: 50, PayloadSize: 64 << 10}},
 		{"foreground_plain_grab", Config{Scenario: ScenarioForeground, Clients: 2, Workers: 2, Jobs: 200, PlainGrab: true}},
+		{"foreground_net_conn", Config{Scenario: ScenarioForeground, Clients: 3, Workers: 2, Jobs: 1000, NetConn: true}},
+		{"drain_net_conn", Config{Scenario: ScenarioDrain, Clients: 2, Workers: 3, Jobs: 2000, NetConn: true}},
 		{"drain", Config{Scenario: ScenarioDrain, Clients: 2, Workers: 3, Jobs: 2000}},
 		{"priorities", Config{Scenario: ScenarioPriorities, Clients: 3, Workers: 3, Jobs: 1500}},
 		{"unique", Config{Scenario: ScenarioUnique, Clients: 3, Workers: 2, Jobs: 1000}},
@@ -84,6 +86,13 @@ func TestRun_GearServer(t *testing.T) {
 			}
 			if pid != 0 && (res.Server == nil || res.Server.PeakRSSKiB <= 0 || res.Server.HWMKiB < res.Server.PeakRSSKiB/2) {
 				t.Errorf("server stats not sampled: %+v", res.Server)
+			}
+			// Clients waiting for replies block: the process (server and generator here) switches.
+			if pid != 0 && cfg.Scenario == ScenarioForeground && res.Server.Switches <= 0 {
+				t.Errorf("no context switches counted: %+v", res.Server)
+			}
+			if want := " io=" + cfg.ioMode() + " "; !strings.Contains(res.Line(), want) {
+				t.Errorf("result line lacks %q: %s", want, res.Line())
 			}
 			switch cfg.Scenario {
 			case ScenarioPriorities:

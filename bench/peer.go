@@ -26,7 +26,7 @@ type peer struct {
 	out []byte
 }
 
-func dialPeer(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration, maxPacket int) (*peer, error) {
+func dialPeer(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration, maxPacket int, netConn bool) (*peer, error) {
 	d := net.Dialer{Timeout: timeout}
 	nc, err := serveraddr.DialContext(ctx, &d, addr, cfg)
 	if err != nil {
@@ -36,7 +36,7 @@ func dialPeer(ctx context.Context, addr string, cfg *tls.Config, timeout time.Du
 		return nil, err
 	}
 	var rw io.ReadWriter = nc
-	if raw := rawio.New(nc); raw != nil {
+	if raw := rawio.New(nc); raw != nil && !netConn {
 		rw = raw
 	}
 	return &peer{nc: nc, io: rw, dec: protocol.NewDecoder(rw, maxPacket), out: make([]byte, 0, 4096)}, nil

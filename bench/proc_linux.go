@@ -93,6 +93,33 @@ func (s *sampler) cpu() (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// switches is the number of context switches (voluntary and involuntary) of all the process's
+// threads so far, from /proc/PID/task/*/status.
+func (s *sampler) switches() (int64, error) {
+	dir := "/proc/" + strconv.Itoa(s.pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/status")
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for line := range bytes.Lines(b) {
+			if !bytes.HasPrefix(line, []byte("voluntary_ctxt_switches:")) && !bytes.HasPrefix(line, []byte("nonvoluntary_ctxt_switches:")) {
+				continue
+			}
+			if f := bytes.Fields(line); len(f) == 2 {
+				v, _ := strconv.ParseInt(string(f[1]), 10, 64)
+				n += v
+			}
+		}
+	}
+	return n, nil
+}
+
 // mem returns VmRSS and VmHWM in KiB from /proc/PID/status.
 func (s *sampler) mem() (rss, hwm int64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/status")

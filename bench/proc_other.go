@@ -21,4 +21,5 @@ func (s *sampler) stop()                            {}
 func (s *sampler) peak() int64                      { return 0 }
 func (s *sampler) cpu() (time.Duration, error)      { return 0, nil }
 func (s *sampler) mem() (rss, hwm int64, err error) { return 0, 0, nil }
+func (s *sampler) switches() (int64, error)         { return 0, nil }
 func selfCPU() time.Duration                        { return 0 }

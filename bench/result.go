@@ -54,6 +54,8 @@ type ServerStats struct {
 	// LoadedRSSKiB is VmRSS with the queue full (drain, priorities, unique) or all connections open
 	// (idle); AfterRSSKiB is VmRSS shortly after the drain.
 	LoadedRSSKiB, AfterRSSKiB int64
+	// Switches is the context switches of all its threads during the timed phase.
+	Switches int64
 }
 
 // ErrorCount is the number of problems found: lost, duplicated and corrupted jobs, order violations,
@@ -75,7 +77,7 @@ func (r *Result) fields() [][2]string {
 		{"scenario", c.Scenario}, {"server", c.Server},
 		{"clients", strconv.Itoa(c.Clients)}, {"workers", strconv.Itoa(c.Workers)},
 		{"jobs", strconv.Itoa(c.Jobs)}, {"payload", strconv.Itoa(c.PayloadSize)},
-		{"pipeline", strconv.Itoa(c.Pipeline)},
+		{"pipeline", strconv.Itoa(c.Pipeline)}, {"io", c.ioMode()},
 		{"jobs_per_sec", strconv.FormatFloat(r.JobsPerSec, 'f', 0, 64)},
 		{"p50_us", us(r.Latency.P50)}, {"p99_us", us(r.Latency.P99)}, {"p999_us", us(r.Latency.P999)},
 		{"max_us", us(r.Latency.Max)},
@@ -86,7 +88,8 @@ func (r *Result) fields() [][2]string {
 			[2]string{"run_cpu_sec", strconv.FormatFloat(s.RunCPU.Seconds(), 'f', 3, 64)},
 			[2]string{"peak_rss_kib", strconv.FormatInt(s.PeakRSSKiB, 10)},
 			[2]string{"hwm_kib", strconv.FormatInt(s.HWMKiB, 10)},
-			[2]string{"start_rss_kib", strconv.FormatInt(s.StartRSSKiB, 10)})
+			[2]string{"start_rss_kib", strconv.FormatInt(s.StartRSSKiB, 10)},
+			[2]string{"server_switches", strconv.FormatInt(s.Switches, 10)})
 	} else {
 		na("cpu_sec")
 		na("peak_rss_kib")
@@ -187,7 +190,9 @@ func (r *Result) Summary() string {
 	if s := r.Server; s != nil {
 		perJob := ""
 		if r.Jobs > 0 {
-			perJob = fmt.Sprintf(" (%.1f µs/%s)", float64(s.CPU.Microseconds())/float64(r.Jobs), strings.TrimSuffix(unit, "s"))
+			one := strings.TrimSuffix(unit, "s")
+			perJob = fmt.Sprintf(" (%.1f µs/%s, %.2f context switches/%s)", float64(s.CPU.Microseconds())/float64(r.Jobs), one,
+				float64(s.Switches)/float64(r.Jobs), one)
 		}
 		fmt.Fprintf(&b, "  server      pid %d: cpu %.3fs%s (whole run %.3fs), rss start %d KiB, peak %d KiB, hwm %d KiB\n",
 			s.PID, s.CPU.Seconds(), perJob, s.RunCPU.Seconds(), s.StartRSSKiB, s.PeakRSSKiB, s.HWMKiB)

@@ -147,7 +147,7 @@ func (r *run) closeAll() {
 }
 
 func (r *run) dial(ctx context.Context) (*peer, error) {
-	p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket)
+	p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket, r.cfg.NetConn)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (r *run) dialWorkers(ctx context.Context, n int, echo bool) ([]*worker, err
 		grab = protocol.GrabJob
 	}
 	for i := range ws {
-		p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket)
+		p, err := dialPeer(ctx, r.cfg.Server, r.cfg.TLS, r.cfg.Timeout, r.maxPacket, r.cfg.NetConn)
 		if err != nil {
 			return nil, err
 		}
@@ -257,15 +257,17 @@ func (r *run) printProgress(phase string, c, total int64, start time.Time, final
 
 // mark is a point of the timed phase: wall clock and CPU times.
 type mark struct {
-	t         time.Time
-	serverCPU time.Duration
-	selfCPU   time.Duration
+	t              time.Time
+	serverCPU      time.Duration
+	serverSwitches int64
+	selfCPU        time.Duration
 }
 
 func (r *run) mark() mark {
 	m := mark{t: time.Now(), selfCPU: selfCPU()}
 	if r.proc != nil {
 		m.serverCPU, _ = r.proc.cpu()
+		m.serverSwitches, _ = r.proc.switches()
 	}
 	return m
 }
@@ -280,7 +282,9 @@ func (r *run) timed(m0, m1 mark, jobs int64) {
 	}
 	res.BenchCPU = m1.selfCPU - m0.selfCPU
 	if r.proc != nil {
-		r.serverStats().CPU = m1.serverCPU - m0.serverCPU
+		st := r.serverStats()
+		st.CPU = m1.serverCPU - m0.serverCPU
+		st.Switches = m1.serverSwitches - m0.serverSwitches
 	}
 }
 

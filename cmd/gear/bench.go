@@ -61,6 +61,17 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Function, "function", "", "function name (default: gear_bench_<random>, fresh per run)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "declare the outstanding jobs lost after this long without progress")
 	fs.BoolVar(&cfg.PlainGrab, "plain-grab", false, "workers send GRAB_JOB instead of GRAB_JOB_UNIQ")
+	fs.Func("io", "how clients and workers do I/O: raw (system calls on the socket, the lightest generator) or net (a goroutine per connection on net.Conn, as most Go clients are)", func(v string) error {
+		switch v {
+		case "raw":
+			cfg.NetConn = false
+		case "net":
+			cfg.NetConn = true
+		default:
+			return fmt.Errorf("want raw or net, got %q", v)
+		}
+		return nil
+	})
 	fs.BoolVar(&jsonOut, "json", false, "print each result as a JSON object instead of a RESULT line")
 	tlsFlags.register(fs)
 	if err := fs.Parse(args); err != nil {

@@ -100,7 +100,7 @@ func TestBench_AllScenariosAgainstGear(t *testing.T) {
 
 func TestBench_JSON(t *testing.T) {
 	addr := mustGear(t)
-	out, errOut, code := benchRun("--server", addr, "--scenario", "foreground,drain", "--jobs", "200", "--json")
+	out, errOut, code := benchRun("--server", addr, "--scenario", "foreground,drain", "--jobs", "200", "--json", "--io", "net")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -113,7 +113,7 @@ func TestBench_JSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("%v: %s", err, l)
 		}
-		if m["errors"] != 0.0 || m["error"] != nil || m["jobs"] != 200.0 {
+		if m["errors"] != 0.0 || m["error"] != nil || m["jobs"] != 200.0 || m["io"] != "net" {
 			t.Errorf("JSON result %s", l)
 		}
 	}
@@ -161,6 +161,7 @@ func TestBench_Usage(t *testing.T) {
 		{"tiny_payload", []string{"--payload", "4"}, 2, "payload must be at least 16 bytes"},
 		{"argument", []string{"extra"}, 2, `unexpected argument "extra"`},
 		{"empty_scenario", []string{"--scenario", ","}, 2, "no scenario given"},
+		{"bad_io", []string{"--io", "epoll"}, 2, `want raw or net, got "epoll"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
