@@ -15,6 +15,9 @@
 #   KEEP=1            keep the temporary directory (gear binary, raw RESULT lines, logs)
 #   GEAR_HTTP=1       run gear with --http, and a scraper reading its /metrics every second, as
 #                     Prometheus would (the cost of observability; gearmand has none to compare)
+#   ONLY=fg,fg1       run only these scenarios (the keys of the table below)
+#   PERF=0            do not count the servers' system calls (by default counted with `perf stat`
+#                     when perf is installed: apt-get install linux-perf)
 #   PIN=1             run every server on CPU 0 and the load generator on the other CPUs (taskset):
 #                     on a small VM the kernel otherwise sometimes stacks both on one CPU, and the
 #                     same binary measures 35k or 55k drained jobs/s from run to run
@@ -47,8 +50,9 @@ stop_server() {
 	fi
 	if [[ -n $server_pid ]]; then
 		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=""
+		wait "${launcher_pid:-$server_pid}" 2>/dev/null || true
+		while kill -0 "$server_pid" 2>/dev/null; do sleep 0.05; done
+		server_pid="" launcher_pid=""
 	fi
 }
 cleanup() {
@@ -110,6 +114,34 @@ wait_port() {
 	return 1
 }
 
+# The servers' system calls are counted by running each under `perf stat` (its threads inherit
+# the counter); the count covers the server's whole life, a drain's prefill included.
+use_perf=0
+if [[ ${PERF:-1} != 0 ]] && command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, true >/dev/null 2>&1; then
+	use_perf=1
+fi
+launcher_pid=""
+# syscalls_of N: " syscalls=COUNT" of server start N once it has stopped ("" without perf).
+syscalls_of() {
+	[[ $use_perf == 1 ]] || return 0
+	awk -F, '/raw_syscalls/ && $1 ~ /^[0-9]+$/ { print " syscalls=" $1 }' "$tmp/perf.$1" 2>/dev/null || true
+}
+
+# launched PID: the server started as PID, or under perf as its child.
+launched() {
+	if [[ $use_perf != 1 ]]; then
+		echo "$1"
+		return
+	fi
+	local i child
+	for ((i = 0; i < 200; i++)); do
+		child=$(pgrep -P "$1" | head -1 || true)
+		[[ -n $child ]] && { echo "$child"; return; }
+		sleep 0.01
+	done
+	echo "$1"
+}
+
 # start_server gear|gear-always|gearmand: starts a fresh server; sets server_pid and server_addr.
 # gear-always is Gear with its durable store on, fsync before every acknowledgement, in a fresh
 # data directory.
@@ -119,6 +151,10 @@ start_server() {
 	port=$(free_port)
 	nstart=$((nstart + 1))
 	local log=$tmp/$1.$nstart.log
+	local launch=("${server_cpu[@]}")
+	if [[ $use_perf == 1 ]]; then
+		launch+=(perf stat -x, -e raw_syscalls:sys_enter -o "$tmp/perf.$nstart" --)
+	fi
 	case $1 in
 	gear)
 		local extra=()
@@ -130,9 +166,11 @@ start_server() {
 			http_port=$(free_port)
 			extra+=(--http "127.0.0.1:$http_port")
 		fi
-		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
+		"${launch[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none "${gear_args[@]}" "${extra[@]}" >"$log" 2>&1 &
 		if [[ -n $http_port ]]; then
-			local pid=$!
+			local pid
+			launcher_pid=$!
+			pid=$(launched "$launcher_pid")
 			(while kill -0 "$pid" 2>/dev/null; do
 				curl -s -o /dev/null "http://127.0.0.1:$http_port/metrics" || true
 				sleep 1
@@ -145,26 +183,32 @@ start_server() {
 		fi
 		;;
 	gear-always)
-		"${server_cpu[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
+		"${launch[@]}" "$gear" server --listen "127.0.0.1:$port" --log-file none --data-dir "$tmp/gear-data.$nstart" --sync always >"$log" 2>&1 &
 		;;
 	gearmand)
-		"${server_cpu[@]}" "$GEARMAND" -t 0 --listen 127.0.0.1 --port "$port" --log-file none -P "$tmp/gearmand.pid" >"$log" 2>&1 &
+		"${launch[@]}" "$GEARMAND" -t 0 --listen 127.0.0.1 --port "$port" --log-file none -P "$tmp/gearmand.pid" >"$log" 2>&1 &
 		;;
 	esac
-	server_pid=$!
+	launcher_pid=$!
+	server_pid=$(launched "$launcher_pid")
 	server_addr=127.0.0.1:$port
 	wait_port "$port" "$log"
 }
 
 # Scenarios: key | label | gear bench arguments [| servers, default "gear gearmand"]. Counts keep the
-# default run within about 6 minutes on 2 cores.
+# default run within about 10 minutes on 2 cores. "net" rows use the second load generator: a
+# goroutine per connection on net.Conn, as most Go clients are.
 scenarios=(
 	"bg|background 8c|--scenario background --clients 8 --workers 4 --jobs 100000"
 	"bgp32|background 8c pipe32|--scenario background --clients 8 --workers 4 --jobs 100000 --pipeline 32"
 	"fg|foreground 8c/4w 64B|--scenario foreground --clients 8 --workers 4 --jobs 50000"
+	"fgnet|foreground 8c/4w net|--scenario foreground --clients 8 --workers 4 --jobs 50000 --io net"
 	"fg1|foreground 1c/1w|--scenario foreground --clients 1 --workers 1 --jobs 10000"
+	"fg1net|foreground 1c/1w net|--scenario foreground --clients 1 --workers 1 --jobs 10000 --io net"
 	"drain|drain 100k by 4w|--scenario drain --clients 8 --workers 4 --jobs 100000"
 	"fg64k|foreground 64KiB 8c/4w|--scenario foreground --clients 8 --workers 4 --jobs 5000 --payload 65536"
+	"fg2k|foreground 2000c/200w|--scenario foreground --clients 2000 --workers 200 --jobs 60000 --timeout 30s"
+	"drain200|drain 100k by 200w|--scenario drain --clients 8 --workers 200 --jobs 100000 --timeout 30s"
 	"durable|background 8c, durable|--scenario background --clients 8 --workers 4 --jobs 30000|gear gear-always"
 )
 if [[ $FULL == 1 ]]; then
@@ -178,6 +222,14 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 results=$tmp/results.txt
 : >"$results"
 failures=0
+if [[ -n ${ONLY:-} ]]; then
+	kept=()
+	for entry in "${scenarios[@]}"; do
+		[[ ",$ONLY," == *",${entry%%|*},"* ]] && kept+=("$entry")
+	done
+	((${#kept[@]} > 0)) || { echo "compare.sh: ONLY=$ONLY names no scenario" >&2; exit 2; }
+	scenarios=("${kept[@]}")
+fi
 for entry in "${scenarios[@]}"; do
 	IFS='|' read -r key label args servers <<<"$entry"
 	for ((round = 1; round <= ROUNDS; round++)); do
@@ -192,10 +244,11 @@ for entry in "${scenarios[@]}"; do
 				sed 's/^/  /' "$tmp/bench.err" >&2
 			fi
 			stop_server
+			syscalls=$(syscalls_of "$nstart")
 			line=$(grep '^RESULT ' <<<"$out" || true)
-			[[ -n $line ]] && echo "$key $srv $line" >>"$results"
+			[[ -n $line ]] && echo "$key $srv $line$syscalls" >>"$results"
 			printf '%-24s round %d %-9s %s\n' "$label" "$round" "$srv" \
-				"$(awk '{for(i=1;i<=NF;i++){split($i,kv,"="); if(kv[1]~/^(jobs_per_sec|p99_us|cpu_sec|peak_rss_kib|errors)$/) printf "%s ", $i}}' <<<"$line")" >&2
+				"$(awk '{for(i=1;i<=NF;i++){split($i,kv,"="); if(kv[1]~/^(jobs_per_sec|p99_us|cpu_sec|peak_rss_kib|server_switches|syscalls|errors)$/) printf "%s ", $i}}' <<<"$line$syscalls")" >&2
 		done
 	done
 done
@@ -213,6 +266,13 @@ per_job() {
 			if (c != "" && c != "na" && j > 0) print c * 1e6 / j }' "$results" |
 		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "na"; else printf "%.1f\n", v[int((NR + 1) / 2)] }'
 }
+# per_job_of KEY SERVER FIELD: median of FIELD per job ("na" when absent).
+per_job_of() {
+	awk -v k="$1" -v s="$2" -v f="$3" '
+		$1 == k && $2 == s { c = ""; j = ""; for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) c = kv[2]; if (kv[1] == "jobs") j = kv[2] }
+			if (c != "" && c != "na" && j > 0) print c / j }' "$results" |
+		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "na"; else printf "%.2f\n", v[int((NR + 1) / 2)] }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b == 0) print "na"; else printf "%.2f\n", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { if (k == "na") print "na"; else printf "%.1f\n", k / 1024 }'; }
 
@@ -220,12 +280,14 @@ echo
 echo "gear bench: Gear ($rev, ${gear_args[*]:-GEAR_STORE=${GEAR_STORE:-}}) vs gearmand $("$GEARMAND" --version 2>/dev/null | awk '/gearmand/ {print $2; exit}') -t 0"
 echo "medians of $ROUNDS rounds, fresh servers per run; $(nproc) CPUs $([[ ${PIN:-0} == 1 ]] && echo "(server pinned to CPU 0, load generator to the rest)" || echo "shared by server and load generator");" \
 	"load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
-echo "jobs/s ratio = gear/gearmand (>1: gear faster); p99 ratio = gear/gearmand (<1: gear better)"
+echo "jobs/s ratio = gear/gearmand (>1: gear faster); p99 and cpu ratios = gear/gearmand (<1: gear better)"
+echo "sc: the server's system calls per job (perf stat, whole run); cs: its context switches per job (timed phase)"
 echo
-printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' \
-	"scenario" "gear j/s" "gmd j/s" "ratio" "gear p99" "gmd p99" "ratio" "gear RSS" "gmd RSS" "gear cpu" "gmd cpu"
-printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' \
-	"" "" "" "" "µs" "µs" "" "MiB peak" "MiB peak" "µs/job" "µs/job"
+printf '%-26s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s %6s | %7s %7s | %7s %7s\n' \
+	"scenario" "gear j/s" "gmd j/s" "ratio" "gear p99" "gmd p99" "ratio" "gear RSS" "gmd RSS" "gear cpu" "gmd cpu" "ratio" \
+	"gear sc" "gmd sc" "gear cs" "gmd cs"
+printf '%-26s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s %6s | %7s %7s | %7s %7s\n' \
+	"" "" "" "" "µs" "µs" "" "MiB peak" "MiB peak" "µs/job" "µs/job" "" "/job" "/job" "/job" "/job"
 for entry in "${scenarios[@]}"; do
 	IFS='|' read -r key label _ servers <<<"$entry"
 	[[ $key == idle || -n $servers ]] && continue
@@ -235,8 +297,12 @@ for entry in "${scenarios[@]}"; do
 	mp=$(median "$key" gearmand p99_us)
 	gr=$(median "$key" gear peak_rss_kib)
 	mr=$(median "$key" gearmand peak_rss_kib)
-	printf '%-24s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s\n' "$label" "$gj" "$mj" "$(ratio "$gj" "$mj")" \
-		"$gp" "$mp" "$(ratio "$gp" "$mp")" "$(mib "$gr")" "$(mib "$mr")" "$(per_job "$key" gear)" "$(per_job "$key" gearmand)"
+	gc=$(per_job "$key" gear)
+	mc=$(per_job "$key" gearmand)
+	printf '%-26s %10s %10s %6s | %9s %9s %6s | %8s %8s | %8s %8s %6s | %7s %7s | %7s %7s\n' "$label" "$gj" "$mj" "$(ratio "$gj" "$mj")" \
+		"$gp" "$mp" "$(ratio "$gp" "$mp")" "$(mib "$gr")" "$(mib "$mr")" "$gc" "$mc" "$(ratio "$gc" "$mc")" \
+		"$(per_job_of "$key" gear syscalls)" "$(per_job_of "$key" gearmand syscalls)" \
+		"$(per_job_of "$key" gear server_switches)" "$(per_job_of "$key" gearmand server_switches)"
 done
 echo
 printf '%-40s %12s %12s %6s\n' "durable store (gear bench background 8c)" "sync always" "in memory" "ratio"
