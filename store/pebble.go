@@ -53,6 +53,10 @@ const (
 	opUpdate
 	opReserve
 	opKey // a side record (schedules.go): key set to value, or deleted when value is nil
+	// PostgreSQL's dead set (dead.go): a dead job's row upserted or deleted in the next batch. The
+	// Pebble store writes its dead set directly (settings.go).
+	opDeadAdd
+	opDeadDelete
 )
 
 type op struct {

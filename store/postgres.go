@@ -23,11 +23,12 @@ import (
 //
 // A server still serves its jobs from memory; the table is their durable record. Writes are group
 // committed as in the Pebble store: one committer goroutine takes everything queued — Adds,
-// Removes, SetRetries, ReserveSeq — and sends it as one pipeline of at most four statements (a
-// multi-row INSERT from arrays, one UPDATE of retries, one DELETE ... WHERE seq = ANY, the server
-// row's next sequence number) followed by a single Sync: PostgreSQL runs a pipeline up to its Sync
-// as one implicit transaction, so a batch costs one round trip and one commit. An Add's callback
-// runs after that COMMIT has returned (under SyncAlways, after the commit's WAL flush).
+// Removes, SetRetries, ReserveSeq, schedule ticks, dead set writes — and sends it as one pipeline
+// of a few statements (a multi-row INSERT from arrays, one UPDATE of retries, one DELETE ... WHERE
+// seq = ANY, the server row's next sequence number, an upsert and a DELETE of dead jobs) followed
+// by a single Sync: PostgreSQL runs a pipeline up to its Sync as one implicit transaction, so a
+// batch costs one round trip and one commit. An Add's callback runs after that COMMIT has returned
+// (under SyncAlways, after the commit's WAL flush).
 //
 // Every job row carries its owner, the server that serves it: the handle prefix, which already has
 // to differ between servers that share clients. Each server has a row in gear_servers with an epoch
@@ -49,8 +50,8 @@ type Postgres struct {
 	queue     []pgOp
 	spare     []pgOp
 
-	// The committer's own: removals, retry counts and reservations of a batch that failed, carried
-	// into the next one (a removal lost would run a finished job again after a restart).
+	// The committer's own: removals, retry counts, reservations and dead set writes of a batch that
+	// failed, carried into the next one (a removal lost would run a finished job again after a restart).
 	retry []pgOp
 
 	leaseTTL time.Duration
@@ -69,6 +70,7 @@ type pgOp struct {
 	job  *Job
 	done func(error)
 	tick *scheduleTick // a schedule's tick, committed with the job (schedules.go)
+	dead *DeadEntry    // opDeadAdd, opDeadDelete (dead.go)
 }
 
 // PostgresOptions configures OpenPostgres.
@@ -299,6 +301,16 @@ var migrations = []string{
 			RAISE EXCEPTION 'gear server % no longer holds epoch %', o, e USING ERRCODE = 'GR001';
 		END IF;
 	END $$`,
+	// 5: the dead set (DeadStore, dead.go): a background job that failed its last attempt, as the
+	// core encodes it, by handle. died is when the row was written, about when the job died (the
+	// exact time is in data).
+	`CREATE TABLE gear_dead (
+		owner  text NOT NULL REFERENCES gear_servers (owner),
+		handle bytea NOT NULL,
+		data   bytea NOT NULL,
+		died   timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (owner, handle)
+	)`,
 }
 
 // SchemaVersion is the schema version this build creates.
@@ -397,15 +409,20 @@ func (p *Postgres) SetRetries(j *Job) { p.push(pgOp{kind: opUpdate, seq: j.Seq, 
 // ReserveSeq queues a reservation of sequence numbers below upTo.
 func (p *Postgres) ReserveSeq(upTo uint64) { p.push(pgOp{kind: opReserve, seq: upTo}) }
 
-func (p *Postgres) push(o pgOp) {
+// push queues o for the committer; once the store is closing it refuses it (with o.done, if any).
+func (p *Postgres) push(o pgOp) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.closing {
-		p.queue = append(p.queue, o)
-		p.signal()
-	} else if o.done != nil {
-		p.callbackLocked(o.done, errors.New("store is closed"))
+	if p.closing {
+		err := errors.New("store is closed")
+		if o.done != nil {
+			p.callbackLocked(o.done, err)
+		}
+		return err
 	}
+	p.queue = append(p.queue, o)
+	p.signal()
+	return nil
 }
 
 // retryDelay is how soon the removals of a failed batch are tried again when nothing else is queued.
@@ -459,7 +476,8 @@ type pgBatch struct {
 	removes []int64
 	reserve uint64
 	maxSeq  uint64
-	ticks   map[string]int64 // schedule → last tick fired
+	ticks   map[string]int64  // schedule → last tick fired
+	dead    map[string][]byte // dead job's handle → data to upsert, or nil to delete its row (dead.go)
 }
 
 func fold(ops []pgOp) *pgBatch {
@@ -488,6 +506,8 @@ func fold(ops []pgOp) *pgBatch {
 			}
 		case opReserve:
 			b.reserve = max(b.reserve, o.seq)
+		case opDeadAdd, opDeadDelete:
+			b.addDead(o)
 		}
 		b.addTick(o.tick)
 	}
@@ -545,6 +565,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 			WHERE gear_jobs.owner = $1 AND gear_jobs.seq = u.seq`, p.owner, seqs, counts)
 	}
 	b.queueTicks(&q, p.owner)
+	b.queueDead(&q, p.owner)
 	removeAt := -1
 	if len(b.removes) > 0 {
 		removeAt = q.Len()
@@ -631,23 +652,32 @@ func (p *Postgres) SaveSettings(function string, data []byte) error {
 
 // LoadSettings calls fn for every function's settings.
 func (p *Postgres) LoadSettings(fn func(function string, data []byte) error) error {
+	return p.loadRecords(`SELECT function, data FROM gear_settings WHERE owner = $1 ORDER BY function`, fn)
+}
+
+// loadRecords runs query, which selects the owner's ($1) records as a bytea key and its data, and
+// calls fn for each; an error of fn is returned as it is.
+func (p *Postgres) loadRecords(query string, fn func(key string, data []byte) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
 	defer cancel()
-	rows, err := p.pool.Query(ctx, `SELECT function, data FROM gear_settings WHERE owner = $1 ORDER BY function`, p.owner)
+	rows, err := p.pool.Query(ctx, query, p.owner)
 	if err != nil {
 		return fmt.Errorf("postgres %s: %w", p.where, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var function, data []byte
-		if err := rows.Scan(&function, &data); err != nil {
-			return err
+		var key, data []byte
+		if err := rows.Scan(&key, &data); err != nil {
+			return fmt.Errorf("postgres %s: %w", p.where, err)
 		}
-		if err := fn(string(function), data); err != nil {
+		if err := fn(string(key), data); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres %s: %w", p.where, err)
+	}
+	return nil
 }
 
 // Stats reports the store's state.

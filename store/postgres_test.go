@@ -256,4 +256,9 @@ func TestPostgres_MigratesAnOlderSchema(t *testing.T) {
 	if err := p.SaveSettings("fn", []byte("{}")); err != nil {
 		t.Fatalf("settings after migration: %v", err)
 	}
+	mustDead(t, p.AddDead("H:old:3", []byte("{}")))
+	mustAdd(t, p, job(8, 1))
+	if got := loadDead(t, p); len(got) != 1 {
+		t.Fatalf("dead set after migration: %q", got)
+	}
 }

@@ -55,7 +55,9 @@ func (p *Pebble) LoadSettings(fn func(function string, data []byte) error) error
 	return errors.Join(it.Error())
 }
 
-// DeadStore keeps the dead set (jobs that failed their last attempt) beside the jobs.
+// DeadStore keeps the dead set (jobs that failed their last attempt) beside the jobs: Pebble (here)
+// and PostgreSQL (dead.go). The core calls AddDead and DeleteDead holding its lock: they must not
+// wait long (the PostgreSQL store queues them for its committer).
 type DeadStore interface {
 	AddDead(handle string, data []byte) error
 	DeleteDead(handle string) error
