@@ -122,9 +122,47 @@ func (s *Core) addDead(d *DeadJob) {
 	}
 	s.dead = append(s.dead, d)
 	s.deadByHandle[d.Handle] = d
-	for len(s.dead) > s.opts.DeadMax {
-		s.forgetDead(s.dead[0])
+	s.trimDead()
+}
+
+// mergeDead adds ds, which the store holds already, to the dead set in order of death among the
+// others (replacing an entry of the same handle), dropping the oldest past Options.DeadMax. The
+// lock is held.
+func (s *Core) mergeDead(ds []*DeadJob) {
+	replaced := false
+	for _, d := range ds {
+		_, had := s.deadByHandle[d.Handle]
+		replaced = replaced || had
+		s.deadByHandle[d.Handle] = d
 	}
+	if replaced {
+		s.compactDead()
+	}
+	for _, d := range ds {
+		if s.deadByHandle[d.Handle] == d { // the last of a handle given twice
+			s.dead = append(s.dead, d)
+		}
+	}
+	slices.SortStableFunc(s.dead, func(a, b *DeadJob) int { return a.Died.Compare(b.Died) })
+	s.trimDead()
+}
+
+// trimDead forgets the oldest dead jobs past Options.DeadMax. The lock is held.
+func (s *Core) trimDead() {
+	n := len(s.dead) - s.opts.DeadMax
+	if n <= 0 {
+		return
+	}
+	for _, d := range s.dead[:n] {
+		delete(s.deadByHandle, d.Handle)
+		s.deleteStoredDead(d.Handle)
+	}
+	s.dead = slices.Delete(s.dead, 0, n)
+}
+
+// compactDead drops from s.dead the entries deadByHandle no longer indexes (deleted or replaced).
+func (s *Core) compactDead() {
+	s.dead = slices.DeleteFunc(s.dead, func(x *DeadJob) bool { return s.deadByHandle[x.Handle] != x })
 }
 
 func (s *Core) removeDead(d *DeadJob) {
@@ -135,9 +173,13 @@ func (s *Core) removeDead(d *DeadJob) {
 // forgetDead removes d from memory and the store. The lock is held.
 func (s *Core) forgetDead(d *DeadJob) {
 	s.removeDead(d)
+	s.deleteStoredDead(d.Handle)
+}
+
+func (s *Core) deleteStoredDead(handle string) {
 	if ds, ok := s.opts.Store.(store.DeadStore); ok {
-		if err := ds.DeleteDead(d.Handle); err != nil {
-			s.log.Error("cannot delete a dead job from the store", "handle", d.Handle, "err", err)
+		if err := ds.DeleteDead(handle); err != nil {
+			s.log.Error("cannot delete a dead job from the store", "handle", handle, "err", err)
 		}
 	}
 }
@@ -157,19 +199,72 @@ func (s *Core) loadDead() error {
 	}
 	var loaded []*DeadJob
 	err := ds.LoadDead(func(handle string, data []byte) error {
-		d := &DeadJob{}
-		if err := json.Unmarshal(data, d); err != nil {
-			s.log.Error("ignoring an unreadable dead job", "handle", handle, "err", err)
-			return nil
+		if d := s.decodeDead(handle, data); d != nil {
+			loaded = append(loaded, d)
 		}
-		loaded = append(loaded, d)
 		return nil
 	})
-	slices.SortStableFunc(loaded, func(a, b *DeadJob) int { return a.Died.Compare(b.Died) })
-	for _, d := range loaded {
-		s.addDead(d)
-	}
+	s.mergeDead(loaded)
 	return err
+}
+
+// decodeDead reads a dead job as the store keeps it; nil (logged) if it cannot be read.
+func (s *Core) decodeDead(handle string, data []byte) *DeadJob {
+	d := &DeadJob{}
+	if err := json.Unmarshal(data, d); err != nil {
+		s.log.Error("ignoring an unreadable dead job", "handle", handle, "err", err)
+		return nil
+	}
+	return d
+}
+
+// AdoptDead adds to the dead set the dead jobs an adoption moved to this server's store
+// (store.Adoption.Dead), as loadDead does at start: in order of death among its own, the oldest
+// going past Options.DeadMax. The store holds them already: they are not written again.
+func (s *Core) AdoptDead(entries []store.DeadEntry) {
+	s.lock()
+	defer s.mu.Unlock()
+	ds := make([]*DeadJob, 0, len(entries))
+	for _, e := range entries {
+		if d := s.decodeDead(e.Handle, e.Data); d != nil {
+			ds = append(ds, d)
+		}
+	}
+	s.mergeDead(ds)
+}
+
+// DeadHandles lists the handles of the dead set: Fleet's rejoin takes them before it asks the store
+// which are still the server's (ForgetUnownedDead).
+func (s *Core) DeadHandles() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := make([]string, len(s.dead))
+	for i, d := range s.dead {
+		hs[i] = d.Handle
+	}
+	return hs
+}
+
+// ForgetUnownedDead drops from memory the dead jobs among handles that the store no longer holds
+// for this server (a survivor adopted them while it was fenced, and shows them now) and returns how
+// many. handles are the ones the dead set had before the store was asked, so that a job that died
+// meanwhile, whose row is still to be written, is kept. They are not deleted from the store: the
+// rows are the adopter's.
+func (s *Core) ForgetUnownedDead(handles []string, owned func(handle string) bool) int {
+	s.lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, h := range handles {
+		if _, ok := s.deadByHandle[h]; ok && !owned(h) {
+			delete(s.deadByHandle, h)
+			n++
+		}
+	}
+	if n > 0 {
+		s.compactDead()
+		s.log.Info("forgot dead jobs adopted by another server while fenced", "dead", n)
+	}
+	return n
 }
 
 // DeadFilter selects dead jobs: by function ("" for all).

@@ -405,3 +405,68 @@ func TestFleet_AloneThroughAnOutage(t *testing.T) {
 	}
 	s.stop()
 }
+
+// A dead job follows its server's adoption: a server cut off from the database loses it to the
+// survivor that adopts its jobs, which lists it and can retry it; when the cut heals the first
+// server rejoins and no longer lists it.
+func TestFleet_DeadSetFollowsAdoption(t *testing.T) {
+	url := testpg.NewDB(t)
+	proxy := testpg.Shared(t).NewProxy(t)
+	a := startFleetServer(t, proxy.URL(url), "H:da")
+	b := startFleetServer(t, url, "H:db")
+	if got := adminLines(t, a.addr, "retry doomed 1 0 0", false); got != "OK\r\n" {
+		t.Fatalf("retry doomed 1 0 0: %q", got)
+	}
+	req := func(tp protocol.Type, args ...string) []byte {
+		b := make([][]byte, len(args))
+		for i, a := range args {
+			b[i] = []byte(a)
+		}
+		return protocol.AppendRequest(nil, tp, b...)
+	}
+	got := raw(t, a.addr, 1, req(protocol.SubmitJobBg, "doomed", "", "d"))
+	if got[0].Type != protocol.JobCreated {
+		t.Fatalf("submit: %v", got[0].Type)
+	}
+	h := string(got[0].Args[0])
+	// The failure buries the job; the submit after it is acknowledged once its batch is committed,
+	// and the dead job's row was queued before it.
+	got = raw(t, a.addr, 2, req(protocol.CanDo, "doomed"), req(protocol.GrabJob), req(protocol.WorkFail, h),
+		req(protocol.SubmitJobBg, "later", "", "l"))
+	if got[0].Type != protocol.JobAssign || got[1].Type != protocol.JobCreated {
+		t.Fatalf("grab, fail and submit: %v %v", got[0].Type, got[1].Type)
+	}
+	listed := h + "\tdoomed\t1\t"
+	if got := adminLines(t, a.addr, "dead list", true); !strings.Contains(got, listed) {
+		t.Fatalf("a's dead list: %q", got)
+	}
+
+	proxy.Cut()
+	testenv.WaitFor(t, "b to adopt a's jobs", leaseTTL+10*time.Second, func() bool { return b.adoptedFrom("H:da") >= 0 })
+	if !strings.Contains(b.output(), `from=H:da jobs=1 dead=1`) {
+		t.Errorf("b's adoption log:\n%s", b.output())
+	}
+	if got := adminLines(t, b.addr, "dead list", true); !strings.Contains(got, listed) {
+		t.Fatalf("the adopter's dead list: %q", got)
+	}
+
+	proxy.Heal()
+	testenv.WaitFor(t, "a to rejoin", 30*time.Second, func() bool { return strings.Contains(a.output(), "fence lifted") })
+	if !strings.Contains(a.output(), `msg="forgot dead jobs adopted by another server while fenced" dead=1`) {
+		t.Errorf("a did not forget the adopted dead job:\n%s", a.output())
+	}
+	if got := adminLines(t, a.addr, "dead list", true); got != ".\n" {
+		t.Errorf("a's dead list after rejoining: %q", got)
+	}
+	if got := adminLines(t, b.addr, "dead retry "+h, false); got != "OK 1\n" {
+		t.Fatalf("dead retry %s on the adopter: %q", h, got)
+	}
+	if got := adminLines(t, b.addr, "dead list", true); got != ".\n" {
+		t.Errorf("the adopter's dead list after the retry: %q", got)
+	}
+	if got := adminLines(t, b.addr, "status", true); !strings.Contains(got, "doomed\t1\t0\t0\n") {
+		t.Errorf("the retried job is not queued at the adopter:\n%s", got)
+	}
+	b.stop()
+	a.stop()
+}

@@ -16,8 +16,8 @@ import (
 
 // Fleet runs a server's side of a fleet of gear servers on one PostgreSQL database (issue 17): it
 // renews the server's lease every TTL/3, fences the core the moment the lease runs out unrenewed,
-// rejoins under a new epoch when the database answers again (forgetting the jobs adopted
-// meanwhile), adopts the jobs of servers whose lease lapsed, and holds the schedule leader lease
+// rejoins under a new epoch when the database answers again (forgetting the jobs and dead jobs
+// adopted meanwhile), adopts the jobs and dead sets of servers whose lease lapsed, and holds the schedule leader lease
 // (Leader, for Options.ScheduleLeader) so named schedules fire once per fleet.
 //
 // Time is measured on this machine: the lease counts from when the renewal was sent, so the server
@@ -163,14 +163,17 @@ func (f *Fleet) leaseEnd() time.Time {
 	return f.leaseUntil
 }
 
-// rejoin takes a new epoch and lease, drops the jobs the server no longer owns and lifts the fence.
+// rejoin takes a new epoch and lease, drops the jobs and dead jobs the server no longer owns and
+// lifts the fence.
 func (f *Fleet) rejoin(ctx context.Context, now time.Time) bool {
-	owned, err := f.st.Rejoin(ctx, f.ttl)
+	dead := f.srv.core.DeadHandles() // before the store is asked: a job dying meanwhile stays
+	owned, ownedDead, err := f.st.Rejoin(ctx, f.ttl)
 	if err != nil {
 		f.log.Warn("fenced: cannot rejoin the fleet yet", "err", err)
 		return false
 	}
 	f.srv.core.ForgetUnowned(func(seq uint64) bool { return owned[seq] })
+	f.srv.core.ForgetUnownedDead(dead, func(h string) bool { return ownedDead[h] })
 	f.mu.Lock()
 	f.fenced = false
 	f.leaseUntil = now.Add(f.ttl)
@@ -195,7 +198,7 @@ func (f *Fleet) lead(ctx context.Context, now time.Time) {
 	}
 }
 
-// adoptLapsed adopts the jobs of every server whose lease lapsed.
+// adoptLapsed adopts the jobs and dead sets of every server whose lease lapsed.
 func (f *Fleet) adoptLapsed() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.ttl)
 	defer cancel()
@@ -205,17 +208,18 @@ func (f *Fleet) adoptLapsed() {
 	}
 	for _, owner := range dead {
 		began := time.Now()
-		jobs, err := f.st.Adopt(ctx, owner, f.srv.core.AllocSeqs)
+		a, err := f.st.Adopt(ctx, owner, f.srv.core.AllocSeqs)
 		if err != nil {
 			f.log.Warn("adoption failed", "from", owner, "err", err)
 			continue
 		}
-		if jobs == nil {
+		if a == nil {
 			continue
 		}
-		f.srv.core.Adopt(jobs)
-		f.log.Info("adopted the jobs of a server whose lease lapsed", "from", owner, "jobs", len(jobs),
-			"took", time.Since(began).Round(time.Millisecond))
+		f.srv.core.Adopt(a.Jobs)
+		f.srv.core.AdoptDead(a.Dead)
+		f.log.Info("adopted the jobs of a server whose lease lapsed", "from", owner, "jobs", len(a.Jobs),
+			"dead", len(a.Dead), "took", time.Since(began).Round(time.Millisecond))
 	}
 }
 

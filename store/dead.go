@@ -76,3 +76,26 @@ func (b *pgBatch) queueDead(q *pgx.Batch, owner string) {
 		q.Queue(`DELETE FROM gear_dead WHERE owner = $1 AND handle = ANY($2::bytea[])`, owner, gone)
 	}
 }
+
+// deadCommitted takes the dead jobs of a committed batch off the pending count.
+func (p *Postgres) deadCommitted(ops []pgOp) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range ops {
+		if o.kind != opDeadAdd {
+			continue
+		}
+		if p.deadPending[o.dead.Handle]--; p.deadPending[o.dead.Handle] <= 0 {
+			delete(p.deadPending, o.dead.Handle)
+		}
+	}
+}
+
+// pendingDead adds to owned the handles of the dead jobs queued and not yet committed.
+func (p *Postgres) pendingDead(owned map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for h := range p.deadPending {
+		owned[h] = true
+	}
+}

@@ -139,6 +139,12 @@ func TestPostgres_DeadSetFoldsInOneBatch(t *testing.T) {
 	if got := loadDead(t, p); !maps.Equal(got, want) {
 		t.Fatalf("dead set: %q, want %q", got, want)
 	}
+	p.mu.Lock()
+	pending := len(p.deadPending)
+	p.mu.Unlock()
+	if pending != 0 {
+		t.Errorf("%d dead jobs still counted pending after their commit", pending)
+	}
 }
 
 // waitQueueTaken waits until the committer has taken everything queued.

@@ -88,26 +88,37 @@ func (p *Postgres) Lapsed(ctx context.Context) ([]string, error) {
 	return owners, nil
 }
 
-// Adopt moves the unfinished jobs of dead, a server whose lease has lapsed, to this store's owner in
-// one transaction, and returns them as they are now stored: new sequence numbers first..first+n-1,
-// from alloc(n) (the caller's own sequence, which it must not hand out again), handles
-// OWNER:seq, the rest (function, unique, reducer, priority, due time, retries, created, data) kept.
+// Adoption is what an adoption moved to this server: the dead server's unfinished jobs, and its
+// dead set (jobs that failed their last attempt).
+type Adoption struct {
+	// Jobs as they are now stored: new sequence numbers and handles OWNER:seq, the rest kept.
+	Jobs []*Job
+	// Dead keeps its handles (they name no job of either server any more): the core shows them
+	// under the handles their clients were given.
+	Dead []DeadEntry
+}
+
+// Adopt moves the unfinished jobs and the dead set of dead, a server whose lease has lapsed, to
+// this store's owner in one transaction, and returns them. The jobs get new sequence numbers
+// first..first+n-1, from alloc(n) (the caller's own sequence, which it must not hand out again),
+// and handles OWNER:seq, the rest (function, unique, reducer, priority, due time, retries, created,
+// data) kept. A dead job whose handle the adopter already holds in its dead set is dropped.
 // dead's epoch is bumped, its lease cleared and its row marked adopted_by; a server adopted with no
-// jobs gives an empty, non-nil slice. It returns nil, nil when there is nothing to do: dead renewed
+// jobs gives empty, non-nil Jobs. It returns nil, nil when there is nothing to do: dead renewed
 // its lease meanwhile, or another server is adopting it (a transaction's advisory lock on dead's
 // name decides, tried without waiting, so survivors do not queue up behind each other).
-func (p *Postgres) Adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
-	jobs, err := p.adopt(ctx, dead, alloc)
+func (p *Postgres) Adopt(ctx context.Context, dead string, alloc func(n int) uint64) (*Adoption, error) {
+	a, err := p.adopt(ctx, dead, alloc)
 	if err != nil {
 		if isFenced(err) {
 			err = ErrFenced
 		}
 		return nil, fmt.Errorf("adopting the jobs of %s: postgres: %w", dead, err)
 	}
-	return jobs, nil
+	return a, nil
 }
 
-func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uint64) ([]*Job, error) {
+func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uint64) (*Adoption, error) {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -176,6 +187,10 @@ func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uin
 		}
 		slices.SortFunc(jobs, func(a, b *Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
+	buried, err := moveDead(ctx, tx, dead, p.owner)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE gear_servers SET epoch = epoch + 1, lease_until = NULL, adopted_by = $2, adopted_at = now()
 		WHERE owner = $1`, dead, p.owner); err != nil {
 		return nil, err
@@ -190,8 +205,27 @@ func (p *Postgres) adopt(ctx context.Context, dead string, alloc func(n int) uin
 	p.fleet.adoptions.Add(1)
 	p.fleet.jobsAdopted.Add(n)
 	p.jobs.Add(n)
-	p.log.Debug("adoption committed", "from", dead, "from_epoch", deadEpoch, "jobs", n)
-	return jobs, nil
+	p.log.Debug("adoption committed", "from", dead, "from_epoch", deadEpoch, "jobs", n, "dead", len(buried))
+	return &Adoption{Jobs: jobs, Dead: buried}, nil
+}
+
+// moveDead moves the dead set of owner from to owner to, keeping the rows to already has, and
+// returns the rows moved.
+func moveDead(ctx context.Context, tx pgx.Tx, from, to string) ([]DeadEntry, error) {
+	rows, err := tx.Query(ctx, `WITH moved AS (DELETE FROM gear_dead WHERE owner = $1 RETURNING handle, data, died)
+		INSERT INTO gear_dead (owner, handle, data, died) SELECT $2, handle, data, died FROM moved
+		ON CONFLICT (owner, handle) DO NOTHING
+		RETURNING handle, data`, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadEntry, error) {
+		var handle []byte
+		var e DeadEntry
+		err := r.Scan(&handle, &e.Data)
+		e.Handle = string(handle)
+		return e, err
+	})
 }
 
 // scanJob reads a row of seq, handle, function, uniq, reducer, priority, due, retries, created, data.
@@ -215,48 +249,70 @@ func scanJob(rows pgx.Rows) (*Job, error) {
 }
 
 // Rejoin gives a fenced store a new epoch and lease (ttl), retaking the owner's advisory lock if its
-// session was lost, and returns the sequence numbers of the jobs still stored under the owner: the
-// server forgets the others, which a survivor adopted meanwhile. Batches made for the old epoch
-// fail from now on (their Adds are refused; removals are retried under the new one).
-func (p *Postgres) Rejoin(ctx context.Context, ttl time.Duration) (owned map[uint64]bool, err error) {
+// session was lost, and returns what is still stored under the owner: the sequence numbers of its
+// jobs, and the handles of its dead set with those queued and not yet committed (which will be
+// written under the new epoch). The server forgets the others, which a survivor adopted meanwhile.
+// Batches made for the old epoch fail from now on (their Adds are refused; removals and dead set
+// writes are retried under the new one).
+func (p *Postgres) Rejoin(ctx context.Context, ttl time.Duration) (owned map[uint64]bool, ownedDead map[string]bool, err error) {
+	fail := func(err error) (map[uint64]bool, map[string]bool, error) {
+		return nil, nil, fmt.Errorf("rejoining: postgres: %w", err)
+	}
 	if err := p.relock(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
 	}
 	defer tx.Rollback(ctx)
 	// FOR UPDATE first, as an adoption does: an UPDATE alone takes a lock that gear_hold's KEY SHARE
 	// does not wait for, and a batch of the old epoch could commit rows the listing below misses.
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM gear_servers WHERE owner = $1 FOR UPDATE`, p.owner); err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
 	}
 	var epoch int64
 	if err := tx.QueryRow(ctx, `UPDATE gear_servers SET epoch = epoch + 1, heartbeat = now(),
 		lease_until = now() + $2 * interval '1 millisecond', adopted_by = NULL WHERE owner = $1 RETURNING epoch`,
 		p.owner, ttl.Milliseconds()).Scan(&epoch); err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
 	}
 	rows, err := tx.Query(ctx, `SELECT seq FROM gear_jobs WHERE owner = $1`, p.owner)
 	if err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
 	}
 	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
+	}
+	rows, err = tx.Query(ctx, `SELECT handle FROM gear_dead WHERE owner = $1`, p.owner)
+	if err != nil {
+		return fail(err)
+	}
+	handles, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return fail(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("rejoining: postgres: %w", err)
+		return fail(err)
 	}
+	ownedDead = make(map[string]bool, len(handles))
+	for _, h := range handles {
+		ownedDead[string(h)] = true
+	}
+	// The dead jobs still queued now, before the new epoch is stored, can only be committed under it
+	// (the old one is gone): they stay the owner's. One committed under the old epoch is in the
+	// listing unless a survivor adopted it, and counts as queued only in the moment before the
+	// committer takes its batch's result.
+	p.pendingDead(ownedDead)
 	p.epoch.Store(epoch)
 	p.jobs.Store(int64(len(seqs)))
 	owned = make(map[uint64]bool, len(seqs))
 	for _, s := range seqs {
 		owned[uint64(s)] = true
 	}
-	p.log.Info("rejoined the fleet", "owner", p.owner, "epoch", epoch, "jobs", len(seqs))
-	return owned, nil
+	p.log.Info("rejoined the fleet", "owner", p.owner, "epoch", epoch, "jobs", len(seqs), "dead", len(handles))
+	return owned, ownedDead, nil
 }
 
 // relock makes sure the owner's advisory lock is held: a cut connection ended the session that held

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -65,15 +66,15 @@ func TestFleet_AdoptFencesTheDeadOwner(t *testing.T) {
 		}
 		return 100
 	}
-	if jobs, err := b.Adopt(ctx, "H:a", alloc); err != nil || jobs != nil {
-		t.Fatalf("adopting a live server: %v, %v", jobs, err)
+	if a, err := b.Adopt(ctx, "H:a", alloc); err != nil || a != nil {
+		t.Fatalf("adopting a live server: %v, %v", a, err)
 	}
 	waitLapsed(t, b, "H:a")
-	jobs, err := b.Adopt(ctx, "H:a", alloc)
-	if err != nil || len(jobs) != len(in) {
-		t.Fatalf("Adopt: %d jobs, %v", len(jobs), err)
+	adoption, err := b.Adopt(ctx, "H:a", alloc)
+	if err != nil || len(adoption.Jobs) != len(in) || len(adoption.Dead) != 0 {
+		t.Fatalf("Adopt: %+v, %v", adoption, err)
 	}
-	for i, j := range jobs {
+	for i, j := range adoption.Jobs {
 		want := *in[i]
 		want.Seq, want.Handle = 100+uint64(i), fmt.Sprintf("H:b:%d", 100+i)
 		if j.Seq != want.Seq || j.Handle != want.Handle || j.Function != want.Function || j.Unique != want.Unique ||
@@ -96,13 +97,13 @@ func TestFleet_AdoptFencesTheDeadOwner(t *testing.T) {
 	if err := a.Renew(ctx, time.Minute); !errors.Is(err, ErrFenced) {
 		t.Fatalf("Renew by a fenced store: %v", err)
 	}
-	if jobs, err := b.Adopt(ctx, "H:a", alloc); err != nil || jobs != nil {
-		t.Fatalf("adopting twice: %v, %v", jobs, err)
+	if again, err := b.Adopt(ctx, "H:a", alloc); err != nil || again != nil {
+		t.Fatalf("adopting twice: %v, %v", again, err)
 	}
 	before := a.Epoch()
-	owned, err := a.Rejoin(ctx, time.Minute)
-	if err != nil || len(owned) != 0 || a.Epoch() <= before {
-		t.Fatalf("Rejoin: %v, %v, epoch %d after %d", owned, err, a.Epoch(), before)
+	owned, ownedDead, err := a.Rejoin(ctx, time.Minute)
+	if err != nil || len(owned) != 0 || len(ownedDead) != 0 || a.Epoch() <= before {
+		t.Fatalf("Rejoin: %v, %v, %v, epoch %d after %d", owned, ownedDead, err, a.Epoch(), before)
 	}
 	mustAdd(t, a, &Job{Seq: 5, Handle: "H:a:5", Function: "fn", Data: []byte("5")})
 	if got := replay(t, a); len(got) != 1 || got[0].Seq != 5 {
@@ -121,9 +122,9 @@ func TestFleet_AdoptNoJobs(t *testing.T) {
 	mustOpenLeased(t, url, "H:idle", 200*time.Millisecond)
 	b := mustOpenLeased(t, url, "H:b", time.Minute)
 	waitLapsed(t, b, "H:idle")
-	jobs, err := b.Adopt(context.Background(), "H:idle", func(int) uint64 { t.Error("alloc for no jobs"); return 1 })
-	if err != nil || jobs == nil || len(jobs) != 0 {
-		t.Fatalf("Adopt: %v, %v", jobs, err)
+	a, err := b.Adopt(context.Background(), "H:idle", func(int) uint64 { t.Error("alloc for no jobs"); return 1 })
+	if err != nil || a == nil || a.Jobs == nil || len(a.Jobs) != 0 || len(a.Dead) != 0 {
+		t.Fatalf("Adopt: %+v, %v", a, err)
 	}
 	v, err := b.Fleet(context.Background())
 	if err != nil || len(v.Servers) != 2 || v.Servers[1].Owner != "H:idle" || v.Servers[1].AdoptedBy != "H:b" ||
@@ -201,11 +202,11 @@ func TestFleet_AddsRacingAnAdoption(t *testing.T) {
 		})
 	}
 	waitLapsed(t, b, "H:a")
-	jobs, err := b.Adopt(context.Background(), "H:a", func(int) uint64 { return 1_000_000 })
+	adoption, err := b.Adopt(context.Background(), "H:a", func(int) uint64 { return 1_000_000 })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jobs == nil {
+	if adoption == nil {
 		t.Fatal("Adopt did nothing: the owner's batches in flight kept the adoption out")
 	}
 	deadline := time.Now().Add(waitTimeout)
@@ -224,7 +225,7 @@ func TestFleet_AddsRacingAnAdoption(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	adopted := map[string]bool{}
-	for _, j := range jobs {
+	for _, j := range adoption.Jobs {
 		adopted[string(j.Data)] = true
 	}
 	for d := range acked {
@@ -236,4 +237,64 @@ func TestFleet_AddsRacingAnAdoption(t *testing.T) {
 		t.Errorf("%d jobs committed under the adopted owner", len(left))
 	}
 	t.Logf("%d adds acknowledged and adopted, %d refused after the adoption", len(acked), failed)
+}
+
+// An adoption moves the dead set too, in the same transaction: the adopter gets the rows it does
+// not hold already (its own of the same handle stays), the dead owner keeps none, and a rejoin
+// tells the owner so. A dead job queued by the fenced owner is written nowhere until it rejoins,
+// then under its new epoch.
+func TestFleet_AdoptMovesTheDeadSet(t *testing.T) {
+	url := testpg.NewDB(t)
+	ctx := context.Background()
+	a := mustOpenLeased(t, url, "H:a", 300*time.Millisecond)
+	b := mustOpenLeased(t, url, "H:b", time.Minute)
+	mustDead(t, a.AddDead("H:a:1", []byte("one")))
+	mustDead(t, a.AddDead("H:a:2", []byte("two")))
+	mustDead(t, a.AddDead("H:a:3", []byte("a's three")))
+	mustAdd(t, a, &Job{Seq: 4, Handle: "H:a:4", Function: "fn", Data: []byte("4")})
+	mustDead(t, b.AddDead("H:a:3", []byte("b's three")))
+	mustDead(t, b.AddDead("H:b:1", []byte("b's own")))
+	mustAdd(t, b, &Job{Seq: 1, Handle: "H:b:1", Function: "fn", Data: []byte("1")})
+
+	waitLapsed(t, b, "H:a")
+	adoption, err := b.Adopt(ctx, "H:a", func(int) uint64 { return 100 })
+	if err != nil || adoption == nil || len(adoption.Jobs) != 1 {
+		t.Fatalf("Adopt: %+v, %v", adoption, err)
+	}
+	moved := map[string]string{}
+	for _, d := range adoption.Dead {
+		moved[d.Handle] = string(d.Data)
+	}
+	if want := map[string]string{"H:a:1": "one", "H:a:2": "two"}; !maps.Equal(moved, want) {
+		t.Errorf("adopted dead jobs %q, want %q", moved, want)
+	}
+	want := map[string]string{"H:a:1": "one", "H:a:2": "two", "H:a:3": "b's three", "H:b:1": "b's own"}
+	if got := loadDead(t, b); !maps.Equal(got, want) {
+		t.Errorf("the adopter's dead set: %q, want %q", got, want)
+	}
+	if got := loadDead(t, a); len(got) != 0 {
+		t.Errorf("the adopted owner still holds dead jobs %q", got)
+	}
+
+	// The fenced owner queues a dead job: its batch is refused.
+	mustDead(t, a.AddDead("H:a:5", []byte("late")))
+	mustDead(t, a.DeleteDead("H:a:1")) // now b's: a's deletion must not touch it
+	if err := add(a, &Job{Seq: 6, Handle: "H:a:6", Function: "fn", Data: []byte("6")}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Add by a fenced store: %v", err)
+	}
+	var rows int
+	if err := sqlConn(t, url).QueryRow(ctx, `SELECT count(*) FROM gear_dead WHERE handle = 'H:a:5' OR owner = 'H:a'`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("the fenced owner wrote %d dead rows (%v)", rows, err)
+	}
+	owned, ownedDead, err := a.Rejoin(ctx, time.Minute)
+	if err != nil || len(owned) != 0 || !maps.Equal(ownedDead, map[string]bool{"H:a:5": true}) {
+		t.Fatalf("Rejoin: %v, %v, %v; want only the queued dead job H:a:5", owned, ownedDead, err)
+	}
+	mustAdd(t, a, &Job{Seq: 7, Handle: "H:a:7", Function: "fn", Data: []byte("7")}) // after the retried writes
+	if got := loadDead(t, a); !maps.Equal(got, map[string]string{"H:a:5": "late"}) {
+		t.Errorf("after rejoining, the owner's dead set: %q", got)
+	}
+	if got := loadDead(t, b); !maps.Equal(got, want) {
+		t.Errorf("after the owner rejoined, the adopter's dead set: %q, want %q", got, want)
+	}
 }

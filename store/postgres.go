@@ -50,6 +50,10 @@ type Postgres struct {
 	queue     []pgOp
 	spare     []pgOp
 
+	// deadPending counts, by handle, the dead jobs queued and not yet committed: a rejoin counts them
+	// as the owner's (fleet.go). mu guards it.
+	deadPending map[string]int
+
 	// The committer's own: removals, retry counts, reservations and dead set writes of a batch that
 	// failed, carried into the next one (a removal lost would run a finished job again after a restart).
 	retry []pgOp
@@ -173,7 +177,8 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", where, err)
 	}
-	p := &Postgres{pool: pool, owner: o.Owner, where: where, mode: o.Sync, log: o.Log, commit: o.CommitTimeout, ownerWait: o.OwnerWait, leaseTTL: o.LeaseTTL}
+	p := &Postgres{pool: pool, owner: o.Owner, where: where, mode: o.Sync, log: o.Log, commit: o.CommitTimeout, ownerWait: o.OwnerWait,
+		leaseTTL: o.LeaseTTL, deadPending: map[string]int{}}
 	p.initLifecycle()
 	p.counters.init()
 	if err := p.open(ctx); err != nil {
@@ -303,7 +308,7 @@ var migrations = []string{
 	END $$`,
 	// 5: the dead set (DeadStore, dead.go): a background job that failed its last attempt, as the
 	// core encodes it, by handle. died is when the row was written, about when the job died (the
-	// exact time is in data).
+	// exact time is in data); an adoption moves the rows to the adopter, died kept.
 	`CREATE TABLE gear_dead (
 		owner  text NOT NULL REFERENCES gear_servers (owner),
 		handle bytea NOT NULL,
@@ -421,6 +426,9 @@ func (p *Postgres) push(o pgOp) error {
 		return err
 	}
 	p.queue = append(p.queue, o)
+	if o.kind == opDeadAdd {
+		p.deadPending[o.dead.Handle]++
+	}
 	p.signal()
 	return nil
 }
@@ -592,6 +600,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 		}
 	} else {
 		p.jobs.Add(int64(inserted) - removed)
+		p.deadCommitted(ops)
 		p.savedSeq = max(p.savedSeq, next)
 		if next > p.nextSeq.Load() {
 			p.nextSeq.Store(next)
