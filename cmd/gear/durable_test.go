@@ -110,12 +110,15 @@ func startStored(t *testing.T, st durableStore) (*proc, string) {
 	return p, listenAddr(t, p)
 }
 
-func TestDurable_RestartKeepsJobs(t *testing.T) {
+// onEachStore runs fn as a subtest on a Pebble store and on a PostgreSQL one.
+func onEachStore(t *testing.T, fn func(t *testing.T, st durableStore)) {
 	for _, mk := range []func(*testing.T) durableStore{pebbleStore, postgresStore} {
 		st := mk(t)
-		t.Run(st.name, func(t *testing.T) { restartKeepsJobs(t, st) })
+		t.Run(st.name, func(t *testing.T) { fn(t, st) })
 	}
 }
+
+func TestDurable_RestartKeepsJobs(t *testing.T) { onEachStore(t, restartKeepsJobs) }
 
 func restartKeepsJobs(t *testing.T, st durableStore) {
 	p, addr := startStored(t, st)
@@ -168,6 +171,55 @@ func restartKeepsJobs(t *testing.T, st durableStore) {
 	worker.send(protocol.GrabJob)
 	worker.expect(protocol.NoJob)
 	waitFor(t, "the store to empty", 10*time.Second, func() bool { return storeInfo(t, addr).Jobs == 0 })
+}
+
+// The dead set survives a restart on either store: a job failed on its only attempt is listed
+// after the restart, and retrying it by handle runs it again and takes it out of the dead set for
+// good.
+func TestDurable_RestartKeepsDeadSet(t *testing.T) { onEachStore(t, restartKeepsDeadSet) }
+
+func restartKeepsDeadSet(t *testing.T, st durableStore) {
+	p, addr := startStored(t, st)
+	if got := adminLine(t, addr, "retry doomed 1 0 0"); got != "OK\r\n" {
+		t.Fatalf("retry doomed 1 0 0: %q", got)
+	}
+	h := admConnect(t, addr).submitBg("doomed")
+	worker := admConnect(t, addr)
+	worker.send(protocol.CanDo, "doomed")
+	worker.send(protocol.GrabJob)
+	if got := worker.expect(protocol.JobAssign); got[0] != h {
+		t.Fatalf("worker got %q, want %s", got, h)
+	}
+	worker.send(protocol.WorkFail, h)
+	listed := h + "\tdoomed\t1\t"
+	waitFor(t, "the failed job in the dead set", 10*time.Second, func() bool {
+		return strings.Contains(adminList(t, addr, "dead list"), listed)
+	})
+	stopGear(t, p)
+
+	p, addr = startStored(t, st)
+	if got := adminList(t, addr, "dead list"); !strings.Contains(got, listed) || !strings.HasSuffix(got, "WORK_FAIL\n.\n") {
+		t.Fatalf("dead list after a restart:\n%s", got)
+	}
+	if got := adminLine(t, addr, "dead retry "+h); got != "OK 1\n" {
+		t.Fatalf("dead retry %s: %q", h, got)
+	}
+	worker = admConnect(t, addr)
+	worker.send(protocol.CanDo, "doomed")
+	worker.send(protocol.GrabJob)
+	got := worker.expect(protocol.JobAssign)
+	if got[0] == h || got[2] != "data" {
+		t.Fatalf("the retried dead job: %q", got)
+	}
+	worker.send(protocol.WorkComplete, got[0], "")
+	waitFor(t, "the store to empty", 10*time.Second, func() bool { return storeInfo(t, addr).Jobs == 0 })
+	stopGear(t, p)
+
+	p, addr = startStored(t, st)
+	if got := adminList(t, addr, "dead list"); got != ".\n" {
+		t.Errorf("dead list after the retried job ran and a restart:\n%s", got)
+	}
+	stopGear(t, p)
 }
 
 // GEAR_STORE and GEAR_DATA_DIR choose the store when no flag does; --sync shows in `store`; without
