@@ -3,7 +3,8 @@
 // directory owned by an unprivileged user (nobody, when the tests run as root: PostgreSQL refuses to
 // run as root), listening on its unix socket in that directory and on a free loopback port. The
 // cluster starts with the first NewDB and is stopped by Stop (call it from TestMain, after m.Run);
-// every test gets a database of its own.
+// every test gets a database of its own. A test that stops and restarts the database starts a
+// cluster of its own with New (Down, Up).
 //
 // A machine without PostgreSQL fails the test with a message saying how to install it, unless the
 // tests run with -short.
@@ -65,6 +66,22 @@ func NewDB(tb testing.TB) string {
 		tb.Fatalf("testpg: %v", err)
 	}
 	return u
+}
+
+// New starts a cluster of the test's own, stopped and removed when the test ends: for a test that
+// stops the database and starts it again (Down, Up), which would break the other tests of a
+// shared one. Without PostgreSQL installed the test fails, or under -short is skipped.
+func New(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := Start()
+	if errors.Is(err, errNotInstalled) && testing.Short() {
+		tb.Skipf("testpg: %v (skipped under -short)", err)
+	}
+	if err != nil {
+		tb.Fatalf("testpg: %v", err)
+	}
+	tb.Cleanup(c.Stop)
+	return c
 }
 
 // Shared returns the test binary's cluster, started by the first call.
@@ -168,7 +185,12 @@ func (c *Cluster) start(data string) error {
 	}
 	c.port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	logf, err := os.Create(filepath.Join(c.dir, "postgres.log"))
+	return c.launch(data)
+}
+
+// launch runs the server on c.port and waits until it accepts connections.
+func (c *Cluster) launch(data string) error {
+	logf, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -192,7 +214,9 @@ func (c *Cluster) start(data string) error {
 		conn, err := pgconn.Connect(ctx, c.url("postgres"))
 		cancel()
 		if err == nil {
+			c.mu.Lock()
 			c.admin = conn
+			c.mu.Unlock()
 			return nil
 		}
 		select {
@@ -231,6 +255,9 @@ func (c *Cluster) CreateDB() (string, error) {
 	name := fmt.Sprintf("gear_test_%d", c.n.Add(1))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.admin == nil {
+		return "", errors.New("the server is down")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := c.admin.Exec(ctx, "CREATE DATABASE "+name).ReadAll(); err != nil {
@@ -239,12 +266,52 @@ func (c *Cluster) CreateDB() (string, error) {
 	return c.url(name), nil
 }
 
+// Down stops the server with pg_ctl stop -m mode ("fast": every session is ended and the server
+// exits after a shutdown checkpoint; "immediate": as if it crashed), keeping its data directory and
+// port for Up.
+func (c *Cluster) Down(mode string) error {
+	c.mu.Lock()
+	if c.admin != nil {
+		c.admin.Close(context.Background())
+		c.admin = nil
+	}
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		return errors.New("testpg: the server is not running")
+	default:
+	}
+	if out, err := c.command("pg_ctl", "stop", "-D", filepath.Join(c.dir, "data"), "-m", mode, "-w").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop -m %s: %v\n%s", mode, err, out)
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(time.Minute):
+		return errors.New("testpg: postgres did not exit within a minute of pg_ctl stop")
+	}
+}
+
+// Up starts the server again after Down, on the same data directory and port, and waits until it
+// accepts connections.
+func (c *Cluster) Up() error {
+	select {
+	case <-c.done:
+	default:
+		return errors.New("testpg: the server is running")
+	}
+	return c.launch(filepath.Join(c.dir, "data"))
+}
+
 // Stop stops the server at once (pg_ctl stop -m immediate: nothing of a throwaway cluster needs
 // a clean shutdown) and removes the cluster's directory.
 func (c *Cluster) Stop() {
+	c.mu.Lock()
 	if c.admin != nil {
 		c.admin.Close(context.Background())
+		c.admin = nil
 	}
+	c.mu.Unlock()
 	if c.done != nil {
 		select {
 		case <-c.done:
