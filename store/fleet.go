@@ -46,6 +46,9 @@ type fleetState struct {
 func (p *Postgres) LeaseStart() time.Time { return p.fleet.leaseStart }
 
 // Renew extends the store's lease to ttl from now under its epoch; ErrFenced if the epoch is gone.
+// It also makes sure the owner's advisory lock is still held: a restart of the database, or a cut
+// connection, ends the session that held it, which no fence follows when the lease outlives the
+// outage, and a second server under the same owner would no longer be refused.
 func (p *Postgres) Renew(ctx context.Context, ttl time.Duration) error {
 	tag, err := p.pool.Exec(ctx, `UPDATE gear_servers SET heartbeat = now(), lease_until = now() + $3 * interval '1 millisecond'
 		WHERE owner = $1 AND epoch = $2`, p.owner, p.epoch.Load(), ttl.Milliseconds())
@@ -54,6 +57,9 @@ func (p *Postgres) Renew(ctx context.Context, ttl time.Duration) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrFenced
+	}
+	if err := p.relock(ctx); err != nil {
+		return fmt.Errorf("renewing the lease: %w", err)
 	}
 	return nil
 }
@@ -259,7 +265,7 @@ func (p *Postgres) Rejoin(ctx context.Context, ttl time.Duration) (owned map[uin
 		return nil, nil, fmt.Errorf("rejoining: postgres: %w", err)
 	}
 	if err := p.relock(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("rejoining: %w", err)
 	}
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
@@ -321,23 +327,23 @@ func (p *Postgres) relock(ctx context.Context) error {
 	p.fleet.mu.Lock()
 	defer p.fleet.mu.Unlock()
 	if p.lock == nil {
-		return errors.New("rejoining: the store is closed")
+		return errors.New("the store is closed")
 	}
 	if _, err := p.lock.Exec(ctx, `SELECT 1`); err == nil {
 		return nil
 	}
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("rejoining: postgres: %w", err)
+		return fmt.Errorf("retaking the owner's lock: postgres: %w", err)
 	}
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockOwner, p.owner).Scan(&ok); err != nil {
 		conn.Release()
-		return fmt.Errorf("rejoining: postgres: %w", err)
+		return fmt.Errorf("retaking the owner's lock: postgres: %w", err)
 	}
 	if !ok {
 		conn.Release()
-		return fmt.Errorf("rejoining: owner %q is in use by another gear server", p.owner)
+		return fmt.Errorf("owner %q is in use by another gear server", p.owner)
 	}
 	old := p.lock
 	p.lock = conn

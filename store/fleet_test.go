@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -296,5 +297,36 @@ func TestFleet_AdoptMovesTheDeadSet(t *testing.T) {
 	}
 	if got := loadDead(t, b); !maps.Equal(got, want) {
 		t.Errorf("after the owner rejoined, the adopter's dead set: %q, want %q", got, want)
+	}
+}
+
+// The database restarting ends the session that held the owner's advisory lock. The next renewal
+// takes the lock again, so a second server under the same owner is still refused.
+func TestFleet_RenewRetakesTheOwnerLock(t *testing.T) {
+	url := testpg.NewDB(t)
+	proxy := testpg.Shared(t).NewProxy(t)
+	p := mustOpenLeased(t, proxy.URL(url), "H:l", time.Minute)
+	proxy.Cut() // every session of p ends, the lock's among them
+	proxy.Heal()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	deadline := time.Now().Add(waitTimeout)
+	for { // the pool meets its dead connections one by one
+		err := p.Renew(ctx, time.Minute)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrFenced) || time.Now().After(deadline) {
+			t.Fatalf("Renew after the reconnect: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second, err := openPG(url, "H:l", SyncAlways)
+	if err == nil {
+		second.Close()
+		t.Fatal("a second store opened under an owner whose server renews its lease")
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second store: %v, want the owner in use", err)
 	}
 }
