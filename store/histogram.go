@@ -81,6 +81,8 @@ type counters struct {
 	// 100 µs .. 3.3 s, and 1 .. 32768 operations
 	commitLatency *Histogram
 	batchSize     *Histogram
+
+	writeLog failureLog // the committer's
 }
 
 func (c *counters) init() {

@@ -423,9 +423,10 @@ func (p *Pebble) commit(ops []op, adds int) {
 func (p *Pebble) record(err error, synced bool) {
 	if err != nil {
 		p.setError(err)
-		p.log.Error("store write failed", "err", err)
+		p.writeLog.failed(p.log, err)
 		return
 	}
+	p.writeLog.ok(p.log)
 	if synced {
 		p.lastSync.Store(time.Now().UnixNano())
 	}

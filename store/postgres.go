@@ -592,7 +592,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 	p.observeCommit(len(ops), time.Since(began), err)
 	if err != nil {
 		p.setError(err)
-		p.log.Error("store write failed", "err", err)
+		p.writeLog.failed(p.log, err)
 		for _, o := range ops {
 			if o.kind != opAdd {
 				p.retry = append(p.retry, o)
@@ -606,6 +606,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 			p.nextSeq.Store(next)
 		}
 		p.lastSync.Store(time.Now().UnixNano())
+		p.writeLog.ok(p.log)
 	}
 	for _, o := range ops {
 		if o.done != nil {
