@@ -79,6 +79,7 @@ type Core struct {
 	reservedSeq  uint64     // handles up to this are reserved in the store
 	draining     bool       // graceful shutdown: no new jobs handed out or accepted
 	fence        fenceState // lease lost: no jobs handed out, no background submits (fence.go)
+	refused      refusedLog // background jobs the store failed to take, for the log (durable.go)
 	drainedCh    chan struct{}
 	epochs       jobHeap
 	timeouts     jobHeap

@@ -6,6 +6,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"regexp"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/internal/syncbuf"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
@@ -531,6 +533,45 @@ func TestDurable_StoreFailure(t *testing.T) {
 	roundTrip(t, addr)
 	if n := fs.adds.Load(); n != 2 {
 		t.Errorf("%d Adds after a foreground job, want 2", n)
+	}
+}
+
+// A store that is down refuses every background submit: the first refusal is logged at once, the
+// next ones only as a count on a line every 10 s, not a line each.
+func TestDurable_StoreFailureLogPaced(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	s := mustStartServer(t, withStore(&failingStore{}, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	}))
+	client := mustConnect(t, addrOf(t, s))
+	submit := func(n int) {
+		t.Helper()
+		for range n {
+			client.send(protocol.SubmitJobBg, "fn", "", "x")
+		}
+		for range n {
+			client.expectError(errQueueError)
+		}
+	}
+	lines := func() []string {
+		return regexp.MustCompile(`msg="cannot store background job".*`).FindAllString(logs.String(), -1)
+	}
+	submit(50)
+	if got := lines(); len(got) != 1 || !strings.HasSuffix(got[0], "refused=1") {
+		t.Fatalf("50 refusals logged:\n%s", strings.Join(got, "\n"))
+	}
+	now.Add(int64(9 * time.Second))
+	submit(1)
+	if got := lines(); len(got) != 1 {
+		t.Fatalf("9 s later:\n%s", strings.Join(got, "\n"))
+	}
+	now.Add(int64(time.Second))
+	submit(1)
+	if got := lines(); len(got) != 2 || !strings.HasSuffix(got[1], "refused=51") {
+		t.Fatalf("10 s later, one line more counting the refusals since the first:\n%s", strings.Join(got, "\n"))
 	}
 }
 
