@@ -113,8 +113,8 @@ func (l *runLog) ran(id int) bool {
 }
 
 // startWorker runs a Go worker connected to servers, recording its runs in log; each job takes
-// pause. It stops when the test ends.
-func startWorker(t *testing.T, log *runLog, pause time.Duration, concurrency int, servers ...string) {
+// pause. It stops when the test ends, or when stop is called (which waits for its running jobs).
+func startWorker(t *testing.T, log *runLog, pause time.Duration, concurrency int, servers ...string) (stop func()) {
 	t.Helper()
 	w, err := worker.New(worker.Options{Servers: servers, Concurrency: concurrency, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
@@ -129,7 +129,10 @@ func startWorker(t *testing.T, log *runLog, pause time.Duration, concurrency int
 	}
 	done := make(chan struct{})
 	go func() { w.Run(context.Background()); close(done) }()
-	t.Cleanup(func() { w.Stop(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { w.Stop(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 var adoptedRe = regexp.MustCompile(`msg="adopted the jobs of a server whose lease lapsed" from=(\S+) jobs=(\d+)`)
