@@ -606,7 +606,9 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 			p.nextSeq.Store(next)
 		}
 		p.lastSync.Store(time.Now().UnixNano())
-		p.writeLog.ok(p.log)
+		if q.Len() > 1 { // something was written, not a batch folded away
+			p.writeLog.ok(p.log)
+		}
 	}
 	for _, o := range ops {
 		if o.done != nil {
