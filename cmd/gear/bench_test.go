@@ -88,7 +88,7 @@ func TestBench_AllScenariosAgainstGear(t *testing.T) {
 		t.Fatalf("%d result lines, want %d:\n%s", len(lines), len(bench.Scenarios), out)
 	}
 	for i, l := range lines {
-		want := "RESULT scenario=" + bench.Scenarios[i] + " server=" + addr + " clients=2 workers=2 jobs=300 payload=64 pipeline=4 jobs_per_sec="
+		want := "RESULT scenario=" + bench.Scenarios[i] + " server=" + addr + " clients=2 workers=2 jobs=300 payload=64 pipeline=4 io=raw jobs_per_sec="
 		if !strings.HasPrefix(l, want) || !strings.HasSuffix(l, " errors=0") {
 			t.Errorf("line %d: %s\nwant prefix %s", i, l, want)
 		}
