@@ -126,7 +126,9 @@ func unquoted(lit string) litCheck {
 func QuoteCommand(argv []string) string {
 	words := make([]string, len(argv))
 	for i, a := range argv {
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" {
+		// A first word NAME=... would read as an assignment, not a command: it is quoted.
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" &&
+			(i > 0 || !strings.Contains(a, "=")) {
 			words[i] = a
 			continue
 		}

@@ -56,10 +56,14 @@ func TestParseCommand_NeedsShell(t *testing.T) {
 }
 
 func TestQuoteCommand_RoundTrip(t *testing.T) {
-	argv := []string{"sh", "-c", `echo "$X" >> 'f g'`, "", "a*b", "~", "tab\there", "ü"}
-	got, err := ParseCommand(QuoteCommand(argv))
-	if err != nil || !slices.Equal(got, argv) {
-		t.Errorf("ParseCommand(QuoteCommand(%q)) = %q, %v", argv, got, err)
+	for _, argv := range [][]string{
+		{"sh", "-c", `echo "$X" >> 'f g'`, "", "a*b", "~", "tab\there", "ü"},
+		{"A=b", "c=d"}, // a command named A=b, not an assignment
+	} {
+		got, err := ParseCommand(QuoteCommand(argv))
+		if err != nil || !slices.Equal(got, argv) {
+			t.Errorf("ParseCommand(QuoteCommand(%q)) = %q, %v", argv, got, err)
+		}
 	}
 }
 
