@@ -51,7 +51,8 @@ type handshakeLog struct {
 const handshakeLogEvery = time.Second
 
 func (h *handshakeLog) failure(log *slog.Logger, now time.Time, peer string, err error) {
-	h.failed.Add(1)
+	// Counted once logged: whoever sees the count (a test, the metrics) finds its log line written.
+	defer h.failed.Add(1)
 	h.mu.Lock()
 	if !h.last.IsZero() && now.Sub(h.last) < handshakeLogEvery {
 		h.suppressed++
