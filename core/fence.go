@@ -38,7 +38,7 @@ func (s *Core) SetFenced(on bool, reason string) {
 	s.log.Info("fence lifted: serving jobs again")
 	for _, f := range s.functions {
 		if s.hasWork(f) {
-			s.wake(s.async, f)
+			s.wakeFor(s.async, f, f.queuedTotal())
 		}
 	}
 }

@@ -125,8 +125,8 @@ func (s *Core) checkTokens(tx Tx, now time.Time) time.Time {
 		g.refill(now)
 		if g.tokens >= 1 {
 			g.waiting = false
-			if f.queuedTotal() > 0 {
-				s.wake(tx, f)
+			if n := f.queuedTotal(); n > 0 {
+				s.wakeFor(tx, f, n)
 			}
 			continue
 		}
@@ -155,8 +155,8 @@ func (s *Core) hasWork(f *function) bool {
 // gateOpened wakes f's sleeping workers if jobs wait and the gate lets one through. The lock is
 // held.
 func (s *Core) gateOpened(tx Tx, f *function) {
-	if f.queuedTotal() > 0 {
-		s.wake(tx, f) // which checks the gate
+	if n := f.queuedTotal(); n > 0 {
+		s.wakeFor(tx, f, n) // which checks the gate
 	}
 }
 

@@ -209,3 +209,74 @@ func TestAdmin_GateAndDeadCommandsRefuseBadInput(t *testing.T) {
 		t.Errorf("refused commands changed a function: %+v", fs)
 	}
 }
+
+// A resume makes a whole queue runnable at once: one sleeper is woken per queued job (as many as
+// the run limit lets start), not one for the queue, so the workers drain it together.
+func TestGates_ResumeWakesASleeperPerJob(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		maxRunning int
+		woken      int
+	}{{"unlimited", 0, 3}, {"max_running_2", 2, 2}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := newTestCore(t, nil)
+			client := connect(t, c)
+			if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.Paused, fs.MaxRunning = true, tt.maxRunning }, "test"); err != nil {
+				t.Fatal(err)
+			}
+			var workers []*fakePeer
+			for range 5 {
+				w := connect(t, c)
+				w.send(protocol.CanDo, "fn")
+				w.send(protocol.PreSleep)
+				workers = append(workers, w)
+			}
+			for i := range 3 {
+				client.send(protocol.SubmitJobBg, "fn", "", fmt.Sprint(i))
+				client.expect("JOB_CREATED " + handle(i+1))
+			}
+			if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.Paused = false }, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if woken := countNoops(workers); woken != tt.woken {
+				t.Errorf("resume woke %d sleepers, want %d", woken, tt.woken)
+			}
+		})
+	}
+}
+
+// A lifted fence wakes a sleeper per job queued meanwhile, too.
+func TestFence_LiftWakesASleeperPerJob(t *testing.T) {
+	c, _ := newTestCore(t, nil)
+	client := connect(t, c)
+	var workers []*fakePeer
+	for range 4 {
+		w := connect(t, c)
+		w.send(protocol.CanDo, "fn")
+		w.send(protocol.PreSleep)
+		workers = append(workers, w)
+	}
+	c.SetFenced(true, "test")
+	for i := range 2 {
+		client.send(protocol.SubmitJob, "fn", "", fmt.Sprint(i)) // foreground: accepted while fenced
+		client.expect("JOB_CREATED " + handle(i+1))
+	}
+	c.SetFenced(false, "")
+	if woken := countNoops(workers); woken != 2 {
+		t.Errorf("the lifted fence woke %d sleepers, want 2", woken)
+	}
+}
+
+// countNoops is how many of the peers got a NOOP (and nothing else) since last asked.
+func countNoops(peers []*fakePeer) int {
+	n := 0
+	for _, p := range peers {
+		got := p.take()
+		if len(got) == 1 && got[0].typ == protocol.Noop {
+			n++
+		} else if len(got) != 0 {
+			p.t.Fatalf("peer %d got %v, want a NOOP or nothing", p.p.ID, got)
+		}
+	}
+	return n
+}

@@ -70,19 +70,34 @@ func (s *Core) enqueue(tx Tx, j *job, front bool) {
 // wake sends NOOP to sleeping workers of f that have not been woken yet, rotating through them so
 // wake-ups spread over the fleet. How many depends on Options.WorkerWakeup. A worker that was
 // passed over (woken before and never grabbed, see checkWakes) is woken only when no other will do.
-func (s *Core) wake(tx Tx, f *function) {
+func (s *Core) wake(tx Tx, f *function) { s.wakeFor(tx, f, 1) }
+
+// wakeFor is wake for jobs jobs that became runnable at once: a resume, a fence lifted, a gate
+// reopened. With one wake-up per job, as many sleepers as jobs (and as the gate lets start) are
+// woken, not one for the whole queue.
+func (s *Core) wakeFor(tx Tx, f *function, jobs int) {
 	if s.fence.on {
 		return // woken when the fence lifts (SetFenced)
 	}
-	if f.gate != nil && !s.gateOpen(f, s.opts.Now()) {
-		return // woken when the gate opens (gateOpened, checkTokens)
+	if g := f.gate; g != nil {
+		if !s.gateOpen(f, s.opts.Now()) {
+			return // woken when the gate opens (gateOpened, checkTokens)
+		}
+		if g.maxRunning > 0 {
+			jobs = min(jobs, g.maxRunning-f.running)
+		}
+		if g.rate > 0 {
+			jobs = min(jobs, max(1, int(g.tokens)))
+		}
 	}
 	limit := s.opts.WorkerWakeup
 	switch {
 	case limit == WakeOnePerJob:
-		limit = 1
+		limit = jobs
 	case limit == WakeAll:
 		limit = len(f.workers)
+	default:
+		limit = min(limit*jobs, len(f.workers))
 	}
 	n, start := len(f.workers), f.wakeNext
 	for pass := 0; pass < 2 && limit > 0; pass++ {
