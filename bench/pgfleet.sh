@@ -19,10 +19,12 @@
 #   river   `river migrate-up` and `river bench` on a database of its own on the same cluster:
 #           `--num-total-jobs RIVER_JOBS` (insert them, then time working them down: the shape of
 #           the drain row) and `--duration RIVER_DURATION` (insert and work at once: end to end);
-#   sizing  one server on PostgreSQL, function paused (submits go on, no worker gets a job), 8
-#           clients x 32 in flight submit SIZING_JOBS jobs at full speed; the database's commits
-#           (pg_stat_database.xact_commit) and WAL (pg_current_wal_lsn) are read before and after
-#           the submits, and again after the function is resumed and the workers drained the jobs;
+#   sizing  one server on PostgreSQL, its function paused (submits go on, no worker gets a job):
+#           32 clients x 1 in flight, then 8 x 32, submit SIZING_JOBS jobs at full speed; the
+#           database's commits (pg_stat_database.xact_commit) and WAL (pg_current_wal_lsn) are read
+#           before and after the submits, and again once the function is resumed and 4 workers
+#           drained the jobs (per second: over the submit phase, and from the resume to an empty
+#           queue);
 #   adopt   for each N of ADOPT_SIZES: server A with N queued background jobs (paused, no worker)
 #           and server B, both --lease-ttl LEASE_TTL; kill -9 A; B's log line of the adoption gives
 #           when it happened and how long its transaction took (tx=) and the hand-over to memory
@@ -234,7 +236,7 @@ wait_queued() {
 	local deadline=$((SECONDS + $4))
 	while (($(queued "$1" "$2") < $3)); do
 		((SECONDS < deadline)) || { say "$3 jobs of $2 not queued on port $1 after $4 s"; return 1; }
-		sleep 0.05
+		sleep 0.2 # a poll costs a connection and an awk: keep it off the measured machine
 	done
 }
 
@@ -400,39 +402,53 @@ pg_counters() {
 	sleep 1.2
 	sql "$1" "SELECT xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint FROM pg_stat_database WHERE datname = current_database()" | tr '|' ' '
 }
+# sizing_shapes: key | label | clients | in flight per client.
+sizing_shapes=(
+	"z32|32c x1|32|1"
+	"z8p32|8c x32|8|32"
+)
+# run_sizing ROUND: per shape, a fresh server submits SIZING_JOBS jobs of a paused function (the
+# database's counters read before and after), then the function is resumed and 4 workers drain
+# them (the counters read again once the server's queue is empty).
 run_sizing() {
-	local db fn=gear_sizing_$1 out c0 w0 c1 w1 c2 w2 line sub bpid
-	db=$(new_db)
-	start_pg_gear sizing "$db" H:z1
-	[[ $(admin "$srv_port" "pause $fn") == OK* ]] || { say "pause $fn failed"; return 1; }
-	read -r c0 w0 < <(pg_counters "$db")
-	out=$tmp/out.sizing.$1
-	bench "$out" "$srv_port" "$srv_pid" --scenario background --clients 8 --workers 4 --pipeline 32 \
-		--jobs "$SIZING_JOBS" --function "$fn" --timeout 120s &
-	bpid=$!
-	bg_pids+=("$bpid")
-	wait_queued "$srv_port" "$fn" "$SIZING_JOBS" 300 || true
-	read -r c1 w1 < <(pg_counters "$db")
-	admin "$srv_port" "resume $fn" >/dev/null
-	if ! wait "$bpid"; then
-		bench_failed "sizing (round $1)" "$out"
+	local entry key label clients pipeline db fn out c0 w0 c1 w1 c2 w2 line bpid tr te
+	for entry in "${sizing_shapes[@]}"; do
+		IFS='|' read -r key label clients pipeline <<<"$entry"
+		db=$(new_db)
+		fn=gear_sizing_${key}_$1
+		start_pg_gear sizing "$db" H:z1
+		[[ $(admin "$srv_port" "pause $fn") == OK* ]] || { say "pause $fn failed"; return 1; }
+		read -r c0 w0 < <(pg_counters "$db")
+		out=$tmp/out.sizing.$key.$1
+		bench "$out" "$srv_port" "$srv_pid" --scenario background --clients "$clients" --workers 4 \
+			--pipeline "$pipeline" --jobs "$SIZING_JOBS" --function "$fn" --timeout 120s &
+		bpid=$!
+		bg_pids+=("$bpid")
+		wait_queued "$srv_port" "$fn" "$SIZING_JOBS" 300 || true
+		read -r c1 w1 < <(pg_counters "$db")
+		tr=$(date +%s.%N)
+		admin "$srv_port" "resume $fn" >/dev/null
+		while (($(queued "$srv_port" "$fn") > 0)) && kill -0 "$bpid" 2>/dev/null; do
+			sleep 0.1
+		done
+		te=$(date +%s.%N)
+		if ! wait "$bpid"; then
+			bench_failed "sizing $label (round $1)" "$out"
+			stop_servers
+			drop_db "$db"
+			continue
+		fi
+		bg_pids=()
+		read -r c2 w2 < <(pg_counters "$db")
 		stop_servers
 		drop_db "$db"
-		return
-	fi
-	bg_pids=()
-	read -r c2 w2 < <(pg_counters "$db")
-	stop_servers
-	drop_db "$db"
-	line=$(cat "$out")
-	sub=$(field "$line" elapsed_sec)
-	local n=$SIZING_JOBS dsec
-	dsec=$(awk -v n="$n" -v d="$(field "$line" drain_jobs_per_sec)" 'BEGIN { print (d > 0) ? n / d : 0 }')
-	record "$(awk -v n="$n" -v s="$sub" -v ds="$dsec" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v w0="$w0" -v w1="$w1" -v w2="$w2" \
-		-v j="$(field "$line" jobs_per_sec)" 'BEGIN {
-		printf "sizing pg jobs_per_sec=%s commits_per_sec=%.0f commits_per_1000=%.1f wal_per_1000=%.0f", j, (c1 - c0) / s, (c1 - c0) * 1000 / n, (w1 - w0) * 1000 / n
-		printf " drain_commits_per_sec=%.0f drain_commits_per_1000=%.1f drain_wal_per_1000=%.0f\n", (ds > 0) ? (c2 - c1) / ds : 0, (c2 - c1) * 1000 / n, (w2 - w1) * 1000 / n }')"
-	printf '%-24s round %d %-7s %s\n' "sizing" "$1" pg "$(tail -1 "$results" | cut -d' ' -f3-)" >&2
+		line=$(cat "$out")
+		record "$(awk -v k="$key" -v n="$SIZING_JOBS" -v s="$(field "$line" elapsed_sec)" -v ds="$(awk -v a="$tr" -v b="$te" 'BEGIN { print b - a }')" \
+			-v c0="$c0" -v c1="$c1" -v c2="$c2" -v w0="$w0" -v w1="$w1" -v w2="$w2" -v j="$(field "$line" jobs_per_sec)" 'BEGIN {
+			printf "%s pg jobs_per_sec=%s commits_per_sec=%.0f commits_per_1000=%.1f wal_per_1000=%.0f", k, j, (c1 - c0) / s, (c1 - c0) * 1000 / n, (w1 - w0) * 1000 / n
+			printf " drain_jobs_per_sec=%.0f drain_commits_per_sec=%.0f drain_commits_per_1000=%.1f drain_wal_per_1000=%.0f\n", n / ds, (c2 - c1) / ds, (c2 - c1) * 1000 / n, (w2 - w1) * 1000 / n }')"
+		printf '%-24s round %d %-7s %s\n' "sizing $label" "$1" pg "$(tail -1 "$results" | cut -d' ' -f3-)" >&2
+	done
 }
 
 # --- adoption -----------------------------------------------------------------------------------
@@ -558,14 +574,22 @@ if want river && [[ -n $river ]]; then
 fi
 if want sizing; then
 	echo
-	echo "sizing: one server on PostgreSQL, $SIZING_JOBS background jobs submitted by 8 clients x 32 in flight, then drained by 4 workers"
-	printf '  %-44s %s\n' "submit jobs/s" "$(num "$(median sizing pg jobs_per_sec)")"
-	printf '  %-44s %s\n' "database commits/s while submitting" "$(num "$(median sizing pg commits_per_sec)")"
-	printf '  %-44s %s\n' "commits per 1,000 jobs submitted" "$(median sizing pg commits_per_1000)"
-	printf '  %-44s %s\n' "WAL bytes per 1,000 jobs submitted" "$(num "$(median sizing pg wal_per_1000)")"
-	printf '  %-44s %s\n' "database commits/s while draining" "$(num "$(median sizing pg drain_commits_per_sec)")"
-	printf '  %-44s %s\n' "commits per 1,000 jobs drained" "$(median sizing pg drain_commits_per_1000)"
-	printf '  %-44s %s\n' "WAL bytes per 1,000 jobs drained (removal)" "$(num "$(median sizing pg drain_wal_per_1000)")"
+	echo "sizing: one server on PostgreSQL, $SIZING_JOBS background jobs submitted at full speed (function paused), then drained by 4 workers"
+	printf '  %-44s' ""
+	for entry in "${sizing_shapes[@]}"; do IFS='|' read -r _ label _ <<<"$entry"; printf ' %12s' "$label"; done
+	echo
+	for f in "jobs_per_sec|submit jobs/s" "commits_per_sec|database commits/s while submitting" \
+		"commits_per_1000|commits per 1,000 jobs submitted" "wal_per_1000|WAL bytes per 1,000 jobs submitted" \
+		"drain_jobs_per_sec|drain jobs/s (resume to empty queue)" "drain_commits_per_sec|database commits/s while draining" \
+		"drain_commits_per_1000|commits per 1,000 jobs drained" "drain_wal_per_1000|WAL bytes per 1,000 jobs drained"; do
+		printf '  %-44s' "${f#*|}"
+		for entry in "${sizing_shapes[@]}"; do
+			IFS='|' read -r key _ <<<"$entry"
+			printf ' %12s' "$(median "$key" pg "${f%%|*}")"
+		done
+		echo
+	done
+	echo
 fi
 if want adopt; then
 	echo
