@@ -131,10 +131,13 @@ if [[ -n $(git -C "$root" status --porcelain 2>/dev/null) ]]; then
 	rev+="+changes"
 fi
 
+# free_port: a port nobody listens on, below the ephemeral range (where the kernel picks the local
+# ports of outgoing connections, which a listener cannot bind either).
+eph_low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 20000))
+		p=$((10000 + RANDOM % (eph_low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
@@ -184,8 +187,18 @@ db_url() { echo "postgres://gear@/$1?host=$pgdir&port=$pg_port&sslmode=disable";
 
 # --- gear servers -------------------------------------------------------------------------------
 nsrv=0
-# start_gear NAME ARGS...: starts a gear server with ARGS; sets srv_pid, srv_port, srv_log.
+# start_gear NAME ARGS...: starts a gear server with ARGS; sets srv_pid, srv_port, srv_log. A port
+# taken between its choice and the bind is tried again with another.
 start_gear() {
+	local name=$1 try
+	shift
+	for ((try = 0; try < 5; try++)); do
+		start_gear1 "$name" "$@" && return 0
+		grep -q 'address already in use' "$srv_log.out" 2>/dev/null || return 1
+	done
+	return 1
+}
+start_gear1() {
 	local name=$1
 	shift
 	nsrv=$((nsrv + 1))
@@ -200,6 +213,9 @@ start_gear() {
 			return 0
 		fi
 		if ! kill -0 "$srv_pid" 2>/dev/null; then
+			wait "$srv_pid" 2>/dev/null || true
+			unset 'servers[-1]'
+			grep -q 'address already in use' "$srv_log.out" 2>/dev/null && return 1
 			say "gear server $name exited at start:"
 			cat "$srv_log" "$srv_log.out" 2>/dev/null | sed 's/^/  /' >&2
 			return 1
