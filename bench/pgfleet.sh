@@ -567,8 +567,8 @@ if want river; then
 	fi
 fi
 echo
-printf '%-44s %10s  %-30s %10s %6s\n' "scenario (jobs/s)" "Gear/PG" "compared with" "its jobs/s" "ratio"
-row() { printf '%-44s %10s  %-30s %10s %6s\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$4")"; }
+printf '%-46s %10s  %-30s %10s %6s\n' "scenario (jobs/s)" "Gear/PG" "compared with" "its jobs/s" "ratio"
+row() { printf '%-46s %10s  %-30s %10s %6s\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$4")"; }
 if want speed; then
 	for entry in "${speed[@]}"; do
 		IFS='|' read -r key label _ <<<"$entry"
@@ -607,7 +607,6 @@ if want sizing; then
 		done
 		echo
 	done
-	echo
 fi
 if want adopt; then
 	echo
