@@ -21,8 +21,9 @@
 #           the drain row) and `--duration RIVER_DURATION` (insert and work at once: end to end);
 #   sizing  one server on PostgreSQL, its function paused (submits go on, no worker gets a job):
 #           32 clients x 1 in flight, then 8 x 32, submit SIZING_JOBS jobs at full speed; the
-#           database's commits (pg_stat_database.xact_commit) and WAL (pg_current_wal_lsn) are read
-#           before and after the submits, and again once the function is resumed and 4 workers
+#           database's commits (transaction ids assigned: pg_snapshot_xmax(pg_current_snapshot()))
+#           and WAL (pg_current_wal_lsn) are read before and after the submits, and again once the
+#           function is resumed and 4 workers
 #           drained the jobs (per second: over the submit phase, and from the resume to an empty
 #           queue; --worker-wakeup 0, so that the resume wakes all four);
 #   adopt   for each N of ADOPT_SIZES: server A with N queued background jobs (paused, no worker)
@@ -412,12 +413,16 @@ run_river() {
 }
 
 # --- sizing -------------------------------------------------------------------------------------
-# pg_counters DB: "xact_commit wal_lsn_bytes" of the database, after the statistics were flushed
-# (a backend reports its counts when idle, at most once a second).
+# pg_counters DB: "transactions wal_bytes": the transaction ids assigned so far (one per
+# transaction that wrote: each of a server's batches, each lease renewal) and the WAL position,
+# both of the whole cluster and current at once. pg_stat_database.xact_commit is no good for a
+# phase of a few seconds: a backend reports its counts at most once a second, and when it goes idle
+# within that second, ten seconds later; it is read only over a server's whole life (its backends
+# report when they exit), as a cross-check.
 pg_counters() {
-	sleep 1.2
-	sql "$1" "SELECT xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint FROM pg_stat_database WHERE datname = current_database()" | tr '|' ' '
+	sql "$1" "SELECT pg_snapshot_xmax(pg_current_snapshot()), pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint" | tr '|' ' '
 }
+pg_xact_commit() { sql "$1" "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
 # sizing_shapes: key | label | clients | in flight per client.
 sizing_shapes=(
 	"z32|32c x1|32|1"
@@ -427,11 +432,13 @@ sizing_shapes=(
 # database's counters read before and after), then the function is resumed and 4 workers drain
 # them (the counters read again once the server's queue is empty).
 run_sizing() {
-	local entry key label clients pipeline db fn out c0 w0 c1 w1 c2 w2 line bpid tr te
+	local entry key label clients pipeline db fn out c0 w0 c1 w1 c2 w2 cs ce ks ke line bpid tr te
 	for entry in "${sizing_shapes[@]}"; do
 		IFS='|' read -r key label clients pipeline <<<"$entry"
 		db=$(new_db)
 		fn=gear_sizing_${key}_$1
+		ks=$(pg_xact_commit "$db")
+		read -r cs _ < <(pg_counters "$db")
 		# --worker-wakeup 0: the resume wakes all four workers (by default a resume wakes one
 		# sleeping worker, as a new job does, and the queue would be drained by one)
 		start_pg_gear sizing "$db" H:z1 --worker-wakeup 0
@@ -450,6 +457,8 @@ run_sizing() {
 			sleep 0.1
 		done
 		te=$(date +%s.%N)
+		sleep 0.2 # the last removals' batch
+		read -r c2 w2 < <(pg_counters "$db")
 		if ! wait "$bpid"; then
 			bench_failed "sizing $label (round $1)" "$out"
 			stop_servers
@@ -457,14 +466,18 @@ run_sizing() {
 			continue
 		fi
 		bg_pids=()
-		read -r c2 w2 < <(pg_counters "$db")
 		stop_servers
+		sleep 0.5 # the server's backends report their counts as they exit
+		read -r ce _ < <(pg_counters "$db")
+		ke=$(pg_xact_commit "$db")
 		drop_db "$db"
 		line=$(cat "$out")
 		record "$(awk -v k="$key" -v n="$SIZING_JOBS" -v s="$(field "$line" elapsed_sec)" -v ds="$(awk -v a="$tr" -v b="$te" 'BEGIN { print b - a }')" \
-			-v c0="$c0" -v c1="$c1" -v c2="$c2" -v w0="$w0" -v w1="$w1" -v w2="$w2" -v j="$(field "$line" jobs_per_sec)" 'BEGIN {
+			-v c0="$c0" -v c1="$c1" -v c2="$c2" -v w0="$w0" -v w1="$w1" -v w2="$w2" -v j="$(field "$line" jobs_per_sec)" \
+			-v cs="$cs" -v ce="$ce" -v ks="$ks" -v ke="$ke" 'BEGIN {
 			printf "%s pg jobs_per_sec=%s commits_per_sec=%.0f commits_per_1000=%.1f wal_per_1000=%.0f", k, j, (c1 - c0) / s, (c1 - c0) * 1000 / n, (w1 - w0) * 1000 / n
-			printf " drain_jobs_per_sec=%.0f drain_commits_per_sec=%.0f drain_commits_per_1000=%.1f drain_wal_per_1000=%.0f\n", n / ds, (c2 - c1) / ds, (c2 - c1) * 1000 / n, (w2 - w1) * 1000 / n }')"
+			printf " drain_jobs_per_sec=%.0f drain_commits_per_sec=%.0f drain_commits_per_1000=%.1f drain_wal_per_1000=%.0f", n / ds, (c2 - c1) / ds, (c2 - c1) * 1000 / n, (w2 - w1) * 1000 / n
+			printf " life_tx_per_1000=%.1f life_xact_commit_per_1000=%.1f\n", (ce - cs) * 1000 / n, (ke - ks) * 1000 / n }')"
 		printf '%-24s round %d %-7s %s\n' "sizing $label" "$1" pg "$(tail -1 "$results" | cut -d' ' -f3-)" >&2
 	done
 }
@@ -599,7 +612,9 @@ if want sizing; then
 	for f in "jobs_per_sec|submit jobs/s" "commits_per_sec|database commits/s while submitting" \
 		"commits_per_1000|commits per 1,000 jobs submitted" "wal_per_1000|WAL bytes per 1,000 jobs submitted" \
 		"drain_jobs_per_sec|drain jobs/s (resume to empty queue)" "drain_commits_per_sec|database commits/s while draining" \
-		"drain_commits_per_1000|commits per 1,000 jobs drained" "drain_wal_per_1000|WAL bytes per 1,000 jobs drained"; do
+		"drain_commits_per_1000|commits per 1,000 jobs drained" "drain_wal_per_1000|WAL bytes per 1,000 jobs drained" \
+		"life_tx_per_1000|server's life: transactions per 1,000 jobs" \
+		"life_xact_commit_per_1000|the same by pg_stat_database.xact_commit"; do
 		printf '  %-44s' "${f#*|}"
 		for entry in "${sizing_shapes[@]}"; do
 			IFS='|' read -r key _ <<<"$entry"
