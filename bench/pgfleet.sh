@@ -171,7 +171,7 @@ for ((i = 0; ; i++)); do
 done
 pg_version=$(psql -h "$pgdir" -p "$pg_port" -U gear -d postgres -Atqc 'SHOW server_version' | awk '{print $1}')
 pg_conf=$(psql -h "$pgdir" -p "$pg_port" -U gear -d postgres -Atqc \
-	"SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings
+	"SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings
 	 WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'max_wal_size', 'wal_level')")
 
 # sql DB QUERY: one query's rows, unaligned.
