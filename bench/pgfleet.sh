@@ -23,9 +23,9 @@
 #           32 clients x 1 in flight, then 8 x 32, submit SIZING_JOBS jobs at full speed; the
 #           database's commits (transaction ids assigned: pg_snapshot_xmax(pg_current_snapshot()))
 #           and WAL (pg_current_wal_lsn) are read before and after the submits, and again once the
-#           function is resumed and 4 workers
-#           drained the jobs (per second: over the submit phase, and from the resume to an empty
-#           queue; --worker-wakeup 0, so that the resume wakes all four);
+#           function is resumed and 4 workers drained the jobs (per second: over the submit phase,
+#           and from the resume to an empty queue; --worker-wakeup 0, so that the resume wakes all
+#           four); xact_commit over the server's life is shown as a cross-check;
 #   adopt   for each N of ADOPT_SIZES: server A with N queued background jobs (paused, no worker)
 #           and server B, both --lease-ttl LEASE_TTL; kill -9 A; B's log line of the adoption gives
 #           when it happened and how long its transaction took (tx=) and the hand-over to memory
