@@ -24,8 +24,8 @@
 #           database's commits (transaction ids assigned: pg_snapshot_xmax(pg_current_snapshot()))
 #           and WAL (pg_current_wal_lsn) are read before and after the submits, and again once the
 #           function is resumed and 4 workers drained the jobs (per second: over the submit phase,
-#           and from the resume to an empty queue; --worker-wakeup 0, so that the resume wakes all
-#           four); xact_commit over the server's life is shown as a cross-check;
+#           and from the resume to an empty queue; the resume wakes a sleeping worker per queued
+#           job); xact_commit over the server's life is shown as a cross-check;
 #   adopt   for each N of ADOPT_SIZES: server A with N queued background jobs (paused, no worker)
 #           and server B, both --lease-ttl LEASE_TTL; kill -9 A; B's log line of the adoption gives
 #           when it happened and how long its transaction took (tx=) and the hand-over to memory
@@ -439,9 +439,7 @@ run_sizing() {
 		fn=gear_sizing_${key}_$1
 		ks=$(pg_xact_commit "$db")
 		read -r cs _ < <(pg_counters "$db")
-		# --worker-wakeup 0: the resume wakes all four workers (by default a resume wakes one
-		# sleeping worker, as a new job does, and the queue would be drained by one)
-		start_pg_gear sizing "$db" H:z1 --worker-wakeup 0
+		start_pg_gear sizing "$db" H:z1
 		[[ $(admin "$srv_port" "pause $fn") == OK* ]] || { say "pause $fn failed"; return 1; }
 		read -r c0 w0 < <(pg_counters "$db")
 		out=$tmp/out.sizing.$key.$1
