@@ -33,6 +33,8 @@ type Fleet struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	leader atomic.Int64 // Unix nanoseconds until which this server leads the schedules
+	// adopting is set while an adoption runs (one at a time, beside the loop's renewals).
+	adopting atomic.Bool
 
 	mu         sync.Mutex
 	fenced     bool
@@ -128,8 +130,14 @@ func (f *Fleet) loop() {
 				nextBeat = now.Add(f.check) // the database did not answer: try again soon
 			}
 		}
-		if !f.isFenced() {
-			f.adoptLapsed()
+		if !f.isFenced() && f.adopting.CompareAndSwap(false, true) {
+			// On a goroutine of its own: adopting a server that owned many jobs takes longer than
+			// a lease (about 12 µs a job), and this loop must go on renewing this server's lease
+			// meanwhile, or the adopter fences itself.
+			f.wg.Go(func() {
+				defer f.adopting.Store(false)
+				f.adoptLapsed()
+			})
 		}
 	}
 }
@@ -200,8 +208,15 @@ func (f *Fleet) lead(ctx context.Context, now time.Time) {
 
 // adoptLapsed adopts the jobs and dead sets of every server whose lease lapsed.
 func (f *Fleet) adoptLapsed() {
-	ctx, cancel := context.WithTimeout(context.Background(), f.ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), max(f.ttl, adoptTimeout))
 	defer cancel()
+	go func() { // Close does not wait out a long adoption
+		select {
+		case <-f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	dead, err := f.st.Lapsed(ctx)
 	if err != nil {
 		return // the beat reports the database's trouble
@@ -225,6 +240,9 @@ func (f *Fleet) adoptLapsed() {
 			"dead", len(a.Dead), "took", time.Since(began).Round(time.Millisecond), "tx", tx.Round(time.Millisecond))
 	}
 }
+
+// adoptTimeout bounds one round of adoptions: a million jobs take about 12 s here.
+const adoptTimeout = 2 * time.Minute
 
 // Fleet is the fleet's state as the database records it, for `fleet` and /api/v1/fleet.
 func (f *Fleet) Fleet(ctx context.Context) (store.FleetView, error) { return f.st.Fleet(ctx) }
