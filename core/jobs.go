@@ -87,7 +87,7 @@ func (s *Core) wakeFor(tx Tx, f *function, jobs int) {
 			jobs = min(jobs, g.maxRunning-f.running)
 		}
 		if g.rate > 0 {
-			jobs = min(jobs, max(1, int(g.tokens)))
+			jobs = min(jobs, int(g.tokens)) // gateOpen saw at least one
 		}
 	}
 	limit := s.opts.WorkerWakeup

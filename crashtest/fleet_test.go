@@ -112,6 +112,19 @@ func (l *runLog) ran(id int) bool {
 	return l.runs[id] > 0
 }
 
+// waitAllRan waits until every job of acked (by id) has run at least once.
+func waitAllRan[V any](t *testing.T, l *runLog, acked map[int]V) {
+	t.Helper()
+	testenv.WaitFor(t, "every acknowledged job to run", 2*time.Minute, func() bool {
+		for id := range acked {
+			if !l.ran(id) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // startWorker runs a Go worker connected to servers, recording its runs in log; each job takes
 // pause. It stops when the test ends, or when stop is called (which waits for its running jobs).
 func startWorker(t *testing.T, log *runLog, pause time.Duration, concurrency int, servers ...string) (stop func()) {
@@ -239,14 +252,7 @@ func TestFleet_KillAServer(t *testing.T) {
 		}
 	}
 
-	testenv.WaitFor(t, "every acknowledged job to run", 2*time.Minute, func() bool {
-		for id := range acked {
-			if !runs.ran(id) {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllRan(t, runs, acked)
 	runs.mu.Lock()
 	for id := range runs.runs {
 		if !acked[id] {

@@ -439,14 +439,7 @@ func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
 		t.Errorf("%d jobs acknowledged before the restart had not run, want at least the %d held ones", throughRestart, nHeld)
 	}
 	startDrainWorker(t, runs, s.addr)
-	testenv.WaitFor(t, "every acknowledged job to run", 2*time.Minute, func() bool {
-		for id := range acked {
-			if !runs.ran(id) {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllRan(t, runs, acked)
 	// Nothing invented, nothing refused run.
 	runs.mu.Lock()
 	again := 0

@@ -31,6 +31,8 @@ type Fleet struct {
 
 	srv    *Server
 	stop   chan struct{}
+	ctx    context.Context // ends at Close: bounds the database calls made on the loop's behalf
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	leader atomic.Int64 // Unix nanoseconds until which this server leads the schedules
 	// adopting is set while an adoption runs (one at a time, beside the loop's renewals).
@@ -48,7 +50,8 @@ func NewFleet(st *store.Postgres, ttl time.Duration, log *slog.Logger) *Fleet {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Fleet{st: st, ttl: ttl, check: min(ttl/3, 250*time.Millisecond), log: log, stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Fleet{st: st, ttl: ttl, check: min(ttl/3, 250*time.Millisecond), log: log, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // Leader reports whether this server fires the fleet's named schedules now.
@@ -72,6 +75,7 @@ func (f *Fleet) Close() {
 	default:
 		close(f.stop)
 	}
+	f.cancel() // an adoption under way does not hold Close up
 	f.wg.Wait()
 	f.mu.Lock()
 	if f.fenceTimer != nil {
@@ -208,15 +212,8 @@ func (f *Fleet) lead(ctx context.Context, now time.Time) {
 
 // adoptLapsed adopts the jobs and dead sets of every server whose lease lapsed.
 func (f *Fleet) adoptLapsed() {
-	ctx, cancel := context.WithTimeout(context.Background(), max(f.ttl, adoptTimeout))
+	ctx, cancel := context.WithTimeout(f.ctx, max(f.ttl, adoptTimeout))
 	defer cancel()
-	go func() { // Close does not wait out a long adoption
-		select {
-		case <-f.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	dead, err := f.st.Lapsed(ctx)
 	if err != nil {
 		return // the beat reports the database's trouble
