@@ -48,6 +48,11 @@ const (
 	// ScenarioUnique submits background jobs with unique keys, many of them several times, then
 	// checks that N distinct keys ran exactly N times.
 	ScenarioUnique = "unique"
+	// ScenarioFlow runs the workers while the clients submit SUBMIT_JOB_BG: a queue in steady state,
+	// timed from the first submit until every job ran (jobs run per second, end to end), with the
+	// submit → JOB_CREATED latency. Job systems measured by jobs worked while inserting (River's
+	// benchmark, for one) compare with this figure.
+	ScenarioFlow = "flow"
 	// ScenarioIdle opens Clients connections that each do one ECHO round trip and then sit idle, and
 	// reports the server's RSS growth per connection.
 	ScenarioIdle = "idle"
@@ -55,7 +60,7 @@ const (
 
 // Scenarios lists every scenario in the order "all" runs them.
 var Scenarios = []string{ScenarioBackground, ScenarioForeground, ScenarioDrain, ScenarioPriorities,
-	ScenarioUnique, ScenarioIdle}
+	ScenarioUnique, ScenarioFlow, ScenarioIdle}
 
 // MinPayloadSize is the smallest payload: the nonce, job id and checksum header.
 const MinPayloadSize = headerSize
@@ -206,6 +211,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		err = r.foreground(ctx)
 	case ScenarioDrain, ScenarioPriorities, ScenarioUnique:
 		err = r.prefillAndDrain(ctx)
+	case ScenarioFlow:
+		err = r.flow(ctx)
 	case ScenarioIdle:
 		err = r.idle(ctx)
 	}

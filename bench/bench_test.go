@@ -73,6 +73,8 @@ func TestRun_GearServer(t *testing.T) {
 		{"drain", Config{Scenario: ScenarioDrain, Clients: 2, Workers: 3, Jobs: 2000}},
 		{"priorities", Config{Scenario: ScenarioPriorities, Clients: 3, Workers: 3, Jobs: 1500}},
 		{"unique", Config{Scenario: ScenarioUnique, Clients: 3, Workers: 2, Jobs: 1000}},
+		{"flow", Config{Scenario: ScenarioFlow, Clients: 3, Workers: 2, Jobs: 2000}},
+		{"flow_pipelined", Config{Scenario: ScenarioFlow, Clients: 2, Workers: 3, Jobs: 2000, Pipeline: 16}},
 		{"idle", Config{Scenario: ScenarioIdle, Clients: 100}},
 	}
 	for _, tt := range tests {
@@ -149,6 +151,10 @@ func TestRun_CatchesFaultyServers(t *testing.T) {
 		{"drain_drop", ScenarioDrain, faultDrop, []error{ErrLost}},
 		{"drain_dup", ScenarioDrain, faultDup, []error{ErrDuplicated}},
 		{"drain_flip", ScenarioDrain, faultFlip, []error{ErrCorrupted}},
+		{"flow_sane", ScenarioFlow, faultNone, nil},
+		{"flow_drop", ScenarioFlow, faultDrop, []error{ErrLost}},
+		{"flow_dup", ScenarioFlow, faultDup, []error{ErrDuplicated}},
+		{"flow_flip", ScenarioFlow, faultFlip, []error{ErrCorrupted}},
 		{"priorities_ignored", ScenarioPriorities, faultNone, []error{ErrOrder}},
 		{"unique_not_coalesced", ScenarioUnique, faultNone, []error{ErrDuplicated, ErrCoalesce}},
 	}

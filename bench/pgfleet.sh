@@ -12,13 +12,15 @@
 #   speed   one server on PostgreSQL, then one on Pebble, alternating: background submits by 32
 #           clients with one submit in flight each and by 8 clients with 32 in flight each (timed:
 #           submit -> JOB_CREATED; then 4 workers drain them, so "end to end" is the jobs over
-#           submit time + drain time), and a drain of DRAIN_JOBS pre-filled jobs by 4 workers;
+#           submit time + drain time), a drain of DRAIN_JOBS pre-filled jobs by 4 workers, and
+#           flow: 8 clients x 32 in flight submit while 4 workers run the jobs (timed from the first
+#           submit to the last job run: the shape of River's --duration run);
 #   fleet   three servers on one database (handle prefixes H:f1..H:f3), three gear bench processes
 #           at once, one per server, each with the arguments of the single-server row: the fleet's
 #           jobs/s is all their jobs over the slowest one's time (not the sum of their rates);
 #   river   `river migrate-up` and `river bench` on a database of its own on the same cluster:
 #           `--num-total-jobs RIVER_JOBS` (insert them, then time working them down: the shape of
-#           the drain row) and `--duration RIVER_DURATION` (insert and work at once: end to end);
+#           the drain row) and `--duration RIVER_DURATION` (insert and work at once: the flow row);
 #   sizing  one server on PostgreSQL, its function paused (submits go on, no worker gets a job):
 #           32 clients x 1 in flight, then 8 x 32, submit SIZING_JOBS jobs at full speed; the
 #           database's commits (transaction ids assigned: pg_snapshot_xmax(pg_current_snapshot()))
@@ -291,6 +293,7 @@ speed=(
 	"bg32|background 32c x1|--scenario background --clients 32 --workers 4 --jobs $JOBS --pipeline 1"
 	"bg8p32|background 8c x32|--scenario background --clients 8 --workers 4 --jobs $JOBS --pipeline 32"
 	"drain|drain ${DRAIN_JOBS} by 4w|--scenario drain --clients 8 --workers 4 --jobs $DRAIN_JOBS --timeout 60s"
+	"flow|flow 8c x32 (submit and work at once)|--scenario flow --clients 8 --workers 4 --jobs $JOBS --pipeline 32"
 )
 
 # run_speed ROUND: each scenario on PostgreSQL then on Pebble, each on a fresh server.
@@ -353,7 +356,7 @@ run_fleet() {
 		# all jobs over the slowest submit phase; end to end: over the slowest submit + drain
 		read -r fj fe < <(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 			n += v["jobs"]; s = v["jobs"] / v["jobs_per_sec"]; if (s > ms) ms = s
-			t = s + v["jobs"] / v["drain_jobs_per_sec"]; if (t > mt) mt = t }
+			t = s; if (v["drain_jobs_per_sec"] > 0) t += v["jobs"] / v["drain_jobs_per_sec"]; if (t > mt) mt = t }
 			END { printf "%.0f %.0f\n", n / ms, n / mt }' <<<"$lines")
 		record "$key fleet jobs_per_sec=$fj e2e=$fe"
 		printf '%-24s round %d %-7s jobs/s %8s  end to end %8s  (3 servers, 3 gear bench)\n' "$label" "$1" fleet "$fj" "$fe" >&2
@@ -584,7 +587,7 @@ if want speed; then
 	for entry in "${speed[@]}"; do
 		IFS='|' read -r key label _ <<<"$entry"
 		row "$label" "$(num "$(median "$key" pg jobs_per_sec)")" "Gear on Pebble" "$(num "$(median "$key" pebble jobs_per_sec)")"
-		[[ $key == drain ]] && continue
+		[[ $key == drain || $key == flow ]] && continue # timed to the last job run already
 		row "$label, end to end" "$(num "$(median "$key" pg e2e)")" "Gear on Pebble" "$(num "$(median "$key" pebble e2e)")"
 	done
 fi
@@ -593,11 +596,13 @@ if want fleet; then
 		IFS='|' read -r key label _ <<<"$entry"
 		[[ $key == drain ]] && continue
 		row "fleet of 3: 3 x $label" "$(num "$(median "$key" fleet jobs_per_sec)")" "one server on PG" "$(num "$(median "$key" pg jobs_per_sec)")"
+		[[ $key == flow ]] && continue
 		row "fleet of 3: 3 x $label, end to end" "$(num "$(median "$key" fleet e2e)")" "one server on PG" "$(num "$(median "$key" pg e2e)")"
 	done
 fi
 if want river && [[ -n $river ]]; then
 	row "drain ${DRAIN_JOBS} by 4w" "$(num "$(median drain pg jobs_per_sec)")" "river bench -n $RIVER_JOBS" "$(num "$(median river-n river jobs_per_sec)")"
+	row "flow 8c x32 (submit and work at once)" "$(num "$(median flow pg jobs_per_sec)")" "river bench --duration $RIVER_DURATION" "$(num "$(median river-dur river jobs_per_sec)")"
 	row "background 8c x32, end to end" "$(num "$(median bg8p32 pg e2e)")" "river bench --duration $RIVER_DURATION" "$(num "$(median river-dur river jobs_per_sec)")"
 	row "background 32c x1, end to end" "$(num "$(median bg32 pg e2e)")" "river bench --duration $RIVER_DURATION" "$(num "$(median river-dur river jobs_per_sec)")"
 fi

@@ -81,25 +81,40 @@ func (r *run) background(ctx context.Context) error {
 	return nil
 }
 
+// flow: workers run while clients submit SUBMIT_JOB_BG; timed from the first submit until every job
+// ran, so the figure is jobs through the whole server (submit, store, dispatch, completion) per
+// second, as a queue in steady state serves them.
+func (r *run) flow(ctx context.Context) error {
+	n := int64(r.cfg.Jobs)
+	cs, wwg, err := r.startWorkersThenDial(ctx, n, false)
+	if err != nil {
+		return err
+	}
+	var cwg sync.WaitGroup
+	pl := newPlan(n, false)
+	m0 := r.mark()
+	for _, c := range cs {
+		r.spawn(&cwg, func() error { return c.runBackground(pl, r.cfg.Pipeline) })
+	}
+	r.watch(ctx, "run", n, r.tr.executed.Load, r.tr.reached)
+	m1 := r.mark()
+	cwg.Wait()
+	r.timed(m0, m1, r.tr.executed.Load())
+	r.clientLatency(cs, "submit→JOB_CREATED")
+	r.sweep(ctx, wwg)
+	return nil
+}
+
 // foreground: workers echo payloads; clients submit SUBMIT_JOB and wait for WORK_COMPLETE (timed).
 func (r *run) foreground(ctx context.Context) error {
 	n := int64(r.cfg.Jobs)
-	r.tr = newTracker(n, false)
 	r.fgClients = true
-	ws, err := r.dialWorkers(ctx, r.cfg.Workers, true)
+	cs, wwg, err := r.startWorkersThenDial(ctx, n, true)
 	if err != nil {
 		return err
 	}
-	cs, err := r.dialClients(ctx, r.cfg.Clients)
-	if err != nil {
-		return err
-	}
-	var wwg, cwg sync.WaitGroup
-	for _, w := range ws {
-		r.spawn(&wwg, w.run)
-	}
+	var cwg sync.WaitGroup
 	pl := newPlan(n, false)
-	r.checkLost = true
 	m0 := r.mark()
 	for _, c := range cs {
 		r.spawn(&cwg, func() error { return c.runForeground(pl, r.cfg.Pipeline) })
@@ -108,8 +123,29 @@ func (r *run) foreground(ctx context.Context) error {
 	cwg.Wait()
 	r.timed(m0, r.mark(), sum(cs, clientDone)())
 	r.clientLatency(cs, "submit→WORK_COMPLETE")
-	r.sweep(ctx, &wwg)
+	r.sweep(ctx, wwg)
 	return nil
+}
+
+// startWorkersThenDial serves the scenarios whose workers run while the clients submit: it tracks
+// n jobs, connects the workers (echo: they send the payload back) and the clients, and starts the
+// workers, which run every acknowledged job from here on.
+func (r *run) startWorkersThenDial(ctx context.Context, n int64, echo bool) ([]*client, *sync.WaitGroup, error) {
+	r.tr = newTracker(n, false)
+	ws, err := r.dialWorkers(ctx, r.cfg.Workers, echo)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := r.dialClients(ctx, r.cfg.Clients)
+	if err != nil {
+		return nil, nil, err
+	}
+	var wwg sync.WaitGroup
+	r.checkLost = true
+	for _, w := range ws {
+		r.spawn(&wwg, w.run)
+	}
+	return cs, &wwg, nil
 }
 
 // prefillAndDrain serves drain, priorities and unique: clients fill the queue with no worker

@@ -26,6 +26,7 @@ Scenarios (--scenario, comma-separated, or all):
   drain        pre-fill --jobs background jobs, then time only the workers draining them
   priorities   pre-fill HIGH/NORMAL/LOW jobs; each worker must get all HIGH, then NORMAL, then LOW
   unique       submit unique keys, most of them repeatedly: N distinct keys must run exactly N times
+  flow         workers run while clients submit SUBMIT_JOB_BG (timed: first submit -> every job ran)
   idle         open --clients connections, one ECHO each; with --server-pid, server RSS per connection
 
 Prints a summary per scenario on stderr (progress too, on a terminal) and one machine-readable line
