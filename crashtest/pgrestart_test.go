@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -252,15 +253,15 @@ var outageErrors = []string{`msg="store write failed"`, `msg="cannot store backg
 // one at a time without pause, a worker draining more slowly; PostgreSQL is stopped (fast
 // shutdown) in the middle and started again on the same port. Figures in the README.
 func TestPostgresRestart(t *testing.T) {
-	t.Run("default lease 10s, down 3s", func(t *testing.T) { pgRestart(t, 3*time.Second) })
+	t.Run("default lease 10s, down 3s", func(t *testing.T) { pgRestart(t, 3*time.Second, false) })
 	// Down longer than the lease: the server fences itself, and rejoins once the database is back.
-	t.Run("lease 2s, down 5s", func(t *testing.T) { pgRestart(t, 5*time.Second, "--lease-ttl", "2") })
+	t.Run("lease 2s, down 5s", func(t *testing.T) { pgRestart(t, 5*time.Second, true, "--lease-ttl", "2") })
 }
 
 // pgRestart runs one gear server on a cluster of its own, submitters and a worker; stops
 // PostgreSQL (fast shutdown) for outage in the middle of the load, starts it again, and checks
-// what the clients saw.
-func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
+// what the clients saw; fences: the lease runs out during the outage.
+func pgRestart(t *testing.T, outage time.Duration, fences bool, flags ...string) {
 	cluster := testpg.New(t)
 	sock, err := cluster.CreateDB()
 	if err != nil {
@@ -268,7 +269,12 @@ func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
 	}
 	u, _ := url.Parse(sock)
 	dbURL := cluster.TCPURL(strings.TrimPrefix(u.Path, "/"))
-	s := startServer(t, []string{"--store", "postgres", "--postgres-url", dbURL}, flags...)
+	s := startServer(t, []string{"--store", "postgres", "--postgres-url", dbURL}, append([]string{"--http", "127.0.0.1:0"}, flags...)...)
+	readyz := s.httpURL() + "/readyz"
+	testenv.WaitFor(t, "/readyz to answer 200 with the database up", 30*time.Second, func() bool {
+		code, _ := httpGet(t, readyz)
+		return code == http.StatusOK
+	})
 
 	// The worker is slower than the clients: a backlog of acknowledged jobs builds up.
 	runs := newRunLog()
@@ -318,6 +324,19 @@ func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
 	})
 	firstRefusal := time.Since(isDown)
 	healthy()
+	// The metrics say how long the store has been failing. /readyz stays ready (foreground jobs
+	// are served: the database is every server's) until the server fences itself.
+	if f := metricValue(t, s.httpURL(), "gear_store_failing_seconds"); f <= 0 {
+		t.Errorf("gear_store_failing_seconds %v with the database down, want > 0", f)
+	}
+	if fences {
+		testenv.WaitFor(t, "/readyz to answer 503 once the lease lapsed", time.Minute, func() bool {
+			code, body := httpGet(t, readyz)
+			return code == http.StatusServiceUnavailable && strings.Contains(body, "fenced from the fleet")
+		})
+	} else if code, body := httpGet(t, readyz); code != http.StatusOK {
+		t.Errorf("/readyz with the database down, the lease held: %d %q, want 200", code, body)
+	}
 	time.Sleep(outage - time.Since(downAt)) // the database stays down this long
 	upAt := time.Now()
 	if err := cluster.Up(); err != nil {
@@ -332,6 +351,10 @@ func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
 			}
 		}
 		return true
+	})
+	testenv.WaitFor(t, "/readyz to answer 200 and the store to stop failing", time.Minute, func() bool {
+		code, _ := httpGet(t, readyz)
+		return code == http.StatusOK && metricValue(t, s.httpURL(), "gear_store_failing_seconds") == 0
 	})
 	// Resumed: how long after the database was back the first connection, and the last, had a
 	// submit acknowledged.
@@ -505,4 +528,20 @@ func pgRestart(t *testing.T, outage time.Duration, flags ...string) {
 	if !strings.Contains(s.output(), `msg="store writes succeed again"`) {
 		t.Errorf("the server did not log that its store writes succeed again:\n%s", s.output())
 	}
+}
+
+// metricValue scrapes base's /metrics for an unlabelled metric's value (-1 when it is absent).
+func metricValue(t testing.TB, base, name string) float64 {
+	t.Helper()
+	_, body := httpGet(t, base+"/metrics")
+	for line := range strings.Lines(body) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("%s: %q is not a number", name, rest)
+			}
+			return v
+		}
+	}
+	return -1
 }

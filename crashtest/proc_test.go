@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/internal/testpg"
 )
 
@@ -77,6 +78,26 @@ func (s *server) output() string {
 }
 
 var listenRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// httpListenRe finds the address of a server's --http listener in its log.
+var httpListenRe = regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+
+// httpURL is the base URL of the server's --http listener (it logs it before it listens for jobs).
+func (s *server) httpURL() string {
+	s.t.Helper()
+	m := httpListenRe.FindStringSubmatch(s.output())
+	if m == nil {
+		s.t.Fatalf("the server logged no http listener:\n%s", s.output())
+	}
+	return "http://" + m[1]
+}
+
+// httpGet fetches url and returns the status code and the body.
+func httpGet(t testing.TB, url string) (int, string) {
+	t.Helper()
+	code, body := testenv.HTTPGet(t, url)
+	return code, string(body)
+}
 
 // pebbleStore is the flags of a Pebble store in a new data directory.
 func pebbleStore(t testing.TB) []string {

@@ -255,6 +255,15 @@ func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	// A fenced server hands out no job and refuses background submits, while the fleet's other
+	// servers serve (and adopt its jobs): its clients belong elsewhere until it rejoins. A store
+	// that cannot write does not make the server unready: a database outage is every server's at
+	// once, and all of them unready would cut off the foreground jobs they still serve
+	// (gear_store_failing_seconds tells).
+	if fenced, why := srv.Core().Fenced(); fenced {
+		http.Error(w, "not ready: fenced from the fleet: "+why, http.StatusServiceUnavailable)
+		return
+	}
 	fmt.Fprintln(w, "ok")
 }
 

@@ -82,13 +82,7 @@ func startWith(t *testing.T, maxFunctions int, configure func(*httpapi.Options),
 
 func get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return testenv.HTTPGet(t, url)
 }
 
 // scrape reads /metrics over HTTP into metric families.
@@ -207,6 +201,9 @@ func TestMetrics_Store(t *testing.T) {
 	}
 	if e, _ := value(fams, "gear_store_commit_errors_total", nil); e != 0 {
 		t.Errorf("commit errors %v", e)
+	}
+	if f, ok := value(fams, "gear_store_failing_seconds", nil); !ok || f != 0 {
+		t.Errorf("gear_store_failing_seconds %v (exported: %v), want 0 with every write succeeding", f, ok)
 	}
 	// one latency and one batch size per commit
 	if lat, _ := value(fams, "gear_store_commit_duration_seconds", nil); lat != commits {
@@ -899,5 +896,20 @@ func TestAPI_DeadSet(t *testing.T) {
 	}
 	if code, _ := postJSON(t, e.web+"/api/v1/dead/"+d.Handle+"/delete", ""); code != 404 {
 		t.Errorf("deleting a gone dead job: %d, want 404", code)
+	}
+}
+
+// A fenced server refuses every background submit: /readyz says so, with the reason, so that a
+// load balancer sends clients elsewhere, and is ready again once the fence is lifted.
+func TestReadyz_FencedIsNotReady(t *testing.T) {
+	e := start(t, 0)
+	e.srv.Core().SetFenced(true, "lease lapsed")
+	code, body := get(t, e.web+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "fenced from the fleet: lease lapsed") {
+		t.Fatalf("/readyz while fenced: %d %q, want 503 naming the fence", code, body)
+	}
+	e.srv.Core().SetFenced(false, "")
+	if code, body := get(t, e.web+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz once the fence is lifted: %d %q", code, body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gearhq/gear/core"
 	"github.com/gearhq/gear/protocol"
@@ -194,6 +195,7 @@ var (
 	descBytes         = prometheus.NewDesc("gear_network_bytes_total", "Bytes read from (in) and written to (out) Gearman peers.", []string{"direction"}, nil)
 	descCommits       = prometheus.NewDesc("gear_store_commits_total", "Batches the durable store committed (one write, and with --sync always one fsync, each).", nil, nil)
 	descCommitErr     = prometheus.NewDesc("gear_store_commit_errors_total", "Store batches that failed.", nil, nil)
+	descStoreFailing  = prometheus.NewDesc("gear_store_failing_seconds", "How long the store's writes have been failing (a database that is down, a failed fsync): 0 while they succeed.", nil, nil)
 	descCommitOps     = prometheus.NewDesc("gear_store_committed_operations_total", "Operations (adds, removals, updates) the store's batches carried: divided by commits, the batch size.", nil, nil)
 	descCommitLatency = prometheus.NewDesc("gear_store_commit_duration_seconds", "Time to commit one store batch (with --sync always, its fsync included).", nil, nil)
 	descBatchSize     = prometheus.NewDesc("gear_store_batch_operations", "Operations (adds, removals, updates) carried by one store batch.", nil, nil)
@@ -205,7 +207,7 @@ var (
 
 func (g gauges) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descScheduled, descRunning, descWorkers, descOldest, descPaused, descConns,
-		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descCommitOps, descCommitSec, descCommitLatency, descBatchSize,
+		descAccepted, descRefused, descTimedOut, descTLSFailed, descUp, descBytes, descCommits, descCommitErr, descStoreFailing, descCommitOps, descCommitSec, descCommitLatency, descBatchSize,
 		descAdoptions, descJobsAdopted, descFenced} {
 		ch <- d
 	}
@@ -285,6 +287,11 @@ func (g gauges) Collect(ch chan<- prometheus.Metric) {
 	if st, ok := srv.Core().StoreStats(); ok {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.Commits))
 		ch <- prometheus.MustNewConstMetric(descCommitErr, prometheus.CounterValue, float64(st.CommitErrors))
+		failing := 0.0
+		if !st.FailingSince.IsZero() {
+			failing = time.Since(st.FailingSince).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(descStoreFailing, prometheus.GaugeValue, failing)
 		ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(st.CommittedOps))
 		ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, st.CommitTime.Seconds())
 		if h := st.CommitLatency; h.Buckets != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,13 +19,17 @@ type failureLog struct {
 	lastLine time.Time
 	failures int // in the run
 	unlogged int // since the last line
+	// since is began for other goroutines (Stats, readiness): Unix nanoseconds, 0 while writes
+	// succeed.
+	since atomic.Int64
 }
 
 // failed records a failed write.
 func (f *failureLog) failed(log *slog.Logger, err error) {
 	now := time.Now()
 	if !f.failing {
-		*f = failureLog{failing: true, began: now}
+		f.failing, f.began, f.lastLine, f.failures, f.unlogged = true, now, time.Time{}, 0, 0
+		f.since.Store(now.UnixNano())
 	}
 	f.failures++
 	f.unlogged++
@@ -43,6 +48,7 @@ func (f *failureLog) failed(log *slog.Logger, err error) {
 func (f *failureLog) ok(log *slog.Logger) {
 	if f.failing {
 		log.Info("store writes succeed again", "failed_writes", f.failures, "failing_for", time.Since(f.began).Round(time.Millisecond))
-		*f = failureLog{}
+		f.failing = false
+		f.since.Store(0)
 	}
 }

@@ -120,5 +120,8 @@ func (c *counters) stats(engine, path string, mode SyncMode) Stats {
 	if e := c.lastErr.Load(); e != nil {
 		st.LastError = *e
 	}
+	if ns := c.writeLog.since.Load(); ns != 0 {
+		st.FailingSince = time.Unix(0, ns)
+	}
 	return st
 }

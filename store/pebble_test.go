@@ -265,7 +265,7 @@ func TestPebble_FsyncErrorIsSticky(t *testing.T) {
 	if err := add(p, job(3, 1)); !errors.Is(err, errInjected) {
 		t.Fatalf("Add after a failed fsync: %v, want the same error", err)
 	}
-	if st := p.Stats(); !strings.Contains(st.LastError, "injected") {
-		t.Errorf("Stats().LastError = %q, want the fsync error", st.LastError)
+	if st := p.Stats(); !strings.Contains(st.LastError, "injected") || st.FailingSince.IsZero() {
+		t.Errorf("Stats().LastError = %q, FailingSince %v: want the fsync error, and failing", st.LastError, st.FailingSince)
 	}
 }

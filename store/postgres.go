@@ -433,7 +433,8 @@ func (p *Postgres) push(o pgOp) error {
 	return nil
 }
 
-// retryDelay is how soon the removals of a failed batch are tried again when nothing else is queued.
+// retryDelay is how soon the removals of a failed batch are tried again when nothing else is queued,
+// and how often a store whose writes fail checks the database when there is nothing to write.
 const retryDelay = time.Second
 
 // commitLoop commits what is queued, batch after batch: everything queued while one batch was in
@@ -457,6 +458,8 @@ func (p *Postgres) commitLoop() {
 		}
 		if len(batch) > 0 {
 			p.commitBatch(batch)
+		} else if p.writeLog.failing {
+			p.probe()
 		}
 		clear(batch)
 		if cap(batch) <= 4096 {
@@ -468,10 +471,29 @@ func (p *Postgres) commitLoop() {
 			}
 			return
 		}
-		if len(p.retry) > 0 {
+		if len(p.retry) > 0 || p.writeLog.failing {
 			retry.Reset(retryDelay)
 		}
 	}
+}
+
+// probe checks, with nothing to write, whether the store could write again: the statement every
+// batch begins with (the server's epoch still holds). Without it a store whose last batches failed
+// would say so (Stats.FailingSince: /readyz answers 503) until a client submitted a job, which a
+// load balancer that believed /readyz would never send.
+func (p *Postgres) probe() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
+	defer cancel()
+	if _, err := p.pool.Exec(ctx, `SELECT gear_hold($1, $2)`, p.owner, p.epoch.Load()); err != nil {
+		if isFenced(err) {
+			err = ErrFenced
+		}
+		err = fmt.Errorf("postgres: checking the database: %w", err)
+		p.setError(err)
+		p.writeLog.failed(p.log, err)
+		return
+	}
+	p.writeLog.ok(p.log)
 }
 
 // pgBatch is a batch folded into the statements that write it: an Add followed by its Remove in

@@ -170,6 +170,33 @@ func TestPostgres_DatabaseDown(t *testing.T) {
 	}
 }
 
+// Stats.FailingSince (what /readyz reads) is set by the first failed batch and cleared once the
+// database answers again, by the store's own check when nothing is written: a server that a load
+// balancer stopped sending clients to must not stay unready for want of a submit.
+func TestPostgres_FailingSinceClearsWithoutWrites(t *testing.T) {
+	proxy := testpg.Shared(t).NewProxy(t)
+	p := mustOpenPG(t, proxy.URL(testpg.NewDB(t)), "H:f", SyncAlways)
+	mustAdd(t, p, job(1, 1))
+	if st := p.Stats(); !st.FailingSince.IsZero() {
+		t.Fatalf("FailingSince %v with the database up", st.FailingSince)
+	}
+	proxy.Cut()
+	cut := time.Now()
+	if err := add(p, job(2, 1)); err == nil {
+		t.Fatal("Add with the database cut off succeeded")
+	}
+	if st := p.Stats(); st.FailingSince.IsZero() || st.FailingSince.Before(cut) {
+		t.Fatalf("FailingSince %v after a failed batch (cut at %v)", st.FailingSince, cut)
+	}
+	proxy.Heal()
+	for deadline := time.Now().Add(waitTimeout); !p.Stats().FailingSince.IsZero(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("FailingSince still %v %v after the database came back, with nothing written", p.Stats().FailingSince, waitTimeout)
+		}
+	}
+	mustAdd(t, p, job(3, 1))
+}
+
 // A database that cannot be reached at start is an error naming it, without its password.
 func TestPostgres_OpenUnreachable(t *testing.T) {
 	proxy := testpg.Shared(t).NewProxy(t)

@@ -96,6 +96,9 @@ type Stats struct {
 	Jobs      int64
 	LastSync  time.Time
 	LastError string
+	// FailingSince is when the store's writes began to fail, zero while they succeed: the first
+	// failed batch of a run of them (a database that is down, a failed fsync, which is final).
+	FailingSince time.Time
 	// Counters since the store was opened: batches committed (one write, and under SyncAlways one
 	// fsync, each), failed ones, the operations they carried, and the time spent committing.
 	Commits      int64

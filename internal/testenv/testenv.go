@@ -5,7 +5,9 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -333,3 +335,15 @@ func (g *Gate) Started() <-chan string { return g.started }
 // SyncBuffer is a bytes.Buffer safe for concurrent writers (a logger, a child process's output)
 // and readers (the test).
 type SyncBuffer = syncbuf.Buffer
+
+// HTTPGet fetches url and returns the status code and the body; a failed request fails the test.
+func HTTPGet(t testing.TB, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
