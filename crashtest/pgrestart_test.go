@@ -503,7 +503,8 @@ func pgRestart(t *testing.T, outage time.Duration, fences bool, flags ...string)
 	}
 	s.stop(outageErrors...)
 	// The outage is in the log, but does not flood it: the store's failures and the refused jobs
-	// are logged once, then every 10 s (the fleet loop warns at each attempt it makes).
+	// are logged once, then every 10 s, and so are the fleet loop's failed renewals (it tries
+	// every 250 ms).
 	logged, errors := map[string]int{}, 0
 	for _, line := range strings.Split(s.output(), "\n") {
 		for _, level := range []string{"ERROR", "WARN"} {
@@ -524,6 +525,13 @@ func pgRestart(t *testing.T, outage time.Duration, fences bool, flags ...string)
 	t.Logf("the server logged %v", logged)
 	if limit := 2 * (1 + int(outage/(10*time.Second))); errors > limit {
 		t.Errorf("the server logged %d errors in a %v outage, want at most %d", errors, outage, limit)
+	}
+	// Renewals fail only if one falls in the outage: certainly when the lease lapses in it.
+	if n, limit := logged["WARN cannot renew the fleet lease"], 1+int(outage/(10*time.Second)); n > limit || fences && n == 0 {
+		t.Errorf("the server logged %d failed lease renewals in a %v outage, want at most %d (and one if fenced)", n, outage, limit)
+	}
+	if fences && !strings.Contains(s.output(), `msg="fleet lease renewed again"`) {
+		t.Errorf("the server did not log that its fleet lease is renewed again:\n%s", s.output())
 	}
 	if !strings.Contains(s.output(), `msg="store writes succeed again"`) {
 		t.Errorf("the server did not log that its store writes succeed again:\n%s", s.output())

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gearhq/gear/internal/faillog"
 	"github.com/gearhq/gear/store"
 )
 
@@ -38,6 +39,9 @@ type Fleet struct {
 	// adopting is set while an adoption runs (one at a time, beside the loop's renewals).
 	adopting atomic.Bool
 
+	// beatLog paces the loop's warnings: a database that is down fails a beat every check.
+	beatLog faillog.Run
+
 	mu         sync.Mutex
 	fenced     bool
 	leaseUntil time.Time
@@ -51,7 +55,8 @@ func NewFleet(st *store.Postgres, ttl time.Duration, log *slog.Logger) *Fleet {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Fleet{st: st, ttl: ttl, check: min(ttl/3, 250*time.Millisecond), log: log, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
+	return &Fleet{st: st, ttl: ttl, check: min(ttl/3, 250*time.Millisecond), log: log, stop: make(chan struct{}), ctx: ctx, cancel: cancel,
+		beatLog: faillog.Run{Failure: "cannot renew the fleet lease", Recovery: "fleet lease renewed again", Count: "failed_beats", Level: slog.LevelWarn}}
 }
 
 // Leader reports whether this server fires the fleet's named schedules now.
@@ -129,6 +134,7 @@ func (f *Fleet) loop() {
 		}
 		if now := time.Now(); !now.Before(nextBeat) {
 			if f.beat(now) {
+				f.beatLog.OK(f.log)
 				nextBeat = now.Add(f.ttl / 3)
 			} else {
 				nextBeat = now.Add(f.check) // the database did not answer: try again soon
@@ -161,7 +167,7 @@ func (f *Fleet) beat(now time.Time) bool {
 		return f.rejoin(ctx, now)
 	}
 	if err != nil {
-		f.log.Warn("cannot renew the fleet lease", "err", err, "lease_until", f.leaseEnd())
+		f.beatLog.Failed(f.log, err, "step", "renew", "lease_until", f.leaseEnd())
 		return false
 	}
 	f.renewed(now)
@@ -181,7 +187,7 @@ func (f *Fleet) rejoin(ctx context.Context, now time.Time) bool {
 	dead := f.srv.core.DeadHandles() // before the store is asked: a job dying meanwhile stays
 	owned, ownedDead, err := f.st.Rejoin(ctx, f.ttl)
 	if err != nil {
-		f.log.Warn("fenced: cannot rejoin the fleet yet", "err", err)
+		f.beatLog.Failed(f.log, err, "step", "rejoin", "fenced", true)
 		return false
 	}
 	f.srv.core.ForgetUnowned(func(seq uint64) bool { return owned[seq] })

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"log/slog"
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/gearhq/gear/internal/faillog"
 )
 
 // Histogram counts observations into fixed buckets without a lock, so a store can report the
@@ -82,10 +85,12 @@ type counters struct {
 	commitLatency *Histogram
 	batchSize     *Histogram
 
-	writeLog failureLog // the committer's
+	writeLog faillog.Run // the committer's
 }
 
 func (c *counters) init() {
+	c.writeLog = faillog.Run{Failure: "store write failed", Recovery: "store writes succeed again",
+		Count: "failed_writes", Level: slog.LevelError}
 	c.commitLatency = NewHistogram(exponential(0.0001, 2, 16)...)
 	c.batchSize = NewHistogram(exponential(1, 2, 16)...)
 }
@@ -120,8 +125,6 @@ func (c *counters) stats(engine, path string, mode SyncMode) Stats {
 	if e := c.lastErr.Load(); e != nil {
 		st.LastError = *e
 	}
-	if ns := c.writeLog.since.Load(); ns != 0 {
-		st.FailingSince = time.Unix(0, ns)
-	}
+	st.FailingSince = c.writeLog.Since()
 	return st
 }

@@ -423,10 +423,10 @@ func (p *Pebble) commit(ops []op, adds int) {
 func (p *Pebble) record(err error, synced bool) {
 	if err != nil {
 		p.setError(err)
-		p.writeLog.failed(p.log, err)
+		p.writeLog.Failed(p.log, err)
 		return
 	}
-	p.writeLog.ok(p.log)
+	p.writeLog.OK(p.log)
 	if synced {
 		p.lastSync.Store(time.Now().UnixNano())
 	}

@@ -458,7 +458,7 @@ func (p *Postgres) commitLoop() {
 		}
 		if len(batch) > 0 {
 			p.commitBatch(batch)
-		} else if p.writeLog.failing {
+		} else if p.writeLog.Failing() {
 			p.probe()
 		}
 		clear(batch)
@@ -471,7 +471,7 @@ func (p *Postgres) commitLoop() {
 			}
 			return
 		}
-		if len(p.retry) > 0 || p.writeLog.failing {
+		if len(p.retry) > 0 || p.writeLog.Failing() {
 			retry.Reset(retryDelay)
 		}
 	}
@@ -490,10 +490,10 @@ func (p *Postgres) probe() {
 		}
 		err = fmt.Errorf("postgres: checking the database: %w", err)
 		p.setError(err)
-		p.writeLog.failed(p.log, err)
+		p.writeLog.Failed(p.log, err)
 		return
 	}
-	p.writeLog.ok(p.log)
+	p.writeLog.OK(p.log)
 }
 
 // pgBatch is a batch folded into the statements that write it: an Add followed by its Remove in
@@ -614,7 +614,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 	p.observeCommit(len(ops), time.Since(began), err)
 	if err != nil {
 		p.setError(err)
-		p.writeLog.failed(p.log, err)
+		p.writeLog.Failed(p.log, err)
 		for _, o := range ops {
 			if o.kind != opAdd {
 				p.retry = append(p.retry, o)
@@ -629,7 +629,7 @@ func (p *Postgres) commitBatch(ops []pgOp) {
 		}
 		p.lastSync.Store(time.Now().UnixNano())
 		if q.Len() > 1 { // something was written, not a batch folded away
-			p.writeLog.ok(p.log)
+			p.writeLog.OK(p.log)
 		}
 	}
 	for _, o := range ops {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -15,7 +14,7 @@ import (
 )
 
 // A database down under load fails a batch per submit: the log gets the first failure, then
-// nothing more until failureLogEvery has passed, and one line when writes succeed again.
+// nothing more until faillog.Every has passed, and one line when writes succeed again.
 func TestPostgres_OutageDoesNotFloodTheLog(t *testing.T) {
 	url := testpg.NewDB(t)
 	proxy := testpg.Shared(t).NewProxy(t)
@@ -58,37 +57,3 @@ func TestPostgres_OutageDoesNotFloodTheLog(t *testing.T) {
 		t.Errorf("%d commit errors counted, want at least %d", st.CommitErrors, failing)
 	}
 }
-
-// A run of failures longer than failureLogEvery gets a line per period, with the failures since
-// the last one.
-func TestFailureLog_Paced(t *testing.T) {
-	var log syncbuf.Buffer
-	l := slog.New(slog.NewTextHandler(&log, nil))
-	var f failureLog
-	for range 5 {
-		f.failed(l, errDown)
-	}
-	f.lastLine = f.lastLine.Add(-failureLogEvery) // a period passes
-	f.failed(l, errDown)
-	f.failed(l, errDown)
-	f.ok(l)
-	f.ok(l)
-	f.failed(l, errDown) // a new run
-	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	want := []string{
-		`level=ERROR msg="store write failed" err=down$`,
-		`level=ERROR msg="store write failed" err=down failed_writes=5 failing_for=\S+$`,
-		`level=INFO msg="store writes succeed again" failed_writes=7 failing_for=\S+$`,
-		`level=ERROR msg="store write failed" err=down$`,
-	}
-	if len(lines) != len(want) {
-		t.Fatalf("log:\n%s", log.String())
-	}
-	for i, w := range want {
-		if !regexp.MustCompile(w).MatchString(lines[i]) {
-			t.Errorf("line %d: %q, want %q", i, lines[i], w)
-		}
-	}
-}
-
-var errDown = errors.New("down")
