@@ -206,6 +206,8 @@ scenarios=(
 	"fg1|foreground 1c/1w|--scenario foreground --clients 1 --workers 1 --jobs 10000"
 	"fg1net|foreground 1c/1w net|--scenario foreground --clients 1 --workers 1 --jobs 10000 --io net"
 	"drain|drain 100k by 4w|--scenario drain --clients 8 --workers 4 --jobs 100000"
+	"flow|flow 8c/4w|--scenario flow --clients 8 --workers 4 --jobs 100000"
+	"flowp32|flow 8c pipe32/4w|--scenario flow --clients 8 --workers 4 --jobs 100000 --pipeline 32"
 	"fg64k|foreground 64KiB 8c/4w|--scenario foreground --clients 8 --workers 4 --jobs 5000 --payload 65536"
 	"fg2k|foreground 2000c/200w|--scenario foreground --clients 2000 --workers 200 --jobs 60000 --timeout 30s"
 	"drain200|drain 100k by 200w|--scenario drain --clients 8 --workers 200 --jobs 100000 --timeout 30s"
