@@ -88,6 +88,26 @@ func TestServer_CheckConfigDefaults(t *testing.T) {
 	}
 }
 
+// The heap floor is on by default only with --store memory (with a durable store it measured
+// slower), and a floor given is kept whatever the store.
+func TestServer_CheckConfigHeapFloor(t *testing.T) {
+	clearServerEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "gc-heap-floor = 0"},
+		{[]string{"--store", "memory"}, "gc-heap-floor = 67108864"},
+		{[]string{"--store", "memory", "--gc-heap-floor", "0"}, "gc-heap-floor = 0"},
+		{[]string{"--gc-heap-floor", "32MiB"}, "gc-heap-floor = 33554432"},
+	} {
+		out, errOut, code := checkConfig(t, tc.args...)
+		if code != 0 || !slices.Contains(strings.Split(out, "\n"), tc.want) {
+			t.Errorf("%v: exit %d, want %q in:\n%s%s", tc.args, code, tc.want, out, errOut)
+		}
+	}
+}
+
 // Flags win over the environment, which wins over the config file; nothing is opened or created,
 // and nothing listens (the port in use does not matter).
 func TestServer_CheckConfigPrecedence(t *testing.T) {
