@@ -479,8 +479,8 @@ func (p *Postgres) commitLoop() {
 
 // probe checks, with nothing to write, whether the store could write again: the statement every
 // batch begins with (the server's epoch still holds). Without it a store whose last batches failed
-// would say so (Stats.FailingSince: /readyz answers 503) until a client submitted a job, which a
-// load balancer that believed /readyz would never send.
+// would go on saying so (Stats.FailingSince, gear_store_failing_seconds) and log its recovery only
+// when a client next submitted a job.
 func (p *Postgres) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.commit)
 	defer cancel()

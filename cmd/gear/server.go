@@ -626,7 +626,7 @@ func serve(f *serverFlags, notify *os.File) error {
 	for _, n := range f.notes {
 		logger.Info("gearmand option: " + n)
 	}
-	// Before the store replays: a replay allocates as fast as a burst of submits.
+	// From the start, so that a store's replay (with a floor given) has it too.
 	if f.gcHeapFloor > 0 {
 		if os.Getenv("GOGC") != "" {
 			logger.Info("--gc-heap-floor is not applied: GOGC is set", "GOGC", os.Getenv("GOGC"))
