@@ -806,6 +806,33 @@ func TestAccess_HTTP(t *testing.T) {
 	}
 }
 
+// Under a rules file the identity a write needs gets it: ops, signed in with basic auth, cancels a
+// job that the same network alone (read access) may only look at.
+func TestAccess_HTTPWriteGranted(t *testing.T) {
+	rules := mustRules(t, "[[rule]]\nwho = [\"net:127.0.0.0/8\"]\nsubmit = [\"*\"]\nadmin = \"read\"\n[[rule]]\nwho = [\"user:ops\"]\nadmin = \"write\"\n")
+	e := startWith(t, 100, func(o *httpapi.Options) {
+		a, err := httpapi.ParseAuth("user:ops", []byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Auth = a
+	}, func(o *server.Options) { o.Access = rules })
+	h := queuedJob(t, e, "guarded")
+	ops := strings.Replace(e.web, "http://", "http://ops:pw@", 1)
+	if _, body := get(t, ops+"/api/v1/session"); !strings.Contains(string(body), `"read_only": false`) {
+		t.Errorf("session of ops (write): %s", body)
+	}
+	if code, body := postJSON(t, ops+"/api/v1/jobs/"+h+"/cancel", ""); code != 200 {
+		t.Fatalf("cancel by ops (write): %d %s", code, body)
+	}
+	if _, ok := e.srv.Core().Job(h); ok {
+		t.Error("the job is still there after ops cancelled it")
+	}
+	if !strings.Contains(e.logs.String(), "action=cancel") {
+		t.Errorf("no log line for the cancel:\n%s", e.logs.String())
+	}
+}
+
 func mustRules(t *testing.T, text string) *access.Rules {
 	t.Helper()
 	r, err := access.Parse([]byte(text))

@@ -361,3 +361,35 @@ submit = ["billing.*"]
 	plain.send(protocol.SubmitJobBg, "billing.invoice", "", "x")
 	plain.expectError(protocol.CodePermissionDenied)
 }
+
+// Every permission follows the verified certificate, not only submit: registering functions and
+// the admin levels, by common name and by a subject alternative name.
+func TestTLS_AccessByCertificateNames(t *testing.T) {
+	rules, err := access.Parse([]byte(`
+[[rule]]
+who = ["cn:client"]
+submit = ["jobs.*"]
+[[rule]]
+who = ["cn:worker-*"]
+register = ["jobs.*"]
+[[rule]]
+who = ["cn:viewer"]
+admin = "read"
+[[rule]]
+who = ["san:ops.example.com"]
+admin = "write"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := mustStartTLSServer(t, true, func(o *Options) { o.Access = rules })
+	connect := func(p *testcerts.Pair) *testPeer {
+		return mustConnectTLS(t, ts.addr, testcerts.ClientConfig(ts.ca, p))
+	}
+	client, worker := connect(ts.ca.Client(t, "client")), connect(ts.ca.Client(t, "worker-7"))
+	viewer, ops := connect(ts.ca.Client(t, "viewer")), connect(ts.ca.ClientWithNames(t, "laptop-42", "ops.example.com"))
+
+	expectLevels(t, client, worker, viewer, ops, viewer)
+	ops.send(protocol.SubmitJobBg, "jobs.resize", "", "x")
+	ops.expectError(protocol.CodePermissionDenied)
+}

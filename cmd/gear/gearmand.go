@@ -79,10 +79,10 @@ func (g *gearmandFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.protocol, "r", "", "short for --protocol")
 	fs.IntVar(&g.httpPort, "http-port", 8080, "port of --protocol http")
 	boolean(&g.version, "version", "V", "print the version and exit")
-	boolean(&g.ssl, "ssl", "", "gearmand's TLS: refused, see --tls-cert")
-	fs.StringVar(&g.sslCAFile, "ssl-ca-file", "", "gearmand's TLS CA file: refused, see --tls-ca")
-	fs.StringVar(&g.sslCertificate, "ssl-certificate", "", "gearmand's TLS certificate: refused, see --tls-cert")
-	fs.StringVar(&g.sslKey, "ssl-key", "", "gearmand's TLS key: refused, see --tls-key")
+	boolean(&g.ssl, "ssl", "", "gearmand's TLS: with --ssl-certificate and --ssl-key (or GEARMAND_SERVER_PEM, GEARMAND_SERVER_KEY), the same as --tls-cert and --tls-key")
+	fs.StringVar(&g.sslCAFile, "ssl-ca-file", "", "with --ssl, the same as --tls-ca (or GEARMAND_CA_CERTIFICATE): client certificates this CA verifies are required")
+	fs.StringVar(&g.sslCertificate, "ssl-certificate", "", "with --ssl, the same as --tls-cert")
+	fs.StringVar(&g.sslKey, "ssl-key", "", "with --ssl, the same as --tls-key")
 	g.plugin = map[string]*string{}
 	for plugin, names := range pluginOptions {
 		for _, name := range names {
@@ -112,11 +112,6 @@ func (b boolString) IsBoolFlag() bool   { return true }
 // check refuses what Gear cannot do, with the reason, and returns a line for the log for each
 // option Gear maps to its own way. set holds the names given (flags and config file).
 func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []string, err error) {
-	for _, name := range []string{"ssl", "ssl-ca-file", "ssl-certificate", "ssl-key"} {
-		if set[name] {
-			return nil, fmt.Errorf("--%s: gearmand's TLS options are not taken; use Gear's --tls-cert and --tls-key (the --listen ports then speak TLS), and --tls-ca to require client certificates", name)
-		}
-	}
 	if g.protocol != "" && g.protocol != "http" {
 		return nil, fmt.Errorf("--protocol %q: gearmand's only protocol module is http", g.protocol)
 	}
@@ -422,4 +417,55 @@ func gnuArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// mapSSL turns gearmand's TLS options into Gear's: with --ssl, --ssl-certificate, --ssl-key and
+// --ssl-ca-file (or gearmand's environment variables for them) become --tls-cert, --tls-key and
+// --tls-ca, and the --listen ports speak TLS, as gearmand's do. Without --ssl gearmand ignores the
+// files, and so does Gear, saying so. It returns the lines for the log.
+func (g *gearmandFlags) mapSSL(tls *tlsServerFlags, set map[string]bool) ([]string, error) {
+	files := []struct {
+		name, env, tlsName string
+		from               string
+		to                 *string
+	}{
+		{"ssl-certificate", "GEARMAND_SERVER_PEM", "tls-cert", g.sslCertificate, &tls.cert},
+		{"ssl-key", "GEARMAND_SERVER_KEY", "tls-key", g.sslKey, &tls.key},
+		{"ssl-ca-file", "GEARMAND_CA_CERTIFICATE", "tls-ca", g.sslCAFile, &tls.ca},
+	}
+	if !g.ssl {
+		var named []string
+		for _, f := range files {
+			if set[f.name] {
+				named = append(named, "--"+f.name)
+			}
+		}
+		if len(named) == 0 {
+			return nil, nil
+		}
+		return []string{strings.Join(named, ", ") + " ignored without --ssl, as gearmand does"}, nil
+	}
+	var mapped []string
+	for _, f := range files {
+		v, from := f.from, "--"+f.name
+		if v == "" {
+			v, from = os.Getenv(f.env), f.env
+		}
+		if v == "" {
+			continue
+		}
+		if set[f.tlsName] {
+			return nil, fmt.Errorf("%s and --%s both given: they are the same option", from, f.tlsName)
+		}
+		*f.to = v
+		mapped = append(mapped, from+" as --"+f.tlsName)
+	}
+	if tls.cert == "" || tls.key == "" {
+		return nil, errors.New("--ssl: gearmand's TLS needs --ssl-certificate and --ssl-key (or GEARMAND_SERVER_PEM and GEARMAND_SERVER_KEY): Gear's --tls-cert and --tls-key")
+	}
+	note := "--ssl is mapped to Gear's TLS on the --listen ports: " + strings.Join(mapped, ", ")
+	if tls.ca != "" {
+		note += " (Gear then requires a client certificate that CA verifies)"
+	}
+	return []string{note}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gearhq/gear/client"
+	"github.com/gearhq/gear/internal/testcerts"
 	"github.com/gearhq/gear/internal/testenv"
 	"github.com/gearhq/gear/worker"
 )
@@ -62,7 +63,8 @@ func TestGearmandOptions_EveryOneUnderstood(t *testing.T) {
 		"queue-type": implemented, "config-file": implemented, "syslog": implemented, "coredump": implemented,
 		"threads": mapped, "user": implemented, "verbose": implemented, "version": implemented,
 		"worker-wakeup": implemented, "http-port": mapped, "port": implemented,
-		"ssl": refused, "ssl-ca-file": refused, "ssl-certificate": refused, "ssl-key": refused,
+		// --ssl alone lacks its certificate; the files alone are ignored, as gearmand ignores them
+		"ssl": refused, "ssl-ca-file": mapped, "ssl-certificate": mapped, "ssl-key": mapped,
 	}
 	for _, names := range pluginOptions {
 		for _, n := range names {
@@ -154,6 +156,43 @@ func TestGearmandOptions_HelpAndErrors(t *testing.T) {
 	out, err = exec.Command(gearBin, "server", "-V").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "gear ") {
 		t.Errorf("-V: %v %s", err, out)
+	}
+}
+
+// gearmand's TLS options are Gear's: with --ssl its certificate, key and CA file (or gearmand's
+// environment variables) serve TLS on the --listen ports, and a TLS client with that CA is served.
+func TestGearmandOptions_SSLIsGearsTLS(t *testing.T) {
+	clearServerEnv(t)
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir, "ca")
+	crt := ca.Server(t, "server")
+	out, errOut, code := checkConfig(t, "--ssl", "--ssl-certificate", crt.CertFile, "--ssl-key", crt.KeyFile, "--ssl-ca-file", ca.File)
+	for _, want := range []string{"tls-cert = " + crt.CertFile, "tls-key = " + crt.KeyFile, "tls-ca = " + ca.File} {
+		if code != 0 || !slices.Contains(strings.Split(out, "\n"), want) {
+			t.Errorf("--ssl options: exit %d, want %q in:\n%s%s", code, want, out, errOut)
+		}
+	}
+	t.Setenv("GEARMAND_SERVER_PEM", crt.CertFile)
+	t.Setenv("GEARMAND_SERVER_KEY", crt.KeyFile)
+	if out, errOut, code := checkConfig(t, "--ssl"); code != 0 || !strings.Contains(out, "tls-cert = "+crt.CertFile) || !strings.Contains(out, "tls-key = "+crt.KeyFile) {
+		t.Errorf("--ssl with gearmand's environment: exit %d:\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := checkConfig(t, "--ssl", "--tls-cert", crt.CertFile); code == 0 || !strings.Contains(errOut, "same option") {
+		t.Errorf("GEARMAND_SERVER_PEM and --tls-cert: exit %d, stderr %q", code, errOut)
+	}
+	t.Setenv("GEARMAND_SERVER_PEM", "")
+	t.Setenv("GEARMAND_SERVER_KEY", "")
+	if out, errOut, code := checkConfig(t, "--ssl-certificate", crt.CertFile); code != 0 || strings.Contains(out, "tls-cert = "+crt.CertFile) {
+		t.Errorf("--ssl-certificate without --ssl should be ignored: exit %d:\n%s%s", code, out, errOut)
+	}
+
+	srv := startGear(t, nil, gearBin, "server", "--port", "0", "--ssl", "--ssl-certificate", crt.CertFile, "--ssl-key", crt.KeyFile)
+	addr := tlsListenAddr(t, srv)
+	if !strings.Contains(srv.output(), "--ssl is mapped to Gear's TLS") {
+		t.Errorf("no log line for the mapping:\n%s", srv.output())
+	}
+	if out, errOut, code := gearCmd(t, "tls://"+addr, "", "admin", "--tls-ca", ca.File, "version"); code != 0 || out == "" {
+		t.Errorf("gear admin version over the --ssl listener: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

@@ -215,6 +215,10 @@ func (f *serverFlags) parse(args []string) error {
 		return err
 	}
 	f.notes = append(f.notes, notes...)
+	if notes, err = f.gearmand.mapSSL(&f.tls, given); err != nil {
+		return err
+	}
+	f.notes = append(f.notes, notes...)
 	return nil
 }
 

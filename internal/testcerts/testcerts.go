@@ -82,6 +82,13 @@ func (ca *CA) Client(tb testing.TB, name string) *Pair {
 	return ca.issue(tb, name, x509.ExtKeyUsageClientAuth, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 }
 
+// ClientWithNames issues a client certificate with common name name and these DNS names as its
+// subject alternative names, valid from an hour ago for a day.
+func (ca *CA) ClientWithNames(tb testing.TB, name string, dnsNames ...string) *Pair {
+	tb.Helper()
+	return ca.issue(tb, name, x509.ExtKeyUsageClientAuth, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), dnsNames...)
+}
+
 // ExpiredClient issues a client certificate that expired an hour ago.
 func (ca *CA) ExpiredClient(tb testing.TB, name string) *Pair {
 	tb.Helper()
@@ -94,7 +101,7 @@ func (ca *CA) ExpiredServer(tb testing.TB, name string) *Pair {
 	return ca.issue(tb, name, x509.ExtKeyUsageServerAuth, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
 }
 
-func (ca *CA) issue(tb testing.TB, name string, usage x509.ExtKeyUsage, from, to time.Time) *Pair {
+func (ca *CA) issue(tb testing.TB, name string, usage x509.ExtKeyUsage, from, to time.Time, dnsNames ...string) *Pair {
 	tb.Helper()
 	key := newKey(tb)
 	tmpl := &x509.Certificate{
@@ -104,6 +111,7 @@ func (ca *CA) issue(tb testing.TB, name string, usage x509.ExtKeyUsage, from, to
 		NotAfter:     to,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		DNSNames:     dnsNames,
 	}
 	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
