@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -177,6 +178,84 @@ func TestMetrics_CountJobsOfThirdPartyPeers(t *testing.T) {
 		if got, _ := value(fams, "gear_network_bytes_total", map[string]string{"direction": dir}); got < float64(2*n*len("job0")) {
 			t.Errorf("bytes %s: %v", dir, got)
 		}
+	}
+}
+
+// phpClient runs the interop suite's PHP client (pecl gearman) against e: MODE ARGS..., one JSON
+// object out.
+func phpClient(e *env, args ...string) *exec.Cmd {
+	host, port, _ := net.SplitHostPort(e.addr)
+	return exec.Command("php", append([]string{"../interop/testdata/client.php", host, port}, args...)...)
+}
+
+// The same with PHP's GearmanWorker and GearmanClient (pecl gearman, the interop suite's scripts):
+// N jobs counted in the metrics; and a job cancelled through the API while its PHP client waits
+// fails to that client with GEARMAN_WORK_FAIL.
+func TestMetrics_PHPPeersAndCancel(t *testing.T) {
+	e := start(t, 100)
+	host, port, _ := net.SplitHostPort(e.addr)
+	worker := exec.Command("php", "../interop/testdata/worker.php", host, port, "m", "php-worker", filepath.Join(t.TempDir(), "jobs.log"))
+	if err := worker.Start(); err != nil {
+		t.Fatalf("php worker.php (apt-get install php-cli php-gearman): %v", err)
+	}
+	t.Cleanup(func() { worker.Process.Kill(); worker.Wait() })
+	testenv.WaitWorkers(t, e.addr, "m.rev", 1)
+	type result struct{ RC, Result string }
+	run := func(cmd *exec.Cmd) result {
+		t.Helper()
+		out, err := cmd.Output()
+		var r result
+		if err != nil || json.Unmarshal(out, &r) != nil {
+			t.Fatalf("php client.php: %v %q", err, out)
+		}
+		return r
+	}
+	const n = 6
+	for i := range n {
+		if r := run(phpClient(e, "do", "normal", "m.rev", fmt.Sprintf("job%d", i))); r.RC != "GEARMAN_SUCCESS" || r.Result != fmt.Sprintf("%dboj", i) {
+			t.Fatalf("job %d: %+v", i, r)
+		}
+	}
+	fams := e.scrape(t)
+	fn := map[string]string{"function": "m.rev"}
+	for name, want := range map[string]float64{
+		"gear_jobs_submitted_total": n, "gear_jobs_completed_total": n,
+		"gear_job_wait_seconds": n, "gear_job_run_seconds": n, "gear_workers": 1, "gear_running_jobs": 0,
+	} {
+		if got, ok := value(fams, name, fn); !ok || got != want {
+			t.Errorf("%s{function=m.rev} = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+
+	waiting := phpClient(e, "do", "normal", "m.nobody", "payload")
+	var out bytes.Buffer
+	waiting.Stdout = &out
+	if err := waiting.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waiting.Process.Kill() })
+	var handle string
+	testenv.WaitFor(t, "the PHP client's job", 10*time.Second, func() bool {
+		var page struct {
+			Jobs []protocol.JobInfo `json:"jobs"`
+		}
+		code, body := get(t, e.web+"/api/v1/jobs?function=m.nobody&state=queued")
+		if code != 200 || json.Unmarshal(body, &page) != nil || len(page.Jobs) != 1 || page.Jobs[0].Clients != 1 {
+			return false
+		}
+		handle = page.Jobs[0].Handle
+		return true
+	})
+	if code, body := postJSON(t, e.web+"/api/v1/jobs/"+handle+"/cancel", ""); code != 200 {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	waiting.Wait()
+	var r result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.RC != "GEARMAN_WORK_FAIL" {
+		t.Errorf("the PHP client after the cancel: %q (%v), want GEARMAN_WORK_FAIL", out.String(), err)
+	}
+	if _, ok := e.srv.Core().Job(handle); ok {
+		t.Error("the cancelled job is still there")
 	}
 }
 
