@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,6 +25,7 @@ import (
 	"github.com/gearhq/gear/gearmandqueue"
 	"github.com/gearhq/gear/httpproto"
 	"github.com/gearhq/gear/server"
+	"github.com/gearhq/gear/store"
 )
 
 // gearmand 1.1's options that Gear has no option of its own for. Each is understood: implemented
@@ -135,16 +137,16 @@ func (g *gearmandFlags) check(queueType string, set map[string]bool) (notes []st
 	}
 	switch queueType {
 	case "", "builtin":
-	case "libsqlite3":
-		if *g.plugin["libsqlite3-db"] == "" {
+	case "libsqlite3", "libpq":
+		if queueType == "libsqlite3" && *g.plugin["libsqlite3-db"] == "" {
 			return nil, errors.New("-q libsqlite3 needs --libsqlite3-db=FILE, gearmand's queue to take over")
 		}
 		if set["store-queue-on-shutdown"] {
 			notes = append(notes, "--store-queue-on-shutdown is what Gear always does, better: every background job is stored when it arrives")
 		}
 		return notes, nil // its jobs are imported at start (importGearmandQueue)
-	case "libpq", "mysql", "redis", "libmemcached":
-		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet (libsqlite3 is); drain the queue with gearmand first (stop new submits, let its workers finish), or copy its rows into an SQLite file in gearmand's schema and start once with -q libsqlite3 (README: Replacing gearmand)", queueType, queueType)
+	case "mysql", "redis", "libmemcached":
+		return nil, fmt.Errorf("-q %s: importing gearmand's %s queue is not in Gear yet (libsqlite3 and libpq are); drain the queue with gearmand first (stop new submits, let its workers finish), or copy its rows into an SQLite file in gearmand's schema and start once with -q libsqlite3 (README: Replacing gearmand)", queueType, queueType)
 	default:
 		return nil, fmt.Errorf("queue type %q is not supported: Gear keeps background jobs in its own durable store (--store pebble) or in memory (--store memory)", queueType)
 	}
@@ -273,43 +275,76 @@ func (g *gearmandHTTP) Close() error {
 	return err
 }
 
-// importGearmandQueue takes over the jobs gearmand left in its libsqlite3 queue (-q libsqlite3),
-// once: a marker in the data directory records the import, so a restart with the same options
-// does not run them again. The jobs are in Gear's store before the marker is written, and a job
-// whose function and unique key are already queued joins it, so an import cut short by a crash
-// and done again adds nothing twice. The file is left untouched.
-func importGearmandQueue(srv *server.Server, dataDir, db, table string, log *slog.Logger) error {
+// normalizeQueueType gives gearmand's -q names one spelling: gearmand's PostgreSQL plugin is
+// "Postgres" in its --help and "libpq" by its options; its names are taken in any case.
+func normalizeQueueType(q string) string {
+	q = strings.ToLower(q)
+	if q == "postgres" {
+		return "libpq"
+	}
+	return q
+}
+
+// gearmandQueue is a persistent queue gearmand left: where it is (for the log, no password), what
+// names it (for the import's marker) and how to read its jobs.
+type gearmandQueue struct {
+	kind, where, identity, table string
+	read                         func(ctx context.Context) ([]store.Job, error)
+}
+
+// gearmandQueueOf is the queue the -q options name, or false for none.
+func (f *serverFlags) gearmandQueueOf() (gearmandQueue, bool, error) {
+	plugin := f.gearmand.plugin
+	switch f.queueType {
+	case "libsqlite3":
+		table := cmp.Or(*plugin["libsqlite3-table"], gearmandqueue.DefaultSQLiteTable)
+		abs, err := filepath.Abs(*plugin["libsqlite3-db"])
+		if err != nil {
+			return gearmandQueue{}, false, err
+		}
+		return gearmandQueue{kind: "libsqlite3", where: abs, identity: abs, table: table,
+			read: func(context.Context) ([]store.Job, error) { return gearmandqueue.ReadSQLite(abs, table) }}, true, nil
+	case "libpq":
+		table := cmp.Or(*plugin["libpq-table"], gearmandqueue.DefaultPostgresTable)
+		conninfo := *plugin["libpq-conninfo"]
+		return gearmandQueue{kind: "libpq", where: store.MaskPostgresURL(conninfo), identity: conninfo, table: table,
+			read: func(ctx context.Context) ([]store.Job, error) {
+				return gearmandqueue.ReadPostgres(ctx, conninfo, table)
+			}}, true, nil
+	}
+	return gearmandQueue{}, false, nil
+}
+
+// importGearmandQueue takes over the jobs gearmand left in its persistent queue (-q libsqlite3,
+// -q libpq), once: a marker in the data directory records the import, so a restart with the same
+// options does not run them again. The jobs are in Gear's store before the marker is written, and
+// a job whose function and unique key are already queued joins it, so an import cut short by a
+// crash and done again adds nothing twice. gearmand's queue is only read.
+func importGearmandQueue(srv *server.Server, dataDir string, q gearmandQueue, log *slog.Logger) error {
 	if dataDir == "" {
-		return errors.New("-q libsqlite3 imports gearmand's jobs into Gear's durable store; --store memory cannot keep them")
+		return fmt.Errorf("-q %s imports gearmand's jobs into Gear's store on disk, which records the import: use --store pebble", q.kind)
 	}
-	if table == "" {
-		table = gearmandqueue.DefaultSQLiteTable
-	}
-	abs, err := filepath.Abs(db)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256([]byte(abs + "\x00" + table))
-	marker := filepath.Join(dataDir, "imports", "libsqlite3-"+hex.EncodeToString(sum[:8])+".json")
+	sum := sha256.Sum256([]byte(q.identity + "\x00" + q.table))
+	marker := filepath.Join(dataDir, "imports", q.kind+"-"+hex.EncodeToString(sum[:8])+".json")
 	if b, err := os.ReadFile(marker); err == nil {
-		log.Info("gearmand's libsqlite3 queue was imported before; not again", "db", abs, "table", table, "record", string(bytes.TrimSpace(b)))
+		log.Info("gearmand's "+q.kind+" queue was imported before; not again", "queue", q.where, "table", q.table, "record", string(bytes.TrimSpace(b)))
 		return nil
-	}
-	jobs, err := gearmandqueue.ReadSQLite(abs, table)
-	if err != nil {
-		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	jobs, err := q.read(ctx)
+	if err != nil {
+		return err
+	}
 	n, err := srv.Import(ctx, jobs)
 	if err != nil {
-		return fmt.Errorf("importing gearmand's libsqlite3 queue %s: %d of %d jobs taken: %w", abs, n, len(jobs), err)
+		return fmt.Errorf("importing gearmand's %s queue %s: %d of %d jobs taken: %w", q.kind, q.where, n, len(jobs), err)
 	}
-	record, _ := json.Marshal(map[string]any{"db": abs, "table": table, "jobs": n, "at": time.Now().UTC().Format(time.RFC3339)})
+	record, _ := json.Marshal(map[string]any{"queue": q.where, "table": q.table, "jobs": n, "at": time.Now().UTC().Format(time.RFC3339)})
 	if err := writeFileSynced(marker, append(record, '\n')); err != nil {
-		return fmt.Errorf("recording the import of %s: %w", abs, err)
+		return fmt.Errorf("recording the import of %s: %w", q.where, err)
 	}
-	log.Info("imported gearmand's libsqlite3 queue", "db", abs, "table", table, "jobs", n)
+	log.Info("imported gearmand's "+q.kind+" queue", "queue", q.where, "table", q.table, "jobs", n)
 	return nil
 }
 

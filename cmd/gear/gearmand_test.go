@@ -18,6 +18,7 @@ import (
 	"github.com/gearhq/gear/client"
 	"github.com/gearhq/gear/internal/testcerts"
 	"github.com/gearhq/gear/internal/testenv"
+	"github.com/gearhq/gear/internal/testpg"
 	"github.com/gearhq/gear/worker"
 )
 
@@ -134,7 +135,13 @@ func TestGearmandOptions_QueuePlugins(t *testing.T) {
 	if err := newServerFlags("gearmand").parse([]string{"-q", "libsqlite3", "--libsqlite3-db=/q.db"}); err != nil {
 		t.Errorf("-q libsqlite3: %v", err)
 	}
-	for _, q := range []string{"libpq", "mysql", "redis", "libmemcached"} {
+	for _, q := range []string{"libpq", "Postgres", "postgres"} {
+		f := newServerFlags("gearmand")
+		if err := f.parse([]string{"-q", q, "--libpq-conninfo", "host=/run/postgresql dbname=gearman"}); err != nil || f.queueType != "libpq" {
+			t.Errorf("-q %s: %v, queue type %q", q, err, f.queueType)
+		}
+	}
+	for _, q := range []string{"mysql", "redis", "libmemcached"} {
 		f := newServerFlags("gearmand")
 		err := f.parse([]string{"-q", q})
 		if err == nil || !strings.Contains(err.Error(), "drain the queue with gearmand first") {
@@ -272,12 +279,27 @@ func TestGearmandHTTPProtocol_CurlAgainstBoth(t *testing.T) {
 // priorities, each with a unique key, some epoch) run on Gear started with the same options, all
 // exactly once, in priority order; a restart does not import them again.
 func TestGearmandQueue_SQLiteImport(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "gearmand-queue.db")
+	gearmandQueueImport(t, "libsqlite3", "-q", "libsqlite3", "--libsqlite3-db="+db)
+}
+
+// The same with gearmand's PostgreSQL queue (-q Postgres --libpq-conninfo), on a database of the
+// test's PostgreSQL cluster: `gear -q libpq` with gearmand's options takes its jobs over once.
+func TestGearmandQueue_PostgresImport(t *testing.T) {
+	conninfo := testpg.NewDB(t)
+	gearmandQueueImport(t, "libpq", "-q", "Postgres", "--libpq-conninfo="+conninfo)
+}
+
+// gearmandQueueImport: real gearmand with the queue options queues 1,000 background jobs (three
+// priorities, a unique key each, every tenth an epoch job already due) and is stopped; gear started
+// with the same options imports them once (logged with the count of kind's queue), a worker runs
+// every one exactly once in priority order, and a restart imports nothing again.
+func gearmandQueueImport(t *testing.T, kind string, queueArgs ...string) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "gearmand-queue.db")
 	gmdAddr := testenv.FreeAddr(t)
 	_, gmdPort, _ := strings.Cut(gmdAddr, ":")
-	gmd := exec.Command("/usr/sbin/gearmand", "-t", "0", "--listen", "127.0.0.1", "--port", gmdPort,
-		"--log-file", "none", "-q", "libsqlite3", "--libsqlite3-db="+db)
+	gmd := exec.Command("/usr/sbin/gearmand", append([]string{"-t", "0", "--listen", "127.0.0.1", "--port", gmdPort,
+		"--log-file", "none"}, queueArgs...)...)
 	if err := gmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -318,10 +340,10 @@ func TestGearmandQueue_SQLiteImport(t *testing.T) {
 	gmd.Wait()
 
 	data := filepath.Join(dir, "gear-data")
-	args := []string{"server", "--port", "0", "--store", "pebble", "--data-dir", data, "-q", "libsqlite3", "--libsqlite3-db=" + db}
+	args := append([]string{"server", "--port", "0", "--store", "pebble", "--data-dir", data}, queueArgs...)
 	gear := startGear(t, nil, gearBin, args...)
 	addr := listenAddr(t, gear)
-	if !strings.Contains(gear.output(), "imported gearmand's libsqlite3 queue") || !strings.Contains(gear.output(), fmt.Sprintf("jobs=%d", n)) {
+	if !strings.Contains(gear.output(), "imported gearmand's "+kind+" queue") || !strings.Contains(gear.output(), fmt.Sprintf("jobs=%d", n)) {
 		t.Fatalf("no import logged:\n%s", gear.output())
 	}
 	var mu sync.Mutex
@@ -337,6 +359,10 @@ func TestGearmandQueue_SQLiteImport(t *testing.T) {
 		defer mu.Unlock()
 		return len(order) >= n
 	})
+	// A job run twice would come after all of them had run once: give it the time to.
+	if st := testenv.FunctionStatus(t, addr, "imported"); st.Total != 0 {
+		t.Errorf("after every job ran: %+v, want none left", st)
+	}
 	mu.Lock()
 	seen := map[string]int{}
 	last := 0

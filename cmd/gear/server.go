@@ -148,7 +148,7 @@ func newServerFlags(name string) *serverFlags {
 	f.gcHeapFloor = 64 << 20
 	fs.Var(&f.gcHeapFloor, "gc-heap-floor", "let the Go heap grow to this size before garbage collection runs (above it, GOGC 100 as usual): a server with few queued jobs then collects far less often under load (default 64MiB with --store memory, 0 with a durable store, where it measured slower; 0: Go's default; ignored when GOGC is set)")
 	fs.Var(&f.minFree, "min-free-space", "refuse background jobs (ERROR QUEUE_ERROR) while the data directory's disk has less free space (default 64MiB; 0 turns the check off)")
-	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 (its jobs are imported into Gear's store at start)")
+	str(&f.queueType, "queue-type", "q", "", "gearmand's queue plugin: builtin (= --store memory), or libsqlite3 or libpq/Postgres (its jobs are imported into Gear's store at start)")
 	num(&f.backlog, "backlog", "b", 32, "accepted for gearmand compatibility (the kernel's listen backlog is used)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /livez, /readyz and the JSON API /api/v1/ on HOST:PORT (a bare :PORT binds loopback; off by default)")
@@ -198,6 +198,7 @@ func (f *serverFlags) parse(args []string) error {
 	if v := os.Getenv("GEAR_POSTGRES_URL"); v != "" && !set["postgres-url"] {
 		f.postgresURL = v
 	}
+	f.queueType = normalizeQueueType(f.queueType)
 	if f.queueType == "builtin" && !set["store"] {
 		f.storeKind = "memory"
 	}
@@ -681,9 +682,11 @@ func serve(f *serverFlags, notify *os.File) error {
 		fleet.Start(srv)
 		defer fleet.Close() // before the server and the store close
 	}
-	if f.queueType == "libsqlite3" { // before anyone can connect: no worker takes a job twice
-		if err := importGearmandQueue(srv, dataDir, *f.gearmand.plugin["libsqlite3-db"],
-			*f.gearmand.plugin["libsqlite3-table"], logger); err != nil {
+	// Before anyone can connect: no worker takes a job twice.
+	if q, ok, err := f.gearmandQueueOf(); err != nil {
+		return err
+	} else if ok {
+		if err := importGearmandQueue(srv, dataDir, q, logger); err != nil {
 			return err
 		}
 	}
