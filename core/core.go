@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gearhq/gear/internal/faillog"
 	"github.com/gearhq/gear/protocol"
 	"github.com/gearhq/gear/store"
 )
@@ -76,10 +77,10 @@ type Core struct {
 	peers        map[*Peer]struct{}
 	acks         map[*job][]ack // JOB_CREATED replies waiting for their job to be stored
 	handleSeq    uint64
-	reservedSeq  uint64     // handles up to this are reserved in the store
-	draining     bool       // graceful shutdown: no new jobs handed out or accepted
-	fence        fenceState // lease lost: no jobs handed out, no background submits (fence.go)
-	refused      refusedLog // background jobs the store failed to take, for the log (durable.go)
+	reservedSeq  uint64      // handles up to this are reserved in the store
+	draining     bool        // graceful shutdown: no new jobs handed out or accepted
+	fence        fenceState  // lease lost: no jobs handed out, no background submits (fence.go)
+	refused      faillog.Run // background jobs the store failed to take, for the log (durable.go)
 	drainedCh    chan struct{}
 	epochs       jobHeap
 	timeouts     jobHeap
@@ -112,6 +113,8 @@ func New(opts Options, async Tx) (*Core, error) {
 		tickWake:     make(chan struct{}, 1),
 		deadByHandle: make(map[string]*DeadJob),
 		lastSweep:    opts.Now(),
+		refused: faillog.Run{Failure: "cannot store background job", Recovery: "background jobs are stored again",
+			Count: "refused", Level: slog.LevelError, Now: opts.Now},
 	}
 	s.epochs.less = func(a, b *job) bool { return a.x.when.Before(b.x.when) }
 	s.timeouts.less = func(a, b *job) bool { return a.x.deadline.Before(b.x.deadline) }

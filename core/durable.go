@@ -38,7 +38,9 @@ func (s *Core) persisted(j *job, err error) {
 	acks := s.acks[j]
 	delete(s.acks, j)
 	if err != nil {
-		s.logRefused(j, err)
+		// The first refusal of a run at once, then a line every faillog.Every with a count: a store
+		// that is down under load refuses every submit, and must not flood the log as well.
+		s.refused.Failed(s.log, err, "handle", s.handleOf(j), "function", j.fn.name)
 		if j.state == jobPersisting {
 			j.stored = false
 			s.finish(j)
@@ -51,6 +53,7 @@ func (s *Core) persisted(j *job, err error) {
 		}
 		return
 	}
+	s.refused.OK(s.log)
 	if j.state == jobPersisting {
 		j.fn.persisting--
 		s.makeRunnable(s.async, j)
@@ -59,30 +62,6 @@ func (s *Core) persisted(j *job, err error) {
 	for _, a := range acks {
 		s.release(a.h, protocol.JobCreated, h)
 	}
-}
-
-// refusedLogEvery paces the log of background jobs the store could not take.
-const refusedLogEvery = 10 * time.Second
-
-// refusedLog counts the refusals not logged yet, and when the last line was.
-type refusedLog struct {
-	since  int
-	logged time.Time
-}
-
-// logRefused logs a background job refused because the store failed to write it: the first at
-// once, then at most one line every refusedLogEvery with how many were refused since (refused), so
-// that a store that is down under load, refusing every submit, does not flood the log as well.
-// the core lock must be held.
-func (s *Core) logRefused(j *job, err error) {
-	now := s.opts.Now()
-	s.refused.since++
-	if !s.refused.logged.IsZero() && now.Sub(s.refused.logged) < refusedLogEvery {
-		return
-	}
-	s.log.Error("cannot store background job", "handle", s.handleOf(j), "function", j.fn.name, "err", err,
-		"refused", s.refused.since)
-	s.refused.logged, s.refused.since = now, 0
 }
 
 // makeRunnable queues j, or schedules it if it is an epoch job not yet due. the core lock must be held.

@@ -224,13 +224,7 @@ func TestGates_ResumeWakesASleeperPerJob(t *testing.T) {
 			if _, err := c.SetFunction("fn", func(fs *FunctionSettings) { fs.Paused, fs.MaxRunning = true, tt.maxRunning }, "test"); err != nil {
 				t.Fatal(err)
 			}
-			var workers []*fakePeer
-			for range 5 {
-				w := connect(t, c)
-				w.send(protocol.CanDo, "fn")
-				w.send(protocol.PreSleep)
-				workers = append(workers, w)
-			}
+			workers := sleepers(t, c, "fn", 5)
 			for i := range 3 {
 				client.send(protocol.SubmitJobBg, "fn", "", fmt.Sprint(i))
 				client.expect("JOB_CREATED " + handle(i+1))
@@ -249,13 +243,7 @@ func TestGates_ResumeWakesASleeperPerJob(t *testing.T) {
 func TestFence_LiftWakesASleeperPerJob(t *testing.T) {
 	c, _ := newTestCore(t, nil)
 	client := connect(t, c)
-	var workers []*fakePeer
-	for range 4 {
-		w := connect(t, c)
-		w.send(protocol.CanDo, "fn")
-		w.send(protocol.PreSleep)
-		workers = append(workers, w)
-	}
+	workers := sleepers(t, c, "fn", 4)
 	c.SetFenced(true, "test")
 	for i := range 2 {
 		client.send(protocol.SubmitJob, "fn", "", fmt.Sprint(i)) // foreground: accepted while fenced
@@ -265,6 +253,19 @@ func TestFence_LiftWakesASleeperPerJob(t *testing.T) {
 	if woken := countNoops(workers); woken != 2 {
 		t.Errorf("the lifted fence woke %d sleepers, want 2", woken)
 	}
+}
+
+// sleepers connects n workers of fn that have gone to sleep (PRE_SLEEP).
+func sleepers(t *testing.T, c *Core, fn string, n int) []*fakePeer {
+	t.Helper()
+	var workers []*fakePeer
+	for range n {
+		w := connect(t, c)
+		w.send(protocol.CanDo, fn)
+		w.send(protocol.PreSleep)
+		workers = append(workers, w)
+	}
+	return workers
 }
 
 // countNoops is how many of the peers got a NOOP (and nothing else) since last asked.

@@ -533,6 +533,9 @@ func pgRestart(t *testing.T, outage time.Duration, fences bool, flags ...string)
 	if fences && !strings.Contains(s.output(), `msg="fleet lease renewed again"`) {
 		t.Errorf("the server did not log that its fleet lease is renewed again:\n%s", s.output())
 	}
+	if !strings.Contains(s.output(), `msg="background jobs are stored again"`) {
+		t.Errorf("the server did not log that background jobs are stored again:\n%s", s.output())
+	}
 	if !strings.Contains(s.output(), `msg="store writes succeed again"`) {
 		t.Errorf("the server did not log that its store writes succeed again:\n%s", s.output())
 	}

@@ -560,7 +560,7 @@ func TestDurable_StoreFailureLogPaced(t *testing.T) {
 		return regexp.MustCompile(`msg="cannot store background job".*`).FindAllString(logs.String(), -1)
 	}
 	submit(50)
-	if got := lines(); len(got) != 1 || !strings.HasSuffix(got[0], "refused=1") {
+	if got := lines(); len(got) != 1 || !strings.Contains(got[0], "function=fn") || strings.Contains(got[0], "refused=") {
 		t.Fatalf("50 refusals logged:\n%s", strings.Join(got, "\n"))
 	}
 	now.Add(int64(9 * time.Second))
@@ -570,7 +570,7 @@ func TestDurable_StoreFailureLogPaced(t *testing.T) {
 	}
 	now.Add(int64(time.Second))
 	submit(1)
-	if got := lines(); len(got) != 2 || !strings.HasSuffix(got[1], "refused=51") {
+	if got := lines(); len(got) != 2 || !strings.HasSuffix(got[1], "refused=51 failing_for=10s") {
 		t.Fatalf("10 s later, one line more counting the refusals since the first:\n%s", strings.Join(got, "\n"))
 	}
 }

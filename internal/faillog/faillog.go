@@ -22,6 +22,8 @@ type Run struct {
 	// failures' level (the recovery is logged at Info).
 	Failure, Recovery, Count string
 	Level                    slog.Level
+	// Now is the clock (nil: time.Now); the core gives its own, which tests set.
+	Now func() time.Time
 
 	failing  bool
 	began    time.Time // the run's first failure
@@ -33,7 +35,7 @@ type Run struct {
 
 // Failed records a failure; attrs are added to its line.
 func (f *Run) Failed(log *slog.Logger, err error, attrs ...any) {
-	now := time.Now()
+	now := f.now()
 	if !f.failing {
 		f.failing, f.began, f.lastLine, f.failures, f.unlogged = true, now, time.Time{}, 0, 0
 		f.since.Store(now.UnixNano())
@@ -54,10 +56,17 @@ func (f *Run) Failed(log *slog.Logger, err error, attrs ...any) {
 // OK records a success, which ends a run of failures.
 func (f *Run) OK(log *slog.Logger) {
 	if f.failing {
-		log.Info(f.Recovery, f.Count, f.failures, "failing_for", time.Since(f.began).Round(time.Millisecond))
+		log.Info(f.Recovery, f.Count, f.failures, "failing_for", f.now().Sub(f.began).Round(time.Millisecond))
 		f.failing = false
 		f.since.Store(0)
 	}
+}
+
+func (f *Run) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 // Failing reports whether the last attempt failed.

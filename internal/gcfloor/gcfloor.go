@@ -32,7 +32,7 @@ type Tuner struct {
 	base    int
 	stopped atomic.Bool
 	mu      sync.Mutex // serializes a cycle's tuning with Stop
-	percent int        // as last set
+	percent int        // as last set (-2 before the first: Percent never returns it)
 	sample  []metrics.Sample
 }
 
