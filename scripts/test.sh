@@ -25,6 +25,8 @@ go test -race -count=1 -timeout 20m ./...
 # loops push to each other).
 GEAR_TEST_IO_LOOPS=0 go test -race -count=1 -timeout 10m ./server
 GEAR_TEST_IO_LOOPS=2 go test -race -count=1 -timeout 10m ./server
+# The fleet's kill test at its full size (20,000 jobs, issue 17): under -race it runs 3,000.
+go test -count=1 -timeout 10m -run '^TestFleet_KillAServer$' ./crashtest
 
 echo "== fuzz ($FUZZTIME each)"
 # Minimizing each new interesting input may take up to a minute by default, with no executions in
